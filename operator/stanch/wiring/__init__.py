@@ -1,0 +1,1 @@
+"""The wiring ring: Kopf handlers, the operator process and the CLI. Thin by design."""
