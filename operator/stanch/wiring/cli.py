@@ -1,7 +1,236 @@
-"""The `stanch` command line."""
+"""The `stanch` command line (also `kubectl stanch`, as a kubectl plugin).
+
+Usage and configuration errors exit with code 2 and one line that names the flag and the fix;
+nothing the user can fix by changing a flag ends in a traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import os
+import platform
+import re
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO, cast
 
-def main(argv: list[str] | None = None) -> int:
-    return 0
+import yaml
+
+import stanch
+from stanch.core.settings import LOG_LEVELS, OPTIONS, ConfigError, LogFormat, Settings, resolve
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+_OBJECT_REF = re.compile(r"^(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<name>[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$")
+
+
+def _prog() -> str:
+    # kubectl runs plugins as `kubectl-stanch`; say what the user typed.
+    return "kubectl stanch" if Path(sys.argv[0]).name.startswith("kubectl-stanch") else "stanch"
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or _prog(),
+        description="Stanch stops the bleeding: investigate production incidents, mitigate under guard.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run the operator",
+        description="Run the Stanch operator. Every flag also reads a STANCH_* environment variable.",
+    )
+    scope = run.add_argument_group("scope (exactly one)")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        metavar="NS",
+        help="watch this namespace (repeatable; globs like 'team-*' work)"
+        " [STANCH_NAMESPACES, comma-separated]",
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_const",
+        const=True,
+        default=None,
+        help="watch every namespace [STANCH_ALL_NAMESPACES]",
+    )
+    run.add_argument(
+        "--standalone",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run without Kopf peering (default; the Deployment has one replica) [STANCH_STANDALONE]",
+    )
+    run.add_argument(
+        "--peering",
+        dest="peering_name",
+        metavar="NAME",
+        help="coordinate replicas through the KopfPeering object NAME; implies --no-standalone"
+        " [STANCH_PEERING]",
+    )
+    run.add_argument(
+        "--liveness",
+        dest="liveness_endpoint",
+        metavar="ADDR",
+        help="Kopf liveness endpoint, HOST:PORT[/PATH] or 'off'; default 0.0.0.0:8080/healthz in a Pod,"
+        " 127.0.0.1:8080/healthz elsewhere [STANCH_LIVENESS]",
+    )
+    run.add_argument(
+        "--metrics-address",
+        metavar="ADDR",
+        help="serve the operator's own metrics on HOST:PORT or 'off'; default 0.0.0.0:8081 in a Pod,"
+        " 127.0.0.1:8081 elsewhere [STANCH_METRICS_ADDRESS]",
+    )
+    run.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="the Prometheus that holds the workloads' metrics (required) [STANCH_PROMETHEUS_URL]",
+    )
+    run.add_argument(
+        "--signals",
+        dest="signals_file",
+        metavar="FILE",
+        type=Path,
+        help="YAML mapping of signal name to PromQL template, merged over the defaults [STANCH_SIGNALS_FILE]",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        help="default: console in a terminal, json otherwise [STANCH_LOG_FORMAT]",
+    )
+    run.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="default INFO [STANCH_LOG_LEVEL]",
+    )
+
+    crds = commands.add_parser(
+        "crds", help="write the CRDs generated from the models", description="Write crds/*.yaml."
+    )
+    crds.add_argument("--out", type=Path, default=Path("crds"), metavar="DIR", help="default: ./crds")
+    crds.add_argument(
+        "--check", action="store_true", help="write nothing; exit non-zero with a diff if files are stale"
+    )
+
+    commands.add_parser("version", help="print versions", description="Print Stanch's version.")
+
+    report = commands.add_parser(
+        "report", help="render an Incident as a post-incident document (not implemented yet)"
+    )
+    report.add_argument("incident", metavar="NAMESPACE/NAME")
+    return parser
+
+
+def load_signal_overrides(path: Path) -> dict[str, str]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError("signal_templates", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("signal_templates", f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ConfigError(
+            "signal_templates",
+            f"{path} must be a YAML mapping of signal name to PromQL string, e.g. error_ratio: 'sum(...)'",
+        )
+    return cast(dict[str, str], data)
+
+
+def settings_from_args(args: argparse.Namespace, env: dict[str, str], *, is_tty: bool) -> Settings:
+    signals_file = args.signals_file
+    if signals_file is None and env.get(OPTIONS["signal_templates"].env):
+        signals_file = Path(env[OPTIONS["signal_templates"].env])
+    overrides = load_signal_overrides(signals_file) if signals_file is not None else None
+    flags: dict[str, Any] = {
+        "prometheus_url": args.prometheus_url,
+        "namespaces": args.namespaces,
+        "all_namespaces": args.all_namespaces,
+        "standalone": args.standalone,
+        "peering_name": args.peering_name,
+        "liveness_endpoint": args.liveness_endpoint,
+        "metrics_address": args.metrics_address,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+    }
+    return resolve(
+        flags,
+        env,
+        in_cluster=bool(env.get("KUBERNETES_SERVICE_HOST")),
+        is_tty=is_tty,
+        signal_overrides=overrides,
+    )
+
+
+def _cmd_run(args: argparse.Namespace, err: TextIO) -> int:
+    config = settings_from_args(args, dict(os.environ), is_tty=sys.stdout.isatty())
+    # Imported here so `stanch version` and `stanch crds` do not pay for Kopf's import.
+    from stanch.wiring.runner import run_operator
+
+    return run_operator(config)
+
+
+def _cmd_crds(args: argparse.Namespace, err: TextIO) -> int:
+    try:
+        module = importlib.import_module("stanch.wiring.crds_command")
+    except ModuleNotFoundError as exc:
+        if exc.name != "stanch.wiring.crds_command":
+            raise
+        print(
+            f"{_prog()} crds: error: CRD generation is not available:"
+            " module stanch.wiring.crds_command is missing from this installation",
+            file=err,
+        )
+        return EXIT_FAILURE
+    command = cast(Callable[[Path, bool], int], module.crds_command)
+    return command(args.out, args.check)
+
+
+def _cmd_version(args: argparse.Namespace, out: TextIO) -> int:
+    print(
+        f"stanch {stanch.__version__} (kopf {metadata.version('kopf')},"
+        f" python {platform.python_version()}, API {stanch.GROUP}/{stanch.VERSION})",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace, err: TextIO) -> int:
+    if not _OBJECT_REF.match(args.incident):
+        print(
+            f"{_prog()} report: error: NAMESPACE/NAME: {args.incident!r} is not of the form"
+            " NAMESPACE/NAME, e.g. shop/checkout-5xx",
+            file=err,
+        )
+        return EXIT_USAGE
+    print(f"{_prog()} report: not implemented yet (issue 4); nothing was rendered", file=err)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 with usage on unknown flags and bad choices
+    try:
+        if args.command == "run":
+            return _cmd_run(args, sys.stderr)
+        if args.command == "crds":
+            return _cmd_crds(args, sys.stderr)
+        if args.command == "version":
+            return _cmd_version(args, sys.stdout)
+        return _cmd_report(args, sys.stderr)
+    except ConfigError as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

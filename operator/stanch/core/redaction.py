@@ -1,0 +1,121 @@
+"""Redaction of anything credential-like before it reaches a log line, an Event or a status field.
+
+Two nets, because secrets arrive both ways: as the value of a telling key (`password`, `token`,
+`Authorization`, ...) in structured data, and inside free text (an exception message quoting a URL
+with basic auth, a header dump, a PEM block). Over-redacting a harmless value costs a little
+debugging; leaking a credential into logs that many people can read costs an incident of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+# Matched against the whole key after lower-casing and dropping separators, so `X-Api-Key`,
+# `api_key` and `apiKey` are one rule. `key` alone is too common (label keys, map keys) to count.
+_SENSITIVE_KEY_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "authorization",
+    "credential",
+    "cookie",
+    "sessionid",
+    "signature",
+    "bearer",
+)
+_SENSITIVE_KEY_EXACT = frozenset({"pwd", "auth", "pass", "jwt", "dsn"})
+# Keys that contain a sensitive word but hold only a reference or a count, never the secret.
+_HARMLESS_KEYS = frozenset({"secretname", "secretref", "secretkeyref", "tokenexpiry", "tokens", "secrets"})
+
+
+def is_sensitive_key(key: str) -> bool:
+    flat = re.sub(r"[^a-z0-9]", "", key.lower())
+    if flat in _HARMLESS_KEYS:
+        return False
+    return flat in _SENSITIVE_KEY_EXACT or any(part in flat for part in _SENSITIVE_KEY_PARTS)
+
+
+_KEY_WORDS = (
+    r"(?:[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|credential|session[_-]?id|signature)[A-Za-z0-9_.-]*|pwd|auth|dsn)"
+)
+
+_TEXT_RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    # PEM private keys, also when the END line was cut off by truncation.
+    (
+        re.compile(
+            r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.DOTALL
+        ),
+        REDACTED,
+    ),
+    # userinfo in any URL: scheme://user:pass@host or scheme://token@host.
+    (re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@"), rf"\g<pre>{REDACTED}@"),
+    # Authorization headers and bare schemes, whatever the scheme.
+    (
+        re.compile(r"(?i)(?P<pre>\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?)[^\r\n\"',}]+"),
+        rf"\g<pre>{REDACTED}",
+    ),
+    (
+        re.compile(r"(?P<pre>\b(?:[Bb]earer|BEARER|Basic|BASIC)\s+)[A-Za-z0-9._~+/=-]{8,}"),
+        rf"\g<pre>{REDACTED}",
+    ),
+    # key=value, key: value, "key": "value" where the key is telling; quotes are kept.
+    (
+        re.compile(
+            rf"(?i)(?P<pre>\b{_KEY_WORDS}[\"']?\s*[:=]\s*)"
+            r"(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<bare>[^\s,;&}\]\"']+))"
+        ),
+        lambda m: (
+            m.group("pre")
+            + ('"' + REDACTED + '"' if m.group("dq") is not None else "")
+            + ("'" + REDACTED + "'" if m.group("sq") is not None else "")
+            + (REDACTED if m.group("bare") is not None else "")
+        ),
+    ),
+    # AWS access key ids have a fixed shape; the secret half is caught by the key=value rule.
+    (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"), REDACTED),
+    # JWTs (service-account tokens, OIDC tokens): three base64url parts, the first a JSON header.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # Well-known token shapes that travel in commands and URLs.
+    (
+        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|glpat-[A-Za-z0-9_-]{20,})"),
+        REDACTED,
+    ),
+)
+
+
+def redact_text(text: str) -> str:
+    for pattern, replacement in _TEXT_RULES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact(value: Any, *, _depth: int = 0) -> Any:
+    """A redacted copy of `value`: mappings by key, sequences item by item, strings by pattern.
+
+    Other types pass through unchanged; their `str()` is redacted by whoever renders them.
+    """
+    if _depth > 32:
+        return REDACTED  # absurdly deep data is more likely an attack on the logger than useful
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and is_sensitive_key(k) else redact(v, _depth=_depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        items = [redact(v, _depth=_depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, bytes | bytearray):
+        return REDACTED
+    return value

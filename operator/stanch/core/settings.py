@@ -1,0 +1,320 @@
+"""The operator's configuration: one validated model, resolved from flags, then STANCH_* variables,
+then defaults.
+
+Pure on purpose: the environment and the terminal/in-cluster facts are passed in, so every rule here
+is testable without touching the process. Every error names the flag and the variable that set the
+value and says how to fix it, because the reader is an admin looking at a crash-looping Pod.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, validate_templates
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LIVENESS_PATH = "/healthz"
+LIVENESS_PORT = 8080
+METRICS_PORT = 8081
+OFF = "off"
+
+
+@dataclass(frozen=True)
+class Option:
+    """Where a setting comes from, for error messages and `--help`."""
+
+    field: str
+    flag: str
+    env: str
+
+    def describe(self) -> str:
+        return f"{self.flag} (or {self.env})"
+
+
+OPTIONS: Mapping[str, Option] = {
+    o.field: o
+    for o in (
+        Option("prometheus_url", "--prometheus-url", "STANCH_PROMETHEUS_URL"),
+        Option("namespaces", "--namespace", "STANCH_NAMESPACES"),
+        Option("all_namespaces", "--all-namespaces", "STANCH_ALL_NAMESPACES"),
+        Option("standalone", "--standalone", "STANCH_STANDALONE"),
+        Option("peering_name", "--peering", "STANCH_PEERING"),
+        Option("liveness_endpoint", "--liveness", "STANCH_LIVENESS"),
+        Option("metrics_address", "--metrics-address", "STANCH_METRICS_ADDRESS"),
+        Option("log_format", "--log-format", "STANCH_LOG_FORMAT"),
+        Option("log_level", "--log-level", "STANCH_LOG_LEVEL"),
+        Option("signal_templates", "--signals", "STANCH_SIGNALS_FILE"),
+    )
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value the operator refuses to start with. `str()` is the whole message."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        option = OPTIONS.get(field)
+        where = option.describe() if option else field
+        super().__init__(f"{where}: {problem}")
+
+
+# Kopf accepts namespace globs (`team-*`) and exclusions (`!kube-system`); plain names are DNS labels.
+_NAMESPACE_PATTERN = re.compile(r"^!?[a-z0-9*?]([-a-z0-9*?]{0,61}[a-z0-9*?])?$")
+_PEERING_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class HostPort(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class Settings(BaseModel):
+    """Everything `stanch run` needs, already checked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prometheus_url: str
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = False
+    standalone: bool = True
+    peering_name: str | None = None
+    liveness_endpoint: str | None = None
+    metrics_address: HostPort | None = None
+    log_format: LogFormat = LogFormat.JSON
+    log_level: str = "INFO"
+    signal_templates: dict[str, str] = dict(DEFAULT_SIGNAL_TEMPLATES)
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_url(cls, value: str) -> str:
+        return check_prometheus_url(value)
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ns in value:
+            if not _NAMESPACE_PATTERN.match(ns):
+                raise ValueError(
+                    f"{ns!r} is not a namespace name or pattern; use a DNS label such as 'shop',"
+                    " a glob such as 'team-*', or an exclusion such as '!kube-system'"
+                )
+        return value
+
+    @field_validator("peering_name")
+    @classmethod
+    def _peering_name(cls, value: str | None) -> str | None:
+        if value is not None and not _PEERING_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid peering object name; use a DNS label such as 'stanch'"
+            )
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> str:
+        level = str(value).upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("signal_templates")
+    @classmethod
+    def _signal_templates(cls, value: dict[str, str]) -> dict[str, str]:
+        validate_templates(value)
+        return value
+
+    @model_validator(mode="after")
+    def _scope(self) -> Settings:
+        if self.all_namespaces and self.namespaces:
+            raise ConfigError(
+                "namespaces", "--namespace and --all-namespaces exclude each other; pass only one of them"
+            )
+        if not self.all_namespaces and not self.namespaces:
+            raise ConfigError(
+                "namespaces",
+                "no scope given; pass --all-namespaces, or --namespace NS once per namespace to watch",
+            )
+        if self.peering_name is not None and self.standalone:
+            raise ConfigError(
+                "peering_name", "--peering needs --no-standalone (peering coordinates several replicas)"
+            )
+        return self
+
+
+def check_prometheus_url(value: str) -> str:
+    fix = "use the base URL of the Prometheus API, e.g. http://prometheus.monitoring.svc:9090"
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a URL ({exc}); {fix}") from None
+    if parts.scheme not in ("http", "https"):
+        scheme = parts.scheme or "none"
+        raise ValueError(f"{value!r} has scheme {scheme!r}, only http and https are supported; {fix}")
+    if not parts.hostname:
+        raise ValueError(f"{value!r} has no host; {fix}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "credentials inside the URL are refused, they would end up in logs and status;"
+            " remove the user:password@ part"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r} has a query or fragment; {fix}")
+    if port == 0:
+        raise ValueError(f"{value!r} has port 0; {fix}")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def parse_host_port(field: str, value: str, default_port: int) -> HostPort:
+    """`HOST:PORT`, `:PORT` or `[IPv6]:PORT`."""
+    example = f"127.0.0.1:{default_port}"
+    raw = value.strip()
+    if "://" in raw:
+        raw = raw.split("://", 1)[1]
+    try:
+        parts = urllib.parse.urlsplit("//" + raw)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(field, f"{value!r} has an invalid port; use HOST:PORT such as {example}") from None
+    if parts.path not in ("", "/") and field != "liveness_endpoint":
+        raise ConfigError(field, f"{value!r} has a path; use HOST:PORT such as {example}")
+    if port is None or port == 0:
+        raise ConfigError(field, f"{value!r} has no port; use HOST:PORT such as {example}")
+    return HostPort(host=parts.hostname or "0.0.0.0", port=port)  # noqa: S104 - ':PORT' means all
+
+
+def liveness_url(value: str) -> str:
+    """Kopf's liveness endpoint as the URL Kopf wants: http://HOST:PORT/PATH."""
+    raw = value.strip()
+    scheme = "http"
+    if "://" in raw:
+        scheme, raw = raw.split("://", 1)
+        if scheme != "http":
+            raise ConfigError("liveness_endpoint", f"{value!r}: Kopf serves liveness over http only")
+    hostport = parse_host_port("liveness_endpoint", raw, LIVENESS_PORT)
+    path = urllib.parse.urlsplit("//" + raw).path or LIVENESS_PATH
+    return f"{scheme}://{hostport}{path}"
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _env_bool(field: str, env: Mapping[str, str]) -> bool | None:
+    name = OPTIONS[field].env
+    if name not in env:
+        return None
+    raw = env[name].strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(field, f"{name}={env[name]!r} is not a boolean; use true or false")
+
+
+def resolve(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    in_cluster: bool,
+    is_tty: bool,
+    signal_overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Flags win over STANCH_* variables, which win over defaults. `flags` holds None for "not given".
+
+    Defaults depend on where we run: inside a Pod the probes and Prometheus must reach the
+    endpoints, so they bind all interfaces; on a laptop they stay on loopback.
+    """
+
+    def pick(field: str) -> Any:
+        value = flags.get(field)
+        if value is not None:
+            return value
+        return env.get(OPTIONS[field].env)
+
+    prometheus_url = pick("prometheus_url")
+    if not prometheus_url:
+        raise ConfigError(
+            "prometheus_url",
+            "is required: the Prometheus that holds the workloads' metrics,"
+            " e.g. --prometheus-url http://prometheus.monitoring.svc:9090",
+        )
+
+    namespaces: tuple[str, ...] = tuple(flags.get("namespaces") or ())
+    if not namespaces and OPTIONS["namespaces"].env in env:
+        namespaces = tuple(ns.strip() for ns in env[OPTIONS["namespaces"].env].split(",") if ns.strip())
+
+    all_namespaces = flags.get("all_namespaces")
+    if all_namespaces is None:
+        all_namespaces = _env_bool("all_namespaces", env)
+    standalone = flags.get("standalone")
+    if standalone is None:
+        standalone = _env_bool("standalone", env)
+    peering_name = pick("peering_name") or None
+    if standalone is None:
+        # Asking for a peering name is asking for peering: don't make the user say it twice.
+        standalone = peering_name is None
+
+    any_host = "0.0.0.0"  # noqa: S104 - in a Pod the kubelet and Prometheus connect from outside
+    default_host = any_host if in_cluster else "127.0.0.1"
+    liveness_raw = pick("liveness_endpoint") or f"{default_host}:{LIVENESS_PORT}"
+    liveness = None if liveness_raw.strip().lower() == OFF else liveness_url(liveness_raw)
+    metrics_raw = pick("metrics_address") or f"{default_host}:{METRICS_PORT}"
+    metrics = (
+        None
+        if metrics_raw.strip().lower() == OFF
+        else parse_host_port("metrics_address", metrics_raw, METRICS_PORT)
+    )
+
+    log_format = pick("log_format") or (LogFormat.CONSOLE if is_tty and not in_cluster else LogFormat.JSON)
+    if str(log_format) not in {f.value for f in LogFormat}:
+        raise ConfigError("log_format", f"{log_format!r} is not a log format; use json or console")
+
+    templates = dict(DEFAULT_SIGNAL_TEMPLATES)
+    templates.update(signal_overrides or {})
+
+    candidate: dict[str, Any] = {
+        "prometheus_url": prometheus_url,
+        "namespaces": namespaces,
+        "all_namespaces": bool(all_namespaces),
+        "standalone": standalone,
+        "peering_name": peering_name,
+        "liveness_endpoint": liveness,
+        "metrics_address": metrics,
+        "log_format": LogFormat(str(log_format)),
+        "log_level": pick("log_level") or "INFO",
+        "signal_templates": templates,
+    }
+    try:
+        return Settings(**candidate)
+    except ValidationError as exc:
+        raise _first_config_error(exc) from None
+
+
+def _first_config_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "settings"
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):
+        return cause
+    problem = str(cause) if cause is not None else error["msg"]
+    return ConfigError(field, problem)

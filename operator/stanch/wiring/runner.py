@@ -1,0 +1,47 @@
+"""`stanch run`: the operator process. (Not `operator.py`: that name belongs to the standard library.)"""
+
+from __future__ import annotations
+
+import kopf
+import structlog
+
+import stanch
+from stanch.core.settings import Settings
+from stanch.wiring.handlers import build_registry
+from stanch.wiring.handlers.startup import MEMO_SETTINGS
+from stanch.wiring.logs import configure_logging
+from stanch.wiring.metrics import METRICS, Metrics
+
+
+def run_operator(config: Settings, metrics: Metrics = METRICS) -> int:
+    """Blocks until the operator stops (SIGTERM/SIGINT). Configuration is already validated."""
+    configure_logging(config.log_format, config.log_level)
+    log = structlog.get_logger("stanch")
+    if config.metrics_address is not None:
+        try:
+            metrics.serve(config.metrics_address)
+        except OSError as exc:
+            log.error("metrics endpoint failed", address=str(config.metrics_address), error=str(exc))
+            return 1
+    log.info(
+        "starting",
+        version=stanch.__version__,
+        scope="cluster" if config.all_namespaces else list(config.namespaces),
+        standalone=config.standalone,
+        peering=config.peering_name,
+        liveness=config.liveness_endpoint,
+        metrics=str(config.metrics_address) if config.metrics_address else None,
+        prometheus=config.prometheus_url,
+    )
+    memo = kopf.Memo()
+    memo[MEMO_SETTINGS] = config
+    kopf.run(
+        registry=build_registry(metrics),
+        memo=memo,
+        clusterwide=config.all_namespaces,
+        namespaces=config.namespaces,
+        standalone=config.standalone,
+        peering_name=config.peering_name,
+        liveness_endpoint=config.liveness_endpoint,
+    )
+    return 0
