@@ -1,0 +1,363 @@
+"""The Mitigation resource: one guarded change to a workload, and its audit trail."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from stanch.core.models.actions import ActionKind, ActionSet
+from stanch.core.models.base import Capped, CelRule, StanchModel
+from stanch.core.models.common import (
+    Conditions,
+    Duration,
+    GuardSpec,
+    ObjectName,
+    TargetRef,
+    Text,
+    preserve_unknown,
+)
+from stanch.core.models.meta import ObjectMeta
+
+APPROVED_BY_ANNOTATION = "stanch.dev/approved-by"
+"""Annotation granting manual approval; its value names the approver (recorded in the audit trail)."""
+LOCK_ANNOTATION = "stanch.dev/active-mitigation"
+"""Annotation on the target naming the Mitigation holding its lock (one active mitigation per target)."""
+
+Actor = Annotated[str, StringConstraints(max_length=256)]
+"""A user name, a service account, or ``policy:<namespace>/<name>#<rule>``."""
+
+# --- spec ---------------------------------------------------------------------------------------
+
+
+class IncidentRef(StanchModel):
+    """The Incident a Mitigation belongs to (same namespace)."""
+
+    name: ObjectName
+    """Name of the Incident."""
+
+
+class Approval(StanchModel):
+    """Manual approval, for actions whose policy tier is Manual. The ``stanch.dev/approved-by``
+    annotation is an equivalent way to approve."""
+
+    approved: bool = False
+    """Whether the change is approved."""
+    approved_by: Actor | None = None
+    """Who approved it."""
+    reason: Text = ""
+    """Why."""
+
+
+class MitigationSpec(ActionSet):
+    """What to change, how to watch it and how to undo it. Exactly one action must be set."""
+
+    incident_ref: IncidentRef | None = None
+    """The Incident this mitigates, if any; its status will show the outcome."""
+    target: TargetRef = Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "target is immutable"},
+            ]
+        }
+    )
+    """The workload to act on. Immutable."""
+    guard: GuardSpec = GuardSpec()
+    """Guard settings; unset fields come from the policy's guardDefaults."""
+    dry_run: bool = False
+    """Only record the exact change that would be made (always allowed, never touches the target)."""
+    approval: Approval | None = None
+    """Manual approval."""
+    temporary: bool = False
+    """Undo this mitigation (under the same guard) when the Incident is resolved."""
+    keep_on_resolve: bool = False
+    """For a temporary mitigation: keep it anyway when the Incident is resolved."""
+    revert_on_delete: bool = True
+    """Deleting the Mitigation mid-flight reverts the change first (finalizer)."""
+
+    cel_rules = (
+        CelRule(
+            rule="!self.keepOnResolve || self.temporary",
+            message="keepOnResolve only applies to temporary mitigations",
+            field_path=".keepOnResolve",
+        ),
+    )
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+class MitigationPhase(StrEnum):
+    """Lifecycle of a Mitigation."""
+
+    PENDING = "Pending"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    REJECTED = "Rejected"
+    BASELINE = "Baseline"
+    APPLYING = "Applying"
+    BAKING = "Baking"
+    SUCCEEDED = "Succeeded"
+    REVERTING = "Reverting"
+    REVERTED = "Reverted"
+    FAILED = "Failed"
+    NEEDS_ATTENTION = "NeedsAttention"
+
+
+TERMINAL_PHASES = frozenset(
+    {
+        MitigationPhase.REJECTED,
+        MitigationPhase.SUCCEEDED,
+        MitigationPhase.REVERTED,
+        MitigationPhase.FAILED,
+        MitigationPhase.NEEDS_ATTENTION,
+    }
+)
+"""Phases after which Stanch no longer acts on its own."""
+
+
+class PolicyDecisionKind(StrEnum):
+    """Outcome of policy evaluation."""
+
+    ALLOW = "Allow"
+    DENY = "Deny"
+    REQUIRE_APPROVAL = "RequireApproval"
+
+
+class PolicyDecision(StanchModel):
+    """Which policy and rule decided, and why (design invariant 4: no action without it)."""
+
+    decision: PolicyDecisionKind
+    """The decision."""
+    policy: Annotated[str, StringConstraints(max_length=320)] | None = None
+    """Deciding policy as ``MitigationPolicy/<namespace>/<name>`` or ``ClusterMitigationPolicy/<name>``;
+    absent when no policy matched (default deny)."""
+    rule: Annotated[str, StringConstraints(max_length=128)] | None = None
+    """Deciding rule within the policy, e.g. ``actions[Rollback]`` or ``freezeWindows[release]``."""
+    reasons: Annotated[list[Text], Capped(10, keep="first")] = []
+    """Why, with numbers, e.g. ``scale denied: 40 replicas exceeds max 20``."""
+    decided_at: AwareDatetime | None = None
+    """When the decision was made."""
+    gitops_managed: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """The GitOps tool managing the target (``ArgoCD``, ``Flux``), when detected."""
+
+
+class Plan(StanchModel):
+    """The exact change Stanch will make (or, in dry run, would make)."""
+
+    summary: Text = ""
+    """Human-readable description, e.g. ``replicas 4 → 8``."""
+    changes: Annotated[list[Text], Capped(20, keep="first")] = []
+    """Human-readable list of field changes."""
+    patch: dict[str, Any] | None = Field(default=None, json_schema_extra=preserve_unknown())
+    """Machine form: the merge patch to apply to the target. Free-form because it mirrors whatever part
+    of an arbitrary Kubernetes object the action changes."""
+
+
+class StepIntent(StanchModel):
+    """Write-ahead record (design invariant 1): persisted before the step touches the target."""
+
+    step: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    """The step about to run, e.g. ``Apply``, ``Revert``, ``Promote``, ``Cleanup``."""
+    started_at: AwareDatetime
+    """When the step was started."""
+    attempt: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Attempt number (re-runs after a crash increase it)."""
+    expected_resource_version: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Target ``resourceVersion`` the mutation is conditional on (design invariant 2)."""
+    expected_generation: Annotated[int, Field(ge=0)] | None = None
+    """Target ``metadata.generation`` the mutation is conditional on."""
+
+
+class AppliedChange(StanchModel):
+    """What the target looked like right after Stanch's own change; drift is any later change."""
+
+    at: AwareDatetime
+    """When the change was applied."""
+    resource_version: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Target ``resourceVersion`` after the change."""
+    generation: Annotated[int, Field(ge=0)] | None = None
+    """Target ``metadata.generation`` after the change."""
+
+
+class SignalValue(StanchModel):
+    """A signal's value at one check (absent value = no data)."""
+
+    signal: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    """Signal template name."""
+    value: float | None = None
+    """Value; absent when there was no data."""
+    samples: Annotated[int, Field(ge=0)] | None = None
+    """Number of samples behind the value."""
+    error: Text | None = None
+    """Why there is no value (query failed, empty result)."""
+
+
+class Baseline(StanchModel):
+    """Metric baseline taken before acting."""
+
+    window: Duration
+    """Length of the baseline window."""
+    start: AwareDatetime
+    """Start of the window."""
+    end: AwareDatetime
+    """End of the window (the moment before acting)."""
+    values: Annotated[list[SignalValue], Capped(10, keep="first")] = []
+    """Baseline value per signal."""
+
+
+class CheckVerdict(StrEnum):
+    """Result of one guard check."""
+
+    PASS = "Pass"  # noqa: S105 - a verdict, not a password
+    FAIL = "Fail"
+    NO_DATA = "NoData"
+
+
+OBSERVATIONS_MAX = 60
+
+
+class Observation(StanchModel):
+    """One guard check during the bake."""
+
+    time: AwareDatetime
+    """When the check ran."""
+    values: Annotated[list[SignalValue], Capped(10, keep="first")] = []
+    """Observed value per signal."""
+    check: CheckVerdict
+    """Result of the check."""
+    consecutive_failures: Annotated[int, Field(ge=0)] = 0
+    """Failed checks in a row, including this one."""
+    note: Annotated[str, StringConstraints(max_length=512)] = ""
+    """Why the check passed or failed, with the numbers."""
+
+
+class VerdictResult(StrEnum):
+    """Outcome of the guard comparison."""
+
+    HEALTHY = "Healthy"
+    WORSE = "Worse"
+    INCONCLUSIVE = "Inconclusive"
+    NO_DATA = "NoData"
+
+
+class VerdictNumber(StanchModel):
+    """One comparison behind a verdict (design invariant 10: every verdict carries its numbers)."""
+
+    signal: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    """Signal template name."""
+    baseline: float | None = None
+    """Baseline value."""
+    observed: float | None = None
+    """Observed value (latest or aggregate)."""
+    threshold: float | None = None
+    """Threshold the observed value was compared with."""
+    test: Annotated[str, StringConstraints(max_length=256)] = ""
+    """The comparison made, e.g. ``observed > baseline*(1+0.1)`` or ``mann-whitney p=0.003``."""
+
+
+class Verdict(StanchModel):
+    """The guard verdict and the numbers that produced it."""
+
+    result: VerdictResult
+    """Outcome."""
+    reason: Text
+    """Plain explanation."""
+    decided_at: AwareDatetime | None = None
+    """When the verdict was reached."""
+    checks: Annotated[int, Field(ge=0)] = 0
+    """Checks performed."""
+    failed_checks: Annotated[int, Field(ge=0)] = 0
+    """Checks that failed."""
+    numbers: Annotated[list[VerdictNumber], Capped(10, keep="first")] = []
+    """Comparisons per signal."""
+
+
+AUDIT_MAX = 50
+
+
+class AuditEntry(StanchModel):
+    """One append-only audit record: a transition or decision, who caused it, and why."""
+
+    time: AwareDatetime
+    """When it happened."""
+    actor: Actor
+    """Who or what caused it (a user, ``stanch``, or a policy rule)."""
+    event: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    """What happened, CamelCase, e.g. ``PolicyAllowed``, ``Approved``, ``Applied``, ``Reverted``."""
+    from_phase: MitigationPhase | None = None
+    """Phase before."""
+    to_phase: MitigationPhase | None = None
+    """Phase after."""
+    reason: Text = ""
+    """Why, with numbers."""
+
+
+class Drift(StanchModel):
+    """Someone else changed the target after Stanch acted (design invariant 3)."""
+
+    detected_at: AwareDatetime
+    """When the drift was noticed."""
+    by: Actor | None = None
+    """Field manager of the foreign change, when known."""
+    diff: Annotated[str, StringConstraints(max_length=8192)] = ""
+    """Unified diff of the changed fields (truncated)."""
+
+
+class MitigationStatus(StanchModel):
+    """Written only by Stanch."""
+
+    phase: MitigationPhase | None = None
+    """Lifecycle phase."""
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The ``metadata.generation`` last processed."""
+    action: ActionKind | None = None
+    """The action, for the printer column."""
+    target: Annotated[str, StringConstraints(max_length=320)] | None = None
+    """The target as ``Kind/namespace/name``."""
+    requested_by: Actor | None = None
+    """Who created the Mitigation: a user, or ``policy:<namespace>/<name>#<rule>``."""
+    policy: PolicyDecision | None = None
+    """The recorded policy decision."""
+    plan: Plan | None = None
+    """The planned change (also the dry-run result)."""
+    snapshot: dict[str, Any] | None = Field(default=None, json_schema_extra=preserve_unknown())
+    """Pre-change copy of the target (and, for configToggle, of the ConfigMap key), written before any
+    mutation. Free-form because it holds an arbitrary Kubernetes object."""
+    intent: StepIntent | None = None
+    """Write-ahead record of the step in progress."""
+    applied: AppliedChange | None = None
+    """The target's version right after Stanch's change."""
+    canary: ObjectName | None = None
+    """Name of the canary Deployment owned by this Mitigation, if any."""
+    baseline: Baseline | None = None
+    """Metric baseline."""
+    observations: Annotated[list[Observation], Capped(OBSERVATIONS_MAX, keep="last")] = []
+    """Guard checks, newest kept."""
+    verdict: Verdict | None = None
+    """Guard verdict."""
+    audit: Annotated[list[AuditEntry], Capped(AUDIT_MAX, keep="last")] = []
+    """Append-only audit trail; when full the oldest entries are dropped (Events keep the full record)."""
+    drift: Drift | None = None
+    """Foreign change detected after acting."""
+    message: Text = ""
+    """Latest human-readable status."""
+    conditions: Conditions = []
+    """Conditions, e.g. ``Ready``, ``Approved``, ``Drifted``."""
+    kopf: dict[str, Any] | None = Field(default=None, json_schema_extra=preserve_unknown())
+    """Kopf's own bookkeeping (handler progress); free-form, not part of the API."""
+
+
+class Mitigation(StanchModel):
+    """A whole Mitigation object as stored in Kubernetes."""
+
+    api_version: Literal["stanch.dev/v1alpha1"] = "stanch.dev/v1alpha1"
+    """API version."""
+    kind: Literal["Mitigation"] = "Mitigation"
+    """Kind."""
+    metadata: ObjectMeta = ObjectMeta()
+    """Object metadata."""
+    spec: MitigationSpec
+    """Desired state."""
+    status: MitigationStatus | None = None
+    """Observed state."""
