@@ -338,6 +338,12 @@ def kwokctl_config(bins: Any, versions: dict[str, str]) -> list[dict[str, Any]]:
             },
             "componentsPatches": [
                 {
+                    # The apiserver reaches "kubelets" (kwok) for logs by the node's InternalIP only;
+                    # the default order tries the Hostname first, which means a DNS lookup off-box.
+                    "name": "kube-apiserver",
+                    "extraArgs": [{"key": "kubelet-preferred-address-types", "value": "InternalIP"}],
+                },
+                {
                     "name": "kwok-controller",
                     "extraArgs": [
                         {"key": "manage-all-nodes", "value": "false"},
