@@ -46,7 +46,7 @@ def is_sensitive_key(key: str) -> bool:
 
 _KEY_WORDS = (
     r"(?:[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|credential|session[_-]?id|signature)[A-Za-z0-9_.-]*|pwd|auth|dsn)"
+    r"|private[_-]?key|credential|session[_-]?id|signature|cookie|bearer)[A-Za-z0-9_.-]*|pwd|auth|dsn|jwt)"
 )
 
 _TEXT_RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (

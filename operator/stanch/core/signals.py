@@ -52,6 +52,9 @@ SIGNAL_DESCRIPTIONS: Mapping[str, str] = {
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUOTES = frozenset({'"', "'", "`"})
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
+_OPENERS = frozenset(_PAIRS)
+_CLOSERS = {close: open_ for open_, close in _PAIRS.items()}
 
 
 class TemplateError(ValueError):
@@ -72,7 +75,8 @@ def placeholders_of(name: str, template: str) -> frozenset[str]:
     if not template.strip():
         raise TemplateError(name, "the query is empty")
     used: set[str] = set()
-    depth = 0
+    # Open brackets outside strings, with their columns, so an error can point at the culprit.
+    stack: list[tuple[str, int]] = []
     quote: str | None = None
     i = 0
     while i < len(template):
@@ -102,17 +106,23 @@ def placeholders_of(name: str, template: str) -> frozenset[str]:
                 quote = None
         elif char in _QUOTES:
             quote = char
-        elif char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth < 0:
-                raise TemplateError(name, f"'}}' at column {i + 1} has no opening '{{'")
+        elif char in _OPENERS:
+            stack.append((char, i + 1))
+        elif char in _CLOSERS:
+            opener = _CLOSERS[char]
+            if not stack:
+                raise TemplateError(name, f"'{char}' at column {i + 1} has no opening '{opener}'")
+            top, column = stack.pop()
+            if top != opener:
+                raise TemplateError(
+                    name, f"'{char}' at column {i + 1} closes '{top}' opened at column {column}"
+                )
         i += 1
     if quote is not None:
         raise TemplateError(name, f"a string opened with {quote} is never closed")
-    if depth != 0:
-        raise TemplateError(name, f"{depth} '{{' without a closing '}}'")
+    if stack:
+        top, column = stack[-1]
+        raise TemplateError(name, f"'{top}' at column {column} without a closing '{_PAIRS[top]}'")
     return frozenset(used)
 
 

@@ -35,7 +35,10 @@ def _prog() -> str:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    # No abbreviations: a script written against `--prom` would silently change meaning the day
+    # another flag starting with `--prom` is added.
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog=prog or _prog(),
         description="Stanch stops the bleeding: investigate production incidents, mitigate under guard.",
     )
@@ -43,6 +46,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
+        allow_abbrev=False,
         help="run the operator",
         description="Run the Stanch operator. Every flag also reads a STANCH_* environment variable.",
     )
@@ -115,7 +119,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
 
     crds = commands.add_parser(
-        "crds", help="write the CRDs generated from the models", description="Write crds/*.yaml."
+        "crds",
+        allow_abbrev=False,
+        help="write the CRDs generated from the models",
+        description="Write crds/*.yaml.",
     )
     crds.add_argument("--out", type=Path, default=Path("crds"), metavar="DIR", help="default: ./crds")
     crds.add_argument(

@@ -1,0 +1,121 @@
+"""Configuration resolution and its error messages (pure: no process environment involved)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stanch.core.settings import ConfigError, LogFormat, Settings, check_prometheus_url, resolve
+from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
+
+URL = "http://prometheus.monitoring.svc:9090"
+
+
+def settings(
+    flags: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    in_cluster: bool = False,
+    is_tty: bool = False,
+    overrides: dict[str, str] | None = None,
+) -> Settings:
+    base: dict[str, Any] = {"prometheus_url": URL, "all_namespaces": True}
+    return resolve(
+        {**base, **(flags or {})}, env or {}, in_cluster=in_cluster, is_tty=is_tty, signal_overrides=overrides
+    )
+
+
+def test_defaults_outside_the_cluster_stay_on_loopback() -> None:
+    config = settings()
+    assert config.liveness_endpoint == "http://127.0.0.1:8080/healthz"
+    assert str(config.metrics_address) == "127.0.0.1:8081"
+    assert config.standalone is True
+    assert config.signal_templates == dict(DEFAULT_SIGNAL_TEMPLATES)
+
+
+def test_defaults_in_the_cluster_bind_all_interfaces_for_probes_and_scrapes() -> None:
+    config = settings(in_cluster=True, is_tty=True)
+    assert config.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert str(config.metrics_address) == "0.0.0.0:8081"
+    assert config.log_format is LogFormat.JSON
+
+
+def test_log_format_follows_the_terminal() -> None:
+    assert settings(is_tty=True).log_format is LogFormat.CONSOLE
+    assert settings(is_tty=False).log_format is LogFormat.JSON
+
+
+def test_flags_win_over_environment() -> None:
+    env = {"STANCH_PROMETHEUS_URL": "http://other:9090", "STANCH_LOG_LEVEL": "debug"}
+    config = settings({"prometheus_url": URL}, env)
+    assert config.prometheus_url == URL
+    assert config.log_level == "DEBUG"
+
+
+def test_environment_fallbacks() -> None:
+    env = {
+        "STANCH_PROMETHEUS_URL": URL,
+        "STANCH_NAMESPACES": "shop, team-*",
+        "STANCH_LIVENESS": ":9000/live",
+        "STANCH_METRICS_ADDRESS": "off",
+        "STANCH_LOG_FORMAT": "console",
+        "STANCH_PEERING": "stanch",
+    }
+    config = resolve({}, env, in_cluster=True, is_tty=False)
+    assert config.namespaces == ("shop", "team-*")
+    assert config.liveness_endpoint == "http://0.0.0.0:9000/live"
+    assert config.metrics_address is None
+    assert config.log_format is LogFormat.CONSOLE
+    assert config.peering_name == "stanch"
+    assert config.standalone is False  # asking for peering is asking to leave standalone mode
+
+
+def test_liveness_can_be_switched_off_and_takes_urls() -> None:
+    assert settings({"liveness_endpoint": "off"}).liveness_endpoint is None
+    assert settings({"liveness_endpoint": "http://[::1]:8080/h"}).liveness_endpoint == "http://[::1]:8080/h"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("prometheus:9090", "scheme"),
+        ("ftp://prometheus:9090", "scheme 'ftp'"),
+        ("http://", "no host"),
+        ("http://prometheus:notaport", "not a URL"),
+        ("https://user:hunter2@prometheus", "credentials"),
+        ("http://prometheus:9090/?x=1", "query"),
+    ],
+)
+def test_prometheus_url_errors_name_the_flag_and_the_fix(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings({"prometheus_url": value})
+    message = str(caught.value)
+    assert message.startswith("--prometheus-url (or STANCH_PROMETHEUS_URL): ")
+    assert problem in message
+    assert "hunter2" not in message  # the error itself must not leak the credential
+
+
+def test_prometheus_url_is_normalised() -> None:
+    assert (
+        check_prometheus_url(" https://prom.example:443/prometheus/ ")
+        == "https://prom.example:443/prometheus"
+    )
+
+
+def test_bad_signal_template_names_the_template() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings(overrides={"queue_depth": "sum(queue{pod=~'{{pod}}'}"})
+    assert "--signals" in str(caught.value)
+    assert "'queue_depth'" in str(caught.value)
+
+
+def test_a_valid_override_replaces_a_default() -> None:
+    query = 'sum(rate(errors_total{namespace="{{namespace}}"}[1m]))'
+    assert settings(overrides={"error_ratio": query}).signal_templates["error_ratio"] == query
+
+
+def test_settings_are_immutable() -> None:
+    config = settings()
+    with pytest.raises(Exception, match="frozen"):
+        config.log_level = "DEBUG"  # type: ignore[misc]
