@@ -39,7 +39,6 @@ from stanch.core.models.common import (
     TargetRef,
     format_duration,
     parse_duration,
-    set_condition,
 )
 from stanch.core.models.incident import (
     TIMELINE_MAX,
@@ -224,5 +223,4 @@ __all__ = [
     "error_paths",
     "format_duration",
     "parse_duration",
-    "set_condition",
 ]

@@ -23,7 +23,11 @@ ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=253, patt
 NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 """A namespace name (DNS-1123 label)."""
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
-"""A Stanch-local name (signal template, freeze window): lowercase DNS-1123 label."""
+"""A Stanch-local name (freeze window): lowercase DNS-1123 label."""
+SIGNAL_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+SignalName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=SIGNAL_NAME_PATTERN)]
+"""A signal template name, snake_case like the built-in templates of :mod:`stanch.core.signals`
+(``error_ratio``, ``latency_p99``)."""
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 Text = Annotated[str, StringConstraints(max_length=1024)]
 LongText = Annotated[str, StringConstraints(max_length=4096)]
@@ -136,28 +140,8 @@ class Condition(StanchModel):
 
 
 CONDITIONS_MAX = 16
+"""Same bound as :data:`stanch.core.conditions.MAX_CONDITIONS` (which builds conditions as dicts)."""
 Conditions = Annotated[list[Condition], Capped(CONDITIONS_MAX, keep="first")]
-
-
-def set_condition(conditions: list[Condition], new: Condition) -> list[Condition]:
-    """Return ``conditions`` with ``new`` replacing the condition of the same type.
-
-    ``lastTransitionTime`` is kept from the existing condition when the status did not change, as
-    Kubernetes conventions require.
-    """
-    out: list[Condition] = []
-    replaced = False
-    for cond in conditions:
-        if cond.type == new.type:
-            replaced = True
-            if cond.status == new.status:
-                new = new.model_copy(update={"last_transition_time": cond.last_transition_time})
-            out.append(new)
-        else:
-            out.append(cond)
-    if not replaced:
-        out.append(new)
-    return out[:CONDITIONS_MAX]
 
 
 def preserve_unknown() -> dict[str, Any]:
@@ -179,8 +163,8 @@ class SignalRef(StanchModel):
     placeholders with escaped values.
     """
 
-    name: Identifier
-    """Name of the signal template, e.g. ``error-ratio`` or ``latency-p99``."""
+    name: SignalName
+    """Name of the signal template, e.g. ``error_ratio`` or ``latency_p99``."""
 
 
 class SignalKind(StrEnum):
@@ -210,7 +194,7 @@ class SignalTemplate(StanchModel):
     """A named PromQL template. Placeholders ``{{namespace}}``, ``{{workload}}``, ``{{revision}}``,
     ``{{pod}}`` and ``{{node}}`` are replaced by escaped label values before the query runs."""
 
-    name: Identifier
+    name: SignalName
     """Name the template is referred to by."""
     query: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     """PromQL with placeholders, e.g.
@@ -246,7 +230,7 @@ class InconclusiveAction(StrEnum):
 class SuccessCriteria(StanchModel):
     """Ends the bake early as Healthy once a signal is back under target for enough checks."""
 
-    signal: Identifier
+    signal: SignalName
     """Name of the signal template to watch."""
     below: Annotated[float, Field(ge=0)]
     """The signal must stay strictly below this value..."""

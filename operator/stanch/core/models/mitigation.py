@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from stanch.core.models.actions import ActionKind, ActionSet
 from stanch.core.models.base import Capped, CelRule, StanchModel
@@ -83,6 +83,12 @@ class MitigationSpec(ActionSet):
             field_path=".keepOnResolve",
         ),
     )
+
+    @model_validator(mode="after")
+    def _keep_only_temporary(self) -> MitigationSpec:
+        if self.keep_on_resolve and not self.temporary:
+            raise ValueError("keepOnResolve only applies to temporary mitigations")
+        return self
 
 
 # --- status -------------------------------------------------------------------------------------

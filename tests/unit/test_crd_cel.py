@@ -1,0 +1,223 @@
+"""The CRDs' CEL rules (`x-kubernetes-validations`), evaluated offline with cel-python.
+
+The harness mimics what the API server does before running the rules: apply the schema's defaults,
+then evaluate every rule with `self` bound to the value at the rule's position. Each sample is also
+run through the pydantic models, which carry a Python twin of every rule: both must agree.
+
+Not evaluable offline: transition rules that use `oldSelf` are evaluated here with an explicit old
+object, but the API server's rule-cost budget and its Kubernetes-specific CEL libraries (`quantity`,
+`url`, `ip`, …) are not; the CRDs use none of those libraries, and the cost is checked for real when
+the real-cluster tests apply the CRDs.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import celpy
+import pytest
+from celpy.adapter import json_to_cel
+from pydantic import ValidationError
+
+from stanch.core import crdgen
+from stanch.core.models import ClusterMitigationPolicy, Incident, Mitigation, MitigationPolicy, StanchModel
+
+MODELS: dict[str, type[StanchModel]] = {
+    "Incident": Incident,
+    "Mitigation": Mitigation,
+    "MitigationPolicy": MitigationPolicy,
+    "ClusterMitigationPolicy": ClusterMitigationPolicy,
+}
+ENV = celpy.Environment()
+
+
+@functools.cache
+def schema_of(kind: str) -> dict[str, Any]:
+    (resource,) = [r for r in crdgen.RESOURCES if r.kind == kind]
+    return crdgen.resource_schema(resource)
+
+
+@functools.cache
+def program(rule: str) -> Any:
+    return ENV.program(ENV.compile(rule))
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Structural defaulting, as the API server does it before validation."""
+    if isinstance(value, dict) and "properties" in schema:
+        for name, sub in schema["properties"].items():
+            if name not in value and "default" in sub:
+                value[name] = copy.deepcopy(sub["default"])
+            if name in value:
+                value[name] = apply_defaults(sub, value[name])
+    elif isinstance(value, list) and "items" in schema:
+        return [apply_defaults(schema["items"], v) for v in value]
+    elif isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        return {k: apply_defaults(schema["additionalProperties"], v) for k, v in value.items()}
+    return value
+
+
+def rule_sites(
+    schema: dict[str, Any], value: Any, old: Any, path: str
+) -> Iterator[tuple[str, dict[str, str], Any, Any]]:
+    for rule in schema.get("x-kubernetes-validations", []):
+        yield path, rule, value, old
+    if isinstance(value, dict) and "properties" in schema:
+        for name, sub in schema["properties"].items():
+            if name in value:
+                old_value = old.get(name) if isinstance(old, dict) else None
+                yield from rule_sites(sub, value[name], old_value, f"{path}.{name}")
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            yield from rule_sites(schema["items"], item, None, f"{path}[{i}]")
+    elif isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        for key, item in value.items():
+            yield from rule_sites(schema["additionalProperties"], item, None, f"{path}[{key}]")
+
+
+def cel_failures(kind: str, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
+    schema = schema_of(kind)
+    obj = apply_defaults(schema, copy.deepcopy(obj))
+    if old is not None:
+        old = apply_defaults(schema, copy.deepcopy(old))  # stored objects are already defaulted
+    failures = []
+    for path, rule, value, old_value in rule_sites(schema, obj, old, ""):
+        activation = {"self": json_to_cel(value)}
+        if "oldSelf" in rule["rule"]:
+            if old_value is None:
+                continue  # transition rules only run on update, when the old value exists
+            activation["oldSelf"] = json_to_cel(old_value)
+        result = program(rule["rule"]).evaluate(activation)
+        assert isinstance(result, celpy.celtypes.BoolType), f"{path}: {rule['rule']} -> {result!r}"
+        if not result:
+            failures.append(f"{path.lstrip('.')}: {rule['message']}")
+    return failures
+
+
+def model_accepts(kind: str, obj: dict[str, Any]) -> bool:
+    try:
+        MODELS[kind].model_validate(obj)
+    except ValidationError:
+        return False
+    return True
+
+
+def mit(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "stanch.dev/v1alpha1",
+        "kind": "Mitigation",
+        "spec": {"target": {"name": "x"}, **spec},
+    }
+
+
+def pol(**spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "stanch.dev/v1alpha1", "kind": "MitigationPolicy", "spec": spec}
+
+
+T1, T2 = "2025-11-28T00:00:00Z", "2025-12-01T08:00:00Z"
+WEEKEND = {"days": ["Sat"], "startTime": "00:00", "duration": "24h"}
+
+VALID = [
+    mit(rollback={}),
+    mit(rollback={"toRevision": 6}),
+    mit(scale={"replicas": 0}),
+    mit(scale={"factor": 1.5}),
+    mit(restart={}),
+    mit(canary={"image": "api:1.5.1"}),
+    mit(canary={"env": [{"name": "FLAG", "value": "off"}]}),
+    mit(canary={"args": ["--safe"]}),
+    mit(configToggle={"configMap": "flags", "key": "new-checkout", "value": "false"}),
+    mit(evacuate={"node": "node-1"}),
+    mit(pause={"resume": True}),
+    mit(rollback={}, temporary=True, keepOnResolve=True),
+    mit(rollback={}, guard={"bakeTime": "5m", "interval": "30s"}),
+    mit(rollback={}, guard={"bakeTime": "30s", "interval": "30s"}),
+    pol(freezeWindows=[{"name": "bf", "start": T1, "end": T2}]),
+    pol(freezeWindows=[{"name": "we", "schedule": WEEKEND}]),
+    pol(actions=[{"action": "Scale", "tier": "Auto", "limits": {"minReplicas": 2, "maxReplicas": 2}}]),
+    pol(selector={"matchLabels": {"app.kubernetes.io/name": "checkout"}}),
+]
+
+INVALID = [
+    (mit(), "exactly one action must be set"),
+    (mit(rollback={}, scale={"replicas": 2}), "exactly one action must be set"),
+    (mit(scale={}), "scale needs exactly one of replicas or factor"),
+    (mit(scale={"replicas": 2, "factor": 2.0}), "scale needs exactly one of replicas or factor"),
+    (mit(canary={"replicas": 2}), "canary needs an image, an env patch or args"),
+    (mit(canary={"env": []}), "canary needs an image, an env patch or args"),
+    (mit(rollback={}, keepOnResolve=True), "keepOnResolve only applies to temporary mitigations"),
+    (mit(rollback={}, guard={"bakeTime": "20s", "interval": "1m"}), "bakeTime must be at least one interval"),
+    (pol(freezeWindows=[{"name": "bf", "start": T2, "end": T1}]), "end must be after start"),
+    (pol(freezeWindows=[{"name": "bf", "start": T1, "end": T1}]), "end must be after start"),
+    (pol(freezeWindows=[{"name": "bf", "start": T1}]), "start and end must be set together"),
+    (pol(freezeWindows=[{"name": "bf"}]), "a freeze window needs either start and end, or schedule"),
+    (
+        pol(freezeWindows=[{"name": "bf", "start": T1, "end": T2, "schedule": WEEKEND}]),
+        "a freeze window needs either start and end, or schedule",
+    ),
+    (
+        pol(actions=[{"action": "Scale", "tier": "Auto", "limits": {"minReplicas": 3, "maxReplicas": 2}}]),
+        "minReplicas must not exceed maxReplicas",
+    ),
+    (pol(selector={"matchLabels": {"": "checkout"}}), "invalid key"),
+]
+
+
+@pytest.mark.parametrize("obj", VALID)
+def test_cel_accepts_valid_objects(obj: dict[str, Any]) -> None:
+    assert cel_failures(obj["kind"], obj) == []
+    assert model_accepts(obj["kind"], obj)
+
+
+@pytest.mark.parametrize(("obj", "message"), INVALID)
+def test_cel_rejects_invalid_objects(obj: dict[str, Any], message: str) -> None:
+    failures = cel_failures(obj["kind"], obj)
+    assert any(message in f for f in failures), failures
+    assert not model_accepts(obj["kind"], obj), "the pydantic twin of the rule must reject it too"
+
+
+def test_failure_names_the_location() -> None:
+    assert cel_failures("Mitigation", mit(scale={})) == [
+        "spec.scale: scale needs exactly one of replicas or factor"
+    ]
+
+
+def test_target_is_immutable_on_update() -> None:
+    old = mit(rollback={})
+    same = mit(rollback={}, dryRun=True)
+    moved = copy.deepcopy(old)
+    moved["spec"]["target"]["name"] = "other"
+    assert cel_failures("Mitigation", same, old=old) == []
+    assert cel_failures("Mitigation", moved, old=old) == ["spec.target: target is immutable"]
+    assert cel_failures("Mitigation", moved) == []  # on create there is no oldSelf
+
+
+def test_suggested_mitigations_in_incident_status_follow_the_same_rule() -> None:
+    hypothesis = {"category": "RecentDeploy", "statement": "s", "confidence": 80}
+    good: dict[str, Any] = {"kind": "Incident", "spec": {"target": {"name": "x"}}, "status": {"hypotheses": [
+        {**hypothesis, "suggestedMitigation": {"target": {"name": "x"}, "rollback": {}}}]}}  # fmt: skip
+    bad = copy.deepcopy(good)
+    bad["status"]["hypotheses"][0]["suggestedMitigation"]["pause"] = {}
+    assert cel_failures("Incident", good) == []
+    assert cel_failures("Incident", bad) == [
+        "status.hypotheses[0].suggestedMitigation: exactly one action must be set"
+    ]
+
+
+def test_every_rule_compiles() -> None:
+    count = 0
+    for resource in crdgen.RESOURCES:
+        stack = [crdgen.resource_schema(resource)]
+        while stack:
+            node = stack.pop()
+            for rule in node.get("x-kubernetes-validations", []):
+                ENV.compile(rule["rule"])
+                count += 1
+            stack.extend(node.get("properties", {}).values())
+            stack.extend(
+                n for n in (node.get("items"), node.get("additionalProperties")) if isinstance(n, dict)
+            )
+    assert count >= 10
