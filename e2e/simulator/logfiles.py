@@ -1,7 +1,9 @@
 """Per-container log files under ``--logs-dir/<namespace>/<pod>/<container>.log``.
 
-kwok serves these through the real pods/log API; ``<container>.previous.log`` holds the output of
-the container's last run, which is what ``kubectl logs --previous`` shows after a restart.
+kwok serves these through the real pods/log API, parsing them the way the kubelet does, so lines
+are framed in the CRI log format (``<RFC3339 time> <stream> F <line>``); a bare line is rejected
+with "unsupported log format". ``<container>.previous.log`` holds the output of the container's
+last run, which is what ``kubectl logs --previous`` shows after a restart.
 """
 
 from __future__ import annotations
@@ -10,7 +12,14 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from e2e.simulator.loglines import timestamp
 from e2e.simulator.pods import PodKey
+
+
+def cri_line(now: float, line: str) -> str:
+    # Crashes go to stderr like a runtime panic would; everything else is the app's stdout.
+    stream = "stderr" if " FATAL " in line[:40] else "stdout"
+    return f"{timestamp(now)} {stream} F {line}\n"
 
 
 class LogFiles:
@@ -21,8 +30,8 @@ class LogFiles:
         directory = self.root / key[0] / key[1]
         return directory / f"{container}.log", directory / f"{container}.previous.log"
 
-    def append(self, key: PodKey, container: str, lines: Iterable[str]) -> None:
-        text = "".join(line + "\n" for line in lines)
+    def append(self, key: PodKey, container: str, lines: Iterable[str], now: float) -> None:
+        text = "".join(cri_line(now, line) for line in lines)
         if not text:
             return
         current, _ = self.paths(key, container)

@@ -141,21 +141,21 @@ class Runner:
             lines = loglines.exit_lines(
                 view, view.main.last_terminated_reason, b.error_message if b else "", series.log_rng, now
             )
-            files.append(key, view.main.name, lines)
+            files.append(key, view.main.name, lines, now)
             files.rotate(key, view.main.name)
-            files.append(key, view.main.name, loglines.start_lines(view, now))
+            files.append(key, view.main.name, loglines.start_lines(view, now), now)
         for key in result.new_pods:
             view = self.sim.pods[key].view
             for c in view.containers:
                 files.touch(key, c.name)
-            files.append(key, view.main.name, loglines.start_lines(view, now))
+            files.append(key, view.main.name, loglines.start_lines(view, now), now)
             self._logs_pending.add(key)
         for key, series in self.sim.pods.items():
             rates = series.rates
             if rates is None or not rates.serving:
                 continue
             lines = list(loglines.tick_lines(series.view, rates, series.tick_codes, series.log_rng, now))
-            files.append(key, series.view.main.name, lines)
+            files.append(key, series.view.main.name, lines, now)
         if self.kube is not None and self._logs_pending and not self._syncing_logs:
             self._syncing_logs = True
             self._spawn(self._sync_logs())

@@ -52,6 +52,8 @@ def test_logs_follow_behaviour(tmp_path: Path) -> None:
     assert "connection refused to payments-db:5432" in dep_log
     assert re.search(r"ERROR upstream payment-gw timeout after \d+ms request_id=[0-9a-f]{16}", bad_log)
     assert "connection refused" not in bad_log
+    cri = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z (stdout|stderr) F \S")
+    assert all(cri.match(line) for line in bad_log.splitlines())  # what kwok's log parser accepts
     ids = re.findall(r"request_id=([0-9a-f]+)", bad_log)
     assert len(set(ids)) == len(ids) > 5  # varying ids: signatures need normalising
 
