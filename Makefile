@@ -1,0 +1,65 @@
+# Stanch developer entry points. `make test` is exactly what CI runs (.ci/run).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STANCH := $(VENV)/bin/stanch
+LINT_PATHS := operator tests e2e
+# Pure tests: ours, plus the simulator's own model tests (no cluster needed).
+UNIT_PATHS := tests/unit $(wildcard e2e/simulator/tests)
+RUN_ARGS ?= --all-namespaces
+
+.PHONY: help dev lint unit e2e test crds run cluster-deps cluster-binaries cluster-up cluster-down demo bench
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+dev: ## create .venv and install stanch (editable) with the dev tools
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+
+lint: ## ruff, formatting, mypy --strict, import contracts, CRD drift
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
+	$(VENV)/bin/lint-imports
+	$(STANCH) crds --check
+
+unit: ## fast tests, no cluster
+	$(PY) -m pytest $(UNIT_PATHS)
+
+e2e: ## the real-cluster suite (brings the local world up unless one is running)
+	@if [ -d e2e/tests ]; then $(PY) -m pytest e2e/tests; else echo "e2e: no e2e/tests yet"; fi
+
+test: lint unit ## everything CI checks: lint, unit, e2e
+	$(MAKE) e2e
+
+crds: ## regenerate crds/ from the models
+	$(STANCH) crds
+
+run: ## run the operator against KUBECONFIG (or the local world if it is up)
+	@if [ -z "$${KUBECONFIG:-}" ] && $(PY) -m e2e.cluster status >/dev/null 2>&1; then \
+		eval "$$($(PY) -m e2e.cluster env)"; fi; \
+	exec $(STANCH) run $(RUN_ARGS)
+
+cluster-deps: ## Debian packages the local world needs (Prometheus)
+	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
+
+cluster-binaries: ## build kube-apiserver, etcd, kwok... from Go modules (cached; cold build takes long)
+	bash e2e/cluster/build-binaries.sh
+
+cluster-up: ## start the local world (control plane, kwok nodes, Prometheus, simulator)
+	$(PY) -m e2e.cluster up
+
+cluster-down: ## stop the local world
+	$(PY) -m e2e.cluster down
+
+demo: ## the end-to-end demo (not assembled yet: says what it still needs)
+	bash scripts/demo.sh
+
+bench: ## benchmarks (not built yet)
+	@echo "make bench: not built yet - no benchmark exists in this repository so far." >&2; exit 1
