@@ -163,7 +163,8 @@ def resource_schema(resource: Resource) -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of the object."},
             "kind": {"type": "string", "description": "Kind of the object."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server validates metadata itself and refuses a description or anything else here.
+            "metadata": {"type": "object"},
             "spec": structural_schema(resource.spec_model, keep_defaults=True),
             "status": structural_schema(resource.status_model, keep_defaults=False),
         },
