@@ -29,13 +29,20 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tick", default="1s", help="simulation step, e.g. 1s or 500ms (default %(default)s)"
     )
+    parser.add_argument(
+        "--no-kwok-logs",
+        action="store_true",
+        help="write log files but create no kwok Logs objects (when another simulator serves them)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
 
 async def _serve(args: argparse.Namespace, host: str, port: int, tick: float) -> None:
     kube = Kube(args.kubeconfig)
-    runner = Runner(seed=args.seed, tick=tick, logs_dir=args.logs_dir, kube=kube)
+    runner = Runner(
+        seed=args.seed, tick=tick, logs_dir=args.logs_dir, kube=kube, kwok_logs=not args.no_kwok_logs
+    )
     app_runner = web.AppRunner(make_app(runner), access_log=None)
     await app_runner.setup()
     site = web.TCPSite(app_runner, host, port, reuse_address=True)
@@ -77,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per API request would drown the warnings that matter.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         host, port = parse_listen(args.listen)
         tick = parse_duration(args.tick)

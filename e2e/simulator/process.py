@@ -95,6 +95,7 @@ def start_simulator(
     tick: str = "1s",
     startup_timeout: float = 30.0,
     log_file: str | os.PathLike[str] | None = None,
+    kwok_logs: bool = True,
 ) -> SimulatorHandle:
     """Start ``python -m e2e.simulator`` and wait until /healthz answers (caches synced, one tick)."""
     logs = Path(logs_dir).resolve()
@@ -115,6 +116,8 @@ def start_simulator(
         "--tick",
         tick,
     ]
+    if not kwok_logs:
+        cmd.append("--no-kwok-logs")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     with out.open("ab") as sink:

@@ -48,11 +48,13 @@ class Runner:
         logs_dir: Path | None = None,
         kube: Kube | None = None,
         clock: Clock | None = None,
+        kwok_logs: bool = True,
     ) -> None:
         self.sim = Simulation(seed)
         self.tick = tick
         self.clock: Clock = clock or SystemClock()
         self.kube = kube
+        self.kwok_logs = kwok_logs and kube is not None
         self.logs = LogFiles(logs_dir) if logs_dir else None
         self.world_data: dict[str, str] = {}
         self.world: World = parse_world({})
@@ -132,7 +134,7 @@ class Runner:
         for key in result.gone_pods:
             files.remove(key)
             self._logs_pending.discard(key)
-            if self.kube is not None:
+            if self.kube is not None and self.kwok_logs:
                 self._spawn(self.kube.delete_logs(key))
         for key in result.restarted:
             series = self.sim.pods[key]
@@ -149,7 +151,8 @@ class Runner:
             for c in view.containers:
                 files.touch(key, c.name)
             files.append(key, view.main.name, loglines.start_lines(view, now), now)
-            self._logs_pending.add(key)
+            if self.kwok_logs:
+                self._logs_pending.add(key)
         for key, series in self.sim.pods.items():
             rates = series.rates
             if rates is None or not rates.serving:
