@@ -78,7 +78,7 @@ class EnvVar(StanchModel):
 
 class CanaryAction(StanchModel):
     """Run a fix as a canary Deployment (owned by the Mitigation) next to the stable pods, compare,
-    then promote it into the workload or abort it. Needs ``image`` or ``env`` (or both)."""
+    then promote it into the workload or abort it. Needs ``image``, ``env`` or ``args``."""
 
     image: ImageRef | None = None
     """Image for the workload's first container (or ``container``)."""
