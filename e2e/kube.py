@@ -29,7 +29,9 @@ class Kube:
             timeout=timeout,
         )
         if proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
+            )
         return proc.stdout
 
     def ok(self, *args: str) -> bool:

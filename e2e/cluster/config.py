@@ -6,6 +6,7 @@ Python harness and the shell build can never disagree about what is pinned.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -77,6 +78,4 @@ def kwok_module_dir(version: str) -> Path:
         cwd=str(HERE),
         env={**os.environ, "GOFLAGS": "-mod=mod"},
     ).stdout
-    import json
-
     return Path(json.loads(out)["Dir"])

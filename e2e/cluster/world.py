@@ -8,6 +8,7 @@ torn down first.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -171,8 +172,15 @@ class LocalWorld:
             processes.stop(name, self.state)
         if (self.state / "kwok").exists():
             subprocess.run(
-                [str(self.bins.kwokctl), "--name", CLUSTER_NAME, "delete", "cluster",
-                 "--kubeconfig", str(self.kubeconfig)],
+                [
+                    str(self.bins.kwokctl),
+                    "--name",
+                    CLUSTER_NAME,
+                    "delete",
+                    "cluster",
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                ],
                 env=self._kwok_env(),
                 capture_output=True,
                 text=True,
@@ -197,17 +205,28 @@ class LocalWorld:
             except OSError:
                 continue
             if cwd.startswith(root) and int(proc.name) != os.getpid():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), 9)
-                except ProcessLookupError:
-                    pass
 
     def _create_control_plane(self) -> None:
         cfg = self.state / "kwokctl.yaml"
         cfg.write_text(yaml.safe_dump_all(kwokctl_config(self.bins, self.versions)))
         proc = subprocess.run(
-            [str(self.bins.kwokctl), "--name", CLUSTER_NAME, "--config", str(cfg), "create", "cluster",
-             "--kubeconfig", str(self.kubeconfig), "--wait", "60s", "--timeout", "120s"],
+            [
+                str(self.bins.kwokctl),
+                "--name",
+                CLUSTER_NAME,
+                "--config",
+                str(cfg),
+                "create",
+                "cluster",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--wait",
+                "60s",
+                "--timeout",
+                "120s",
+            ],
             env=self._kwok_env(),
             capture_output=True,
             text=True,
@@ -264,8 +283,19 @@ class LocalWorld:
         repo = Path(__file__).resolve().parents[2]
         processes.start_detached(
             "simulator",
-            [sys.executable, "-m", "e2e.simulator", "--kubeconfig", str(self.kubeconfig),
-             "--listen", f"127.0.0.1:{port}", "--logs-dir", str(logs_dir), "--seed", str(self.seed)],
+            [
+                sys.executable,
+                "-m",
+                "e2e.simulator",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--logs-dir",
+                str(logs_dir),
+                "--seed",
+                str(self.seed),
+            ],
             self.state,
             env={"PYTHONPATH": str(repo)},
         )
@@ -281,9 +311,7 @@ class LocalWorld:
         data = self.state / "prometheus-data"
         data.mkdir(parents=True, exist_ok=True)
         binary = prometheus.find_prometheus()
-        processes.start_detached(
-            "prometheus", prometheus.command(binary, config, data, port), self.state
-        )
+        processes.start_detached("prometheus", prometheus.command(binary, config, data, port), self.state)
         url = f"http://127.0.0.1:{port}"
         self._wait(lambda: self._http_ok(f"{url}/-/ready"), 30, "Prometheus /-/ready")
         return url
@@ -351,7 +379,7 @@ def kwokctl_config(bins: Any, versions: dict[str, str]) -> list[dict[str, Any]]:
                         {"key": "node-ip", "value": NODE_IP},
                         {"key": "cidr", "value": POD_CIDR},
                     ],
-                }
+                },
             ],
         },
     ]

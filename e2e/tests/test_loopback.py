@@ -8,7 +8,15 @@ from pathlib import Path
 
 from e2e.cluster import WorldInfo
 
-WORLD_PROCESSES = ("etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kwok", "prometheus", "python")
+WORLD_PROCESSES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller",
+    "kube-scheduler",
+    "kwok",
+    "prometheus",
+    "python",
+)
 
 
 def _listening_inodes() -> dict[int, str]:
@@ -32,7 +40,7 @@ def _listening_inodes() -> dict[int, str]:
 
 def _is_loopback(addr: str) -> bool:
     host = addr.rsplit(":", 1)[0]
-    return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1") or host.startswith("::ffff:127.")
+    return host.startswith(("127.", "::ffff:127.")) or host == "::1"
 
 
 def test_every_world_listener_is_on_loopback(world: WorldInfo) -> None:

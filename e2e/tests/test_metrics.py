@@ -62,8 +62,12 @@ def test_error_ratio_follows_a_bad_rollout_and_its_undo(world: WorldInfo, kube: 
         return -1.0 if value is None else value
 
     kube.wait_for(lambda: 0 <= ratio() < 0.05, 40, "a healthy error ratio")
-    bad = deployment("cart", replicas=3, image="registry.example/app:2.0",
-                     annotations={"sim.stanch.dev/error-ratio": "0.5"})
+    bad = deployment(
+        "cart",
+        replicas=3,
+        image="registry.example/app:2.0",
+        annotations={"sim.stanch.dev/error-ratio": "0.5"},
+    )
     kube.apply(bad, namespace=namespace)
     kube.wait_for(lambda: rollout_complete(kube, namespace, "cart"), 60, "bad revision 2")
     kube.wait_for(lambda: ratio() > 0.3, 40, "the error ratio to rise")

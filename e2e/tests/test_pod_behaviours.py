@@ -10,7 +10,9 @@ LC = "sim.stanch.dev/lifecycle"
 
 
 def container_statuses(kube: Kube, ns: str, app: str) -> list[dict[str, Any]]:
-    return [cs for p in kube.items("pods", ns, f"app={app}") for cs in p["status"].get("containerStatuses", [])]
+    return [
+        cs for p in kube.items("pods", ns, f"app={app}") for cs in p["status"].get("containerStatuses", [])
+    ]
 
 
 def reasons(kube: Kube, ns: str) -> dict[str, list[dict[str, Any]]]:
@@ -47,7 +49,9 @@ def test_crash_loop_has_rising_restarts_backoff_and_last_state(kube: Kube, names
 
 
 def test_oom_killed_containers(kube: Kube, namespace: str) -> None:
-    kube.apply(deployment("leaky", replicas=1, annotations={LC: "oom"}, memory_limit="64Mi"), namespace=namespace)
+    kube.apply(
+        deployment("leaky", replicas=1, annotations={LC: "oom"}, memory_limit="64Mi"), namespace=namespace
+    )
     statuses = kube.wait_for(
         lambda: [
             cs
@@ -63,7 +67,9 @@ def test_oom_killed_containers(kube: Kube, namespace: str) -> None:
 
 def test_image_pull_failure(kube: Kube, namespace: str) -> None:
     kube.apply(
-        deployment("typo", replicas=1, image="registry.example/app:does-not-exist", annotations={LC: "imagepull"}),
+        deployment(
+            "typo", replicas=1, image="registry.example/app:does-not-exist", annotations={LC: "imagepull"}
+        ),
         namespace=namespace,
     )
     seen = set()

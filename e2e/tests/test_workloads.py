@@ -108,7 +108,10 @@ def test_node_can_be_made_not_ready_and_recover(kube: Kube, namespace: str) -> N
         kube.wait_for(lambda: ready_status() == "False", 30, "node NotReady")
         # the real node-lifecycle controller reacts with its NoSchedule/NoExecute taints
         kube.wait_for(
-            lambda: any(t["key"] == "node.kubernetes.io/not-ready" for t in kube.get("node", node)["spec"].get("taints", [])),
+            lambda: any(
+                t["key"] == "node.kubernetes.io/not-ready"
+                for t in kube.get("node", node)["spec"].get("taints", [])
+            ),
             60,
             "not-ready taint from the node lifecycle controller",
         )
