@@ -1,0 +1,296 @@
+"""A small async Kubernetes REST client that speaks plain JSON.
+
+Connection and credentials come from lightkube's configuration loader (kubeconfig, in-cluster
+service account, exec plugins); requests are plain httpx so that every mutation can carry exactly
+the precondition the core asked for: a resourceVersion in the body, a JSON-patch ``test`` op, or a
+delete precondition. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx2 as httpx
+from lightkube.config import client_adapter
+from lightkube.config.kubeconfig import KubeConfig
+
+from stanch.adapters.resources import Kind, kind
+
+PatchType = Literal["json", "merge", "strategic", "apply"]
+_CONTENT_TYPES: dict[str, str] = {
+    "json": "application/json-patch+json",
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+FIELD_MANAGER = "stanch"
+# A page size that keeps memory flat on big namespaces while needing few round trips.
+PAGE_SIZE = 500
+
+
+PRECONDITION_FAILED = "PreconditionFailed"
+
+
+class KubeError(Exception):
+    """An API error with its HTTP status and the server's reason."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        """The precondition failed: someone else changed the object first."""
+        return self.status == 409 or self.reason == PRECONDITION_FAILED
+
+    @property
+    def forbidden(self) -> bool:
+        return self.status == 403
+
+
+@dataclass
+class RequestStats:
+    """Counts of API requests by verb, for benchmarks and the operator's own metrics."""
+
+    by_verb: dict[str, int] = field(default_factory=dict)
+
+    def count(self, verb: str) -> None:
+        self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_verb.values())
+
+
+class KubeClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+        self.stats = RequestStats()
+
+    @classmethod
+    def from_env(cls, kubeconfig: str | None = None, timeout: float = 10.0) -> KubeClient:
+        """From an explicit kubeconfig, else $KUBECONFIG / ~/.kube/config, else the service account."""
+        config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+        single = config.get()
+        if single is None:
+            raise KubeError(0, "NoConfig", "no usable context in the Kubernetes configuration")
+        params = client_adapter.ConnectionParams(timeout=httpx.Timeout(timeout), trust_env=False)
+        return cls(client_adapter.AsyncClient(single, params))
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    # ---- plumbing ------------------------------------------------------------------------------
+    async def _request(
+        self,
+        verb: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        self.stats.count(verb)
+        content = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": content_type} if content is not None else {}
+        resp = await self._http.request(method, path, params=params, content=content, headers=headers)
+        if resp.status_code >= 400:
+            try:
+                status = resp.json()
+                raise KubeError(resp.status_code, status.get("reason", ""), status.get("message", resp.text))
+            except ValueError:
+                raise KubeError(resp.status_code, "", resp.text[:500]) from None
+        if not resp.content:
+            return None
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            return resp.json()
+        return resp.text
+
+    # ---- reads ---------------------------------------------------------------------------------
+    async def get(self, kind_name: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            obj: dict[str, Any] = await self._request("get", "GET", kind(kind_name).path(namespace, name))
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return obj
+
+    async def list(
+        self,
+        kind_name: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every matching object (paged), or at most ``limit`` of them."""
+        k = kind(kind_name)
+        items: list[dict[str, Any]] = []
+        async for item in self._paged(k, namespace, label_selector, field_selector, limit):
+            items.append(item)
+        return items
+
+    async def _paged(
+        self,
+        k: Kind,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        limit: int | None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        params: dict[str, str | int] = {"limit": min(PAGE_SIZE, limit) if limit else PAGE_SIZE}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        seen = 0
+        while True:
+            page = await self._request("list", "GET", k.path(namespace), params=params)
+            for item in page.get("items", []):
+                # List items carry no kind/apiVersion; add them so snapshots are self-describing.
+                item.setdefault("kind", k.kind)
+                item.setdefault("apiVersion", k.api_version)
+                yield item
+                seen += 1
+                if limit and seen >= limit:
+                    return
+            cont = page.get("metadata", {}).get("continue")
+            if not cont:
+                return
+            params["continue"] = cont
+
+    async def logs(
+        self,
+        pod: str,
+        namespace: str,
+        *,
+        container: str | None = None,
+        previous: bool = False,
+        since_seconds: int | None = None,
+        tail_lines: int | None = None,
+        limit_bytes: int | None = None,
+        timestamps: bool = True,
+    ) -> str:
+        params: dict[str, str | int] = {"timestamps": "true" if timestamps else "false"}
+        if container:
+            params["container"] = container
+        if previous:
+            params["previous"] = "true"
+        if since_seconds:
+            params["sinceSeconds"] = since_seconds
+        if tail_lines:
+            params["tailLines"] = tail_lines
+        if limit_bytes:
+            params["limitBytes"] = limit_bytes
+        text = await self._request("logs", "GET", kind("Pod").path(namespace, pod, "log"), params=params)
+        return text if isinstance(text, str) else json.dumps(text)
+
+    # ---- writes --------------------------------------------------------------------------------
+    async def patch(
+        self,
+        kind_name: str,
+        name: str,
+        namespace: str | None,
+        patch: Any,
+        patch_type: PatchType = "merge",
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Patch an object. ``resource_version`` makes it conditional: the API server answers 409
+        when the object changed since that version. JSON-patch ``test`` ops are conditional on
+        values; their failure comes back as 422 with no details and is reported as a conflict."""
+        params: dict[str, str | int] = {"fieldManager": FIELD_MANAGER}
+        if resource_version is not None:
+            patch = _with_resource_version(patch, patch_type, resource_version)
+        if dry_run:
+            params["dryRun"] = "All"
+        if patch_type == "apply":
+            params["force"] = "true"
+        try:
+            obj: dict[str, Any] = await self._request(
+                "patch",
+                "PATCH",
+                kind(kind_name).path(namespace, name, subresource),
+                params=params,
+                body=patch,
+                content_type=_CONTENT_TYPES[patch_type],
+            )
+        except KubeError as exc:
+            has_tests = patch_type == "json" and any(op.get("op") == "test" for op in patch)
+            if has_tests and exc.status == 422 and exc.reason == "Invalid":
+                raise KubeError(exc.status, PRECONDITION_FAILED, f"a test op failed: {exc.message}") from exc
+            raise
+        return obj
+
+    async def replace(self, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
+        """PUT the object; its metadata.resourceVersion makes this an optimistic-concurrency write."""
+        meta = obj["metadata"]
+        path = kind(obj["kind"]).path(meta.get("namespace"), meta["name"], subresource)
+        result: dict[str, Any] = await self._request(
+            "update", "PUT", path, params={"fieldManager": FIELD_MANAGER}, body=obj
+        )
+        return result
+
+    async def create(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        meta = obj["metadata"]
+        params: dict[str, str | int] = {"fieldManager": FIELD_MANAGER}
+        if dry_run:
+            params["dryRun"] = "All"
+        result: dict[str, Any] = await self._request(
+            "create", "POST", kind(obj["kind"]).path(meta.get("namespace")), params=params, body=obj
+        )
+        return result
+
+    async def delete(
+        self,
+        kind_name: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+        propagation: str = "Background",
+    ) -> bool:
+        """Delete with optional preconditions; False when it was already gone."""
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+        if preconditions:
+            body["preconditions"] = preconditions
+        try:
+            await self._request("delete", "DELETE", kind(kind_name).path(namespace, name), body=body)
+        except KubeError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
+
+
+def _with_resource_version(patch: Any, patch_type: PatchType, resource_version: str) -> Any:
+    if patch_type == "json":
+        return [{"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}, *patch]
+    if patch_type in ("merge", "strategic"):
+        merged = dict(patch)
+        merged["metadata"] = {**merged.get("metadata", {}), "resourceVersion": resource_version}
+        return merged
+    raise ValueError("server-side apply has no resourceVersion precondition here; use merge or json")
