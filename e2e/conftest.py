@@ -18,6 +18,9 @@ import pytest
 
 from e2e.cluster import LocalWorld, WorldInfo
 from e2e.kube import Kube
+from e2e.operator_process import OperatorProcess
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,3 +67,29 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 
 def dump(obj: object) -> str:
     return json.dumps(obj, indent=2, sort_keys=True)
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kube: Kube) -> None:
+    """Stanch's CRDs, applied from crds/ exactly as a cluster admin would."""
+    kube.run("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
+    kube.run(
+        "wait",
+        "--for",
+        "condition=established",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=stanch",
+        "--timeout=60s",
+    )
+
+
+@pytest.fixture
+def operator(
+    world: WorldInfo, namespace: str, crds_installed: None, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """`stanch run` scoped to the test's namespace; killed and restartable by the test."""
+    proc = OperatorProcess(world.kubeconfig, world.prometheus_url, [namespace], tmp_path / "operator")
+    proc.start()
+    yield proc
+    proc.stop()
