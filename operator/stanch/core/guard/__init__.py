@@ -1,0 +1,1 @@
+"""Guard verdicts: baseline comparison (Mann-Whitney U), SLO gate, success criteria."""

@@ -1,0 +1,1 @@
+"""The mitigation state machine: a pure reducer from (state, observation) to (state, effects)."""

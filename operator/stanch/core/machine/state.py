@@ -1,0 +1,61 @@
+"""The reducer's input state and output transition.
+
+The state is the Mitigation's persisted status plus what the wiring resolves around it (the guard
+merged over policy defaults, the signal templates). Nothing lives only in memory: a fresh process
+rebuilds the same :class:`MachineState` from the object and the reducer carries on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from stanch.core.effects import Effect
+from stanch.core.models import AuditEntry, GuardSpec, MitigationSpec, MitigationStatus, SignalTemplate
+
+
+@dataclass(frozen=True)
+class MitigationIdentity:
+    """Who we are: the lock annotation's value and the canary's owner."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class MachineState:
+    """Everything the reducer decides from."""
+
+    identity: MitigationIdentity
+    spec: MitigationSpec
+    status: MitigationStatus
+    guard: GuardSpec
+    """The guard with every field resolved (spec over policy ``guardDefaults`` over ``BUILTIN_GUARD``)."""
+    signals: Mapping[str, SignalTemplate] = field(default_factory=dict)
+    """Signal templates by name (kind, direction, threshold); a guard signal missing here is no data."""
+    approved_by_annotation: str | None = None
+    """Value of the Mitigation's ``stanch.dev/approved-by`` annotation, if set."""
+    deleting: bool = False
+    """``metadata.deletionTimestamp`` is set (the finalizer holds the object)."""
+
+
+@dataclass(frozen=True)
+class KubeEvent:
+    """A Kubernetes Event to post on the Mitigation."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The reducer's answer: persist ``state.status`` first, then run ``effects`` in order, post
+    ``events``. ``audit`` holds the entries appended to ``state.status.audit`` by this transition."""
+
+    state: MachineState
+    effects: tuple[Effect, ...] = ()
+    audit: tuple[AuditEntry, ...] = ()
+    events: tuple[KubeEvent, ...] = ()
