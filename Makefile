@@ -35,8 +35,14 @@ unit: ## fast tests, no cluster
 e2e: ## the real-cluster suite (brings the local world up unless one is running)
 	@if [ -d e2e/tests ]; then $(PY) -m pytest e2e/tests; else echo "e2e: no e2e/tests yet"; fi
 
-test: lint unit ## everything CI checks: lint, unit, e2e
+test: $(VENV)/.installed cluster-deps cluster-binaries ## everything CI checks: lint, unit, e2e (installs what it needs)
+	$(MAKE) lint unit
 	$(MAKE) e2e
+
+# `make test` on a fresh clone creates the venv itself; re-installs when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(MAKE) dev
+	touch $@
 
 crds: ## regenerate crds/ from the models
 	$(STANCH) crds
