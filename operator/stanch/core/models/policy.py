@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
@@ -20,6 +20,8 @@ from stanch.core.models.common import (
     NamespaceName,
     SignalTemplate,
     Text,
+    parse_duration,
+    preserve_unknown,
 )
 from stanch.core.models.incident import Confidence, HypothesisCategory
 from stanch.core.models.meta import ObjectMeta
@@ -146,6 +148,22 @@ class WeeklySchedule(StanchModel):
     time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
     """IANA time zone, e.g. ``Europe/Berlin``."""
 
+    # A window of zero length never freezes anything and one longer than a week freezes forever:
+    # both are almost certainly typos, so the API server refuses them.
+    cel_rules = (
+        CelRule(
+            rule="duration(self.duration) > duration('0s') && duration(self.duration) <= duration('168h')",
+            message="duration must be longer than 0s and at most 168h (one week)",
+            field_path=".duration",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _duration_within_week(self) -> WeeklySchedule:
+        if not timedelta(0) < parse_duration(self.duration) <= timedelta(hours=168):
+            raise ValueError("duration must be longer than 0s and at most 168h (one week)")
+        return self
+
 
 class FreezeWindow(StanchModel):
     """A period in which actions are denied: either absolute (``start``/``end``) or weekly (``schedule``)."""
@@ -260,8 +278,11 @@ class PolicyStatus(StanchModel):
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     """The ``metadata.generation`` last validated."""
     conditions: Conditions = []
-    """``Ready`` (valid and in force) and problems such as ``UnknownPlaceholder`` or
-    ``OverlappingFreezeWindows``."""
+    """``Valid``: ``True`` when the policy is in force; ``False`` with a reason such as
+    ``UnknownPlaceholder`` or ``OverlappingFreezeWindows`` and a message naming the field. An invalid
+    policy's allowances are ignored while its restrictions still apply."""
+    kopf: dict[str, Any] | None = Field(default=None, json_schema_extra=preserve_unknown())
+    """Kopf's own bookkeeping (handler progress); free-form, not part of the API."""
 
 
 class MitigationPolicy(StanchModel):
