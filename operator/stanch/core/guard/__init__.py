@@ -1,1 +1,31 @@
 """Guard verdicts: baseline comparison (Mann-Whitney U), SLO gate, success criteria."""
+
+from stanch.core.guard.ranks import RankTest, mann_whitney_greater, midranks
+from stanch.core.guard.verdict import (
+    DEFAULT_ALPHA,
+    EFFECT_FLOORS,
+    CheckResult,
+    GuardAction,
+    Judgement,
+    SignalCheck,
+    SignalSpec,
+    check_signal,
+    judge,
+    run_check,
+)
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "EFFECT_FLOORS",
+    "CheckResult",
+    "GuardAction",
+    "Judgement",
+    "RankTest",
+    "SignalCheck",
+    "SignalSpec",
+    "check_signal",
+    "judge",
+    "mann_whitney_greater",
+    "midranks",
+    "run_check",
+]

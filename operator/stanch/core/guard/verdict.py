@@ -1,0 +1,323 @@
+"""Guard checks and verdicts: is the workload worse since the mitigation, with the numbers that say so.
+
+One check per interval compares each signal's points from that interval with the baseline window:
+
+- **Comparison gate**: the check fails for a signal when the one-sided Mann-Whitney U test says the
+  interval is worse than the baseline (``p < alpha``) *and* the median moved the wrong way by more
+  than the minimum effect, ``max(tolerance * |baseline median|, floor of the signal kind)``. The
+  effect floor keeps a statistically significant but tiny shift (0.1 % → 0.2 % errors) from
+  reverting a good mitigation; the rank test keeps a large but noisy wobble from doing so.
+- **SLO gate**: when the template has a ``threshold``, the check fails when the interval's median is
+  beyond it *and the baseline was not*: the action pushed the signal over the SLO. A signal that was
+  already beyond the SLO before the action (the incident itself) is judged by the comparison only,
+  otherwise a mitigation that did not help yet would be reverted for the incident's own errors.
+- A signal with no points is **no data**. A check with a failing signal is ``Fail``; otherwise a
+  check with any no-data signal is ``NoData`` — never ``Pass`` (design invariant 5).
+
+Verdicts: ``Worse`` after ``failureLimit`` failed checks in a row (noise rarely fails twice running);
+``Healthy`` early when the success criteria hold for their number of checks, or at the end of the bake
+when the last check passed; ``Inconclusive`` when the bake ends on a failed check below the limit;
+``NoData`` when it ends (or, with ``noData: Revert``, runs ``failureLimit`` checks) without data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from statistics import median
+
+from stanch.core.guard.ranks import mann_whitney_greater
+from stanch.core.models import (
+    CheckVerdict,
+    Direction,
+    GuardSpec,
+    InconclusiveAction,
+    NoDataAction,
+    Observation,
+    SignalKind,
+    SignalTemplate,
+    SignalValue,
+    Verdict,
+    VerdictNumber,
+    VerdictResult,
+)
+
+DEFAULT_ALPHA = 0.005
+"""Significance of the rank test. Conservative on purpose: with two failed checks in a row required,
+the false-revert rate on noise is far below one in ten thousand bakes."""
+
+EFFECT_FLOORS: Mapping[SignalKind | None, float] = {
+    SignalKind.ERROR_RATIO: 0.005,  # half a percentage point of requests
+    SignalKind.LATENCY: 0.005,  # 5 ms, templates report seconds
+    SignalKind.SATURATION: 0.02,  # two points of a 0..1 utilisation
+    SignalKind.RESTARTS: 1.0,  # one more restart
+    SignalKind.THROUGHPUT: 0.0,  # relative tolerance only: units vary
+    None: 0.0,
+}
+"""Smallest absolute move worth reverting for, by signal kind."""
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """How to read one signal."""
+
+    name: str
+    kind: SignalKind | None = None
+    higher_is_worse: bool = True
+    threshold: float | None = None
+
+    @classmethod
+    def of(cls, name: str, template: SignalTemplate | None) -> SignalSpec:
+        """Direction from the template when it says so explicitly, else from its kind: throughput
+        falling is bad, everything else rising is bad. No template: rising is bad, no SLO gate."""
+        if template is None:
+            return cls(name=name)
+        if "direction" in template.model_fields_set:
+            higher_is_worse = template.direction == Direction.LOWER_IS_BETTER
+        else:
+            higher_is_worse = template.kind != SignalKind.THROUGHPUT
+        return cls(
+            name=name, kind=template.kind, higher_is_worse=higher_is_worse, threshold=template.threshold
+        )
+
+
+@dataclass(frozen=True)
+class SignalCheck:
+    """One signal in one check, with every number that decided it."""
+
+    signal: str
+    baseline_median: float | None
+    observed_median: float | None
+    min_effect: float | None
+    p_value: float | None
+    compare_failed: bool
+    slo_failed: bool
+    no_data: bool
+    note: str
+
+    def number(self, *, threshold: float | None) -> VerdictNumber:
+        return VerdictNumber(
+            signal=self.signal,
+            baseline=self.baseline_median,
+            observed=self.observed_median,
+            threshold=threshold,
+            test=self.note[:256],
+        )
+
+
+def _fmt(x: float | None) -> str:
+    return "none" if x is None else f"{x:.4g}"
+
+
+def check_signal(
+    spec: SignalSpec,
+    baseline: Sequence[float],
+    points: Sequence[float] | None,
+    *,
+    tolerance: float,
+    alpha: float = DEFAULT_ALPHA,
+) -> SignalCheck:
+    """Compare one signal's interval points with its baseline points."""
+    if not points:
+        return SignalCheck(spec.name, None, None, None, None, False, False, True, f"{spec.name}: no data")
+    sign = 1.0 if spec.higher_is_worse else -1.0
+    observed = median(points)
+    slo_failed = False
+    slo_note = ""
+    if spec.threshold is not None:
+        after_beyond = sign * (observed - spec.threshold) > 0
+        before_beyond = bool(baseline) and sign * (median(baseline) - spec.threshold) > 0
+        slo_failed = after_beyond and not before_beyond
+        relation = ">" if spec.higher_is_worse else "<"
+        slo_note = (
+            f"; SLO {relation} {_fmt(spec.threshold)} "
+            + ("breached" if after_beyond else "met")
+            + (" (already breached in baseline)" if after_beyond and before_beyond else "")
+        )
+    if not baseline:
+        note = f"{spec.name}: observed {_fmt(observed)}, no baseline to compare{slo_note}"
+        # Without a baseline only an SLO gate can judge; with no gate either, this is no data.
+        return SignalCheck(
+            spec.name, None, observed, None, None, False, slo_failed, spec.threshold is None, note
+        )
+    base = median(baseline)
+    test = mann_whitney_greater([sign * b for b in baseline], [sign * p for p in points])
+    effect = sign * (observed - base)
+    floor = EFFECT_FLOORS.get(spec.kind, 0.0)
+    min_effect = max(tolerance * abs(base), floor)
+    compare_failed = test.p_value < alpha and effect > min_effect
+    direction = "worse" if effect > 0 else "better or equal"
+    note = (
+        f"{spec.name}: median {_fmt(base)} → {_fmt(observed)} ({direction} by {_fmt(abs(effect))}, "
+        f"min effect {_fmt(min_effect)}); mann-whitney U={test.u:.1f} p={test.p_value:.2g} "
+        f"alpha={alpha:g} n={test.n_baseline}/{test.n_after}{slo_note}"
+    )
+    return SignalCheck(
+        spec.name, base, observed, min_effect, test.p_value, compare_failed, slo_failed, False, note
+    )
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One guard check: the status ``observations[]`` entry and the per-signal numbers."""
+
+    observation: Observation
+    signals: tuple[SignalCheck, ...]
+
+
+def run_check(
+    specs: Sequence[SignalSpec],
+    baseline: Mapping[str, Sequence[float]],
+    sample: Mapping[str, Sequence[float] | None],
+    *,
+    at: datetime,
+    previous: Sequence[Observation],
+    tolerance: float,
+    alpha: float = DEFAULT_ALPHA,
+) -> CheckResult:
+    """Run one check over every guarded signal. ``previous`` is the status' check history."""
+    checks = tuple(
+        check_signal(
+            spec, baseline.get(spec.name, ()), sample.get(spec.name), tolerance=tolerance, alpha=alpha
+        )
+        for spec in specs
+    )
+    if not checks:
+        verdict = CheckVerdict.NO_DATA
+    elif any(c.compare_failed or c.slo_failed for c in checks):
+        verdict = CheckVerdict.FAIL
+    elif any(c.no_data for c in checks):
+        verdict = CheckVerdict.NO_DATA
+    else:
+        verdict = CheckVerdict.PASS
+    streak = previous[-1].consecutive_failures if previous else 0
+    consecutive = streak + 1 if verdict == CheckVerdict.FAIL else 0
+    note = "; ".join(c.note for c in checks) or "no signals configured"
+    observation = Observation(
+        time=at,
+        values=[
+            SignalValue(
+                signal=c.signal,
+                value=c.observed_median,
+                samples=len(sample.get(c.signal) or ()),
+                error=None if not c.no_data else "no data",
+            )
+            for c in checks
+        ],
+        check=verdict,
+        consecutive_failures=consecutive,
+        note=note[:512],
+    )
+    return CheckResult(observation=observation, signals=checks)
+
+
+class GuardAction(StrEnum):
+    """What the machine should do after a check."""
+
+    CONTINUE = "Continue"
+    """Keep baking."""
+    SUCCEED = "Succeed"
+    """Keep the change; the mitigation succeeded."""
+    REVERT = "Revert"
+    """Undo the change now."""
+    HOLD = "Hold"
+    """Keep the change, keep checking, and do not call it a success (needs a human or more data)."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    action: GuardAction
+    verdict: Verdict | None
+    """Set whenever the action is not Continue."""
+
+
+def _streak(history: Sequence[Observation], check: CheckVerdict) -> int:
+    n = 0
+    for obs in reversed(history):
+        if obs.check != check:
+            break
+        n += 1
+    return n
+
+
+def _success_streak(history: Sequence[Observation], signal: str, below: float) -> int:
+    n = 0
+    for obs in reversed(history):
+        value = next((v.value for v in obs.values if v.signal == signal), None)
+        if obs.check == CheckVerdict.FAIL or value is None or not value < below:
+            break
+        n += 1
+    return n
+
+
+def judge(
+    history: Sequence[Observation],
+    latest: CheckResult,
+    *,
+    guard: GuardSpec,
+    bake_over: bool,
+    at: datetime,
+    thresholds: Mapping[str, float | None] | None = None,
+) -> Judgement:
+    """Decide after a check. ``history`` includes ``latest.observation`` as its last entry and
+    ``guard`` must be fully resolved (no unset fields)."""
+    failure_limit = guard.failure_limit or 1
+    no_data = guard.no_data or NoDataAction.HOLD
+    inconclusive = guard.inconclusive or InconclusiveAction.HOLD
+    numbers = [c.number(threshold=(thresholds or {}).get(c.signal)) for c in latest.signals]
+    checks = len(history)
+    failed = sum(1 for o in history if o.check == CheckVerdict.FAIL)
+    last = latest.observation
+
+    def verdict(result: VerdictResult, reason: str) -> Verdict:
+        return Verdict(
+            result=result,
+            reason=reason[:1024],
+            decided_at=at,
+            checks=checks,
+            failed_checks=failed,
+            numbers=numbers[:10],
+        )
+
+    if last.check == CheckVerdict.FAIL and last.consecutive_failures >= failure_limit:
+        reason = (
+            f"{last.consecutive_failures} failed checks in a row (failureLimit {failure_limit}, "
+            f"tolerance {guard.tolerance:g}): {last.note}"
+        )
+        return Judgement(GuardAction.REVERT, verdict(VerdictResult.WORSE, reason))
+    if last.check == CheckVerdict.NO_DATA:
+        streak = _streak(history, CheckVerdict.NO_DATA)
+        if no_data == NoDataAction.REVERT and streak >= failure_limit:
+            reason = f"no data for {streak} checks (failureLimit {failure_limit}); noData=Revert: {last.note}"
+            return Judgement(GuardAction.REVERT, verdict(VerdictResult.NO_DATA, reason))
+        if bake_over:
+            reason = f"bake ended without data on the last check; noData={no_data.value}: {last.note}"
+            action = GuardAction.REVERT if no_data == NoDataAction.REVERT else GuardAction.HOLD
+            return Judgement(action, verdict(VerdictResult.NO_DATA, reason))
+        return Judgement(GuardAction.CONTINUE, None)
+    criteria = guard.success_criteria
+    if criteria is not None and last.check == CheckVerdict.PASS:
+        streak = _success_streak(history, criteria.signal, criteria.below)
+        if streak >= criteria.checks:
+            reason = (
+                f"success criteria met: {criteria.signal} below {criteria.below:g} for {streak} "
+                f"consecutive checks (needs {criteria.checks}): {last.note}"
+            )
+            return Judgement(GuardAction.SUCCEED, verdict(VerdictResult.HEALTHY, reason))
+    if not bake_over:
+        return Judgement(GuardAction.CONTINUE, None)
+    if last.check == CheckVerdict.PASS:
+        reason = f"bake complete, {checks} checks, last check passed: {last.note}"
+        return Judgement(GuardAction.SUCCEED, verdict(VerdictResult.HEALTHY, reason))
+    reason = (
+        f"bake ended on a failed check ({last.consecutive_failures} in a row, failureLimit "
+        f"{failure_limit}); inconclusive={inconclusive.value}: {last.note}"
+    )
+    action = {
+        InconclusiveAction.HOLD: GuardAction.HOLD,
+        InconclusiveAction.REVERT: GuardAction.REVERT,
+        InconclusiveAction.KEEP: GuardAction.SUCCEED,
+    }[inconclusive]
+    return Judgement(action, verdict(VerdictResult.INCONCLUSIVE, reason))
