@@ -1,0 +1,24 @@
+"""Evidence collectors: everything an investigation reads from the cluster and Prometheus."""
+
+from __future__ import annotations
+
+from stanch.adapters.evidence.collector import (
+    Collected,
+    CollectorLimits,
+    EvidenceRequest,
+    Partial,
+    collect,
+    label_selector,
+)
+from stanch.adapters.evidence.logs import LogLimits, SampledLine
+
+__all__ = [
+    "Collected",
+    "CollectorLimits",
+    "EvidenceRequest",
+    "LogLimits",
+    "Partial",
+    "SampledLine",
+    "collect",
+    "label_selector",
+]

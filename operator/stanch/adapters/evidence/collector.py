@@ -1,0 +1,340 @@
+"""Gather an Incident's evidence: concurrent, bounded, and honest about what it could not get.
+
+One refresh makes a fixed set of requests whatever the namespace's size: one GET of the
+Deployment, then one LIST (paged) each of its ReplicaSets, its pods, three event selections,
+ConfigMaps, Services, EndpointSlices, HPAs, ResourceQuotas, LimitRanges and Nodes, the signal
+queries, and a capped sample of pod logs (the only per-pod requests). Each collector that fails
+or runs out of time becomes a :class:`Partial` entry instead of failing the investigation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from stanch.adapters.evidence.logs import LogLimits, SampledLine, choose, read_logs
+from stanch.adapters.evidence.metrics import SignalResult, query_signals, step_for
+from stanch.adapters.kube import KubeClient, KubeError
+from stanch.adapters.prometheus import PrometheusClient
+from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES, UNITS, overall_signals
+from stanch.core.gathering import (
+    config_changes,
+    events_by_reason,
+    is_terminating,
+    node_evidence,
+    owned_replica_sets,
+    pod_health,
+    revisions_by_hash,
+    rollout_history,
+    summarise,
+)
+from stanch.core.models import Evidence, MetricSummary
+
+T = TypeVar("T")
+
+# The Incident window never reaches further back than this, however old the Incident.
+MAX_WINDOW = timedelta(hours=6)
+# Breakdowns in the order they matter, so the 16-entry cap drops the least useful ones.
+_BREAKDOWN_PRIORITY = (
+    ("error_ratio", "revision"),
+    ("error_ratio", "node"),
+    ("latency_p99", "revision"),
+    ("latency_p99", "node"),
+    ("throughput", "revision"),
+    ("throughput", "node"),
+    ("memory_vs_limit", "node"),
+    ("cpu_vs_limit", "node"),
+)
+
+
+@dataclass(frozen=True)
+class CollectorLimits:
+    concurrency: int = 8
+    max_pods: int = 5000
+    max_events: int = 5000
+    max_objects: int = 1000
+    max_nodes: int = 5000
+    seconds_per_collector: float = 10.0
+    prometheus_seconds: float = 8.0
+    logs: LogLimits = field(default_factory=LogLimits)
+
+
+@dataclass(frozen=True)
+class EvidenceRequest:
+    namespace: str
+    name: str
+    now: datetime
+    reference: datetime
+    """The Incident's start hint: ``spec.startedAt``, else its creation time."""
+    lookback: timedelta
+    signals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A collector that did not deliver, and why (shown as an ``EvidencePartial`` condition)."""
+
+    collector: str
+    reason: str
+
+
+@dataclass
+class Collected:
+    evidence: Evidence
+    log_lines: list[SampledLine]
+    partial: list[Partial]
+    workload_found: bool
+    window_start: datetime
+    window_end: datetime
+
+
+def label_selector(selector: Mapping[str, Any] | None) -> str | None:
+    """A LabelSelector object as a label-selector query string; None when it selects nothing."""
+    if not selector:
+        return None
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or ():
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts) or None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KubeError):
+        hint = " (RBAC does not allow it)" if exc.forbidden else ""
+        return f"{exc.status} {exc.reason}: {exc.message}"[:400] + hint
+    return f"{type(exc).__name__}: {exc}"[:400]
+
+
+async def collect(
+    kube: KubeClient,
+    prometheus: PrometheusClient,
+    request: EvidenceRequest,
+    templates: Mapping[str, str],
+    limits: CollectorLimits | None = None,
+) -> Collected:
+    limits = limits or CollectorLimits()
+    ns, name = request.namespace, request.name
+    sem = asyncio.Semaphore(limits.concurrency)
+    partial: list[Partial] = []
+    start = max(min(request.reference, request.now) - request.lookback, request.now - MAX_WINDOW)
+    end = request.now
+
+    async def guarded(collector: str, work: Awaitable[T], default: T) -> T:
+        try:
+            return await asyncio.wait_for(work, limits.seconds_per_collector)
+        except TimeoutError:
+            partial.append(Partial(collector, f"no answer within {limits.seconds_per_collector:g}s"))
+        except Exception as exc:  # a failed collector is recorded, never fatal
+            partial.append(Partial(collector, _describe(exc)))
+        return default
+
+    async def listed(kind: str, limit: int, **selectors: str | None) -> list[dict[str, Any]]:
+        async with sem:
+            return await kube.list(kind, ns, limit=limit, **selectors)
+
+    all_templates = {**DEFAULT_BREAKDOWN_TEMPLATES, **templates}
+    signals = overall_signals(templates, request.signals)
+    values = {"namespace": ns, "workload": name}
+    metrics_task = asyncio.ensure_future(
+        query_signals(prometheus, all_templates, signals, values, start, end, sem, limits.prometheus_seconds)
+    )
+
+    async def get_deployment() -> dict[str, Any] | None:
+        async with sem:
+            return await kube.get("Deployment", name, ns)
+
+    deployment = await guarded("deployment", get_deployment(), None)
+    found = deployment is not None
+    if deployment is None and not any(p.collector == "deployment" for p in partial):
+        partial.append(Partial("deployment", f"Deployment {ns}/{name} not found (deleted, or never existed)"))
+
+    selector = label_selector((deployment or {}).get("spec", {}).get("selector"))
+    none: list[dict[str, Any]] = []
+
+    async def nothing() -> list[dict[str, Any]]:
+        return []
+
+    pods_q = listed("Pod", limits.max_pods, label_selector=selector) if selector else nothing()
+    rs_q = listed("ReplicaSet", limits.max_objects, label_selector=selector) if selector else nothing()
+    results = await asyncio.gather(
+        guarded("replicasets", rs_q, none),
+        guarded("pods", pods_q, none),
+        guarded("events", listed("Event", limits.max_events, field_selector="type=Warning"), none),
+        guarded(
+            "events",
+            listed(
+                "Event",
+                limits.max_events,
+                field_selector=f"involvedObject.kind=Deployment,involvedObject.name={name}",
+            ),
+            none,
+        ),
+        guarded(
+            "events",
+            listed("Event", limits.max_events, field_selector="involvedObject.kind=ReplicaSet"),
+            none,
+        ),
+        guarded("configmaps", listed("ConfigMap", limits.max_objects), none),
+        guarded("services", listed("Service", limits.max_objects), none),
+        guarded("endpointslices", listed("EndpointSlice", limits.max_objects), none),
+        guarded("hpas", listed("HorizontalPodAutoscaler", limits.max_objects), none),
+        guarded("resourcequotas", listed("ResourceQuota", limits.max_objects), none),
+        guarded("limitranges", listed("LimitRange", limits.max_objects), none),
+        guarded("nodes", _list_nodes(kube, sem, limits.max_nodes), none),
+    )
+    (
+        replica_sets,
+        pods,
+        warnings,
+        deploy_events,
+        rs_events,
+        cms,
+        services,
+        slices,
+        hpas,
+        quotas,
+        lrs,
+        nodes,
+    ) = results
+    owned = owned_replica_sets(deployment, replica_sets) if deployment else []
+    by_hash = revisions_by_hash(owned)
+    rs_names = {rs["metadata"]["name"] for rs in owned}
+    owned_pods = [p for p in pods if _owned_by_any(p, {rs["metadata"].get("uid") for rs in owned})]
+
+    log_requests = choose(owned_pods, by_hash, limits.logs)
+    log_lines, log_problems = await guarded(
+        "logs", read_logs(kube, ns, log_requests, limits.logs, sem), ([], [])
+    )
+    if log_problems:
+        partial.append(
+            Partial("logs", f"{len(log_problems)} of {len(log_requests)} log reads failed: {log_problems[0]}")
+        )
+    if found and owned_pods and not log_requests:
+        partial.append(Partial("logs", "no pod is running on a node, so there are no logs to read"))
+
+    relevant = {("Deployment", name)} | {("ReplicaSet", n) for n in rs_names}
+    relevant |= {("Pod", p["metadata"]["name"]) for p in owned_pods}
+    seen_uids: set[str] = set()
+    events: list[dict[str, Any]] = []
+    for event in [*warnings, *deploy_events, *rs_events]:
+        uid = event.get("metadata", {}).get("uid", "")
+        if uid not in seen_uids:
+            seen_uids.add(uid)
+            events.append(event)
+
+    per_node: Counter[str] = Counter(
+        p["spec"]["nodeName"]
+        for p in owned_pods
+        if not is_terminating(p) and p.get("spec", {}).get("nodeName")
+    )
+    template = (deployment or {}).get("spec", {}).get("template") or {}
+    signal_results = await guarded("metrics", metrics_task, [])
+    fresh = end - 3 * step_for(start, end)
+    metrics, metric_problems = _metric_summaries(signal_results, by_hash, request.reference, fresh)
+    partial.extend(Partial(f"metrics:{s}", why) for s, why in metric_problems)
+
+    evidence = Evidence(
+        rollouts=rollout_history(deployment, owned) if deployment else [],
+        pod_health=pod_health(owned_pods, by_hash),
+        events_by_reason=events_by_reason(events, relevant),
+        config_changes=config_changes(
+            namespace=ns,
+            template=template,
+            deployment_name=name,
+            config_maps=cms,
+            services=services,
+            endpoint_slices=slices,
+            hpas=hpas,
+            quotas=quotas,
+            limit_ranges=lrs,
+            since=start,
+        )
+        if deployment
+        else [],
+        metrics=metrics,
+        nodes=node_evidence(nodes, per_node),
+    )
+    return Collected(evidence, log_lines, _dedupe(partial), found, start, end)
+
+
+async def _list_nodes(kube: KubeClient, sem: asyncio.Semaphore, limit: int) -> list[dict[str, Any]]:
+    async with sem:
+        return await kube.list("Node", limit=limit)
+
+
+def _owned_by_any(obj: Mapping[str, Any], uids: set[str | None]) -> bool:
+    return any(
+        ref.get("controller") and ref.get("uid") in uids
+        for ref in obj.get("metadata", {}).get("ownerReferences") or ()
+    )
+
+
+def _dedupe(partial: Sequence[Partial]) -> list[Partial]:
+    merged: dict[str, list[str]] = defaultdict(list)
+    for p in partial:
+        if p.reason not in merged[p.collector]:
+            merged[p.collector].append(p.reason)
+    return [Partial(c, "; ".join(reasons)[:500]) for c, reasons in merged.items()]
+
+
+def _metric_summaries(
+    results: Sequence[SignalResult], by_hash: Mapping[str, int], reference: datetime, fresh: datetime
+) -> tuple[list[MetricSummary], list[tuple[str, str]]]:
+    overall: list[MetricSummary] = []
+    broken: dict[tuple[str, str], list[MetricSummary]] = defaultdict(list)
+    problems: list[tuple[str, str]] = []
+    for result in results:
+        unit = UNITS.get(result.signal)
+        if result.dimension == "overall":
+            if result.error is not None:
+                overall.append(MetricSummary(signal=result.signal, unit=unit, error=result.error))
+                problems.append((result.signal, result.error))
+                continue
+            points = result.series[0].points if len(result.series) == 1 else []
+            summary = summarise(
+                result.signal, "overall", points, reference=reference, unit=unit, keep_points=True
+            )
+            if len(result.series) > 1:
+                summary = summary.model_copy(
+                    update={"error": f"the template returned {len(result.series)} series; expected one"}
+                )
+            overall.append(summary)
+            continue
+        if result.error is not None:
+            problems.append((f"{result.signal}_by_{result.dimension}", result.error))
+            continue
+        for series in result.series:
+            key = series.labels.get(result.dimension, "")
+            if not key:
+                continue  # load-balancer answers with no pod behind them carry no revision/node
+            if result.dimension == "revision":
+                key = str(by_hash.get(key, key))
+            broken[(result.signal, result.dimension)].append(
+                summarise(
+                    result.signal,
+                    f"{result.dimension}:{key}",
+                    series.points,
+                    reference=reference,
+                    unit=unit,
+                    keep_points=False,
+                    fresh_after=fresh,
+                )
+            )
+    ordered = list(overall)
+    priority: list[tuple[str, str]] = [*_BREAKDOWN_PRIORITY]
+    priority += [k for k in broken if k not in _BREAKDOWN_PRIORITY]
+    for which in priority:
+        ordered.extend(sorted(broken.get(which, []), key=lambda m: -(m.peak or 0.0)))
+    return ordered[:16], problems

@@ -1,0 +1,76 @@
+"""Signal queries over the investigation window: overall and broken down by revision and node.
+
+Queries are rendered from named templates with escaped label values (``stanch.core.signals``);
+failures come back as typed problems so that a Prometheus outage reads as "no data", never as
+"healthy".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from stanch.adapters.prometheus import PrometheusClient, PrometheusError, Series
+from stanch.core.breakdowns import DIMENSIONS, breakdown_name
+from stanch.core.signals import TemplateError, render
+
+# Enough resolution for onset detection without asking Prometheus for thousands of points.
+TARGET_POINTS = 240
+MIN_STEP = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class SignalResult:
+    """The raw answer for one signal and one dimension (``overall``, ``revision`` or ``node``)."""
+
+    signal: str
+    dimension: str
+    series: list[Series]
+    error: str | None = None
+
+
+def step_for(start: datetime, end: datetime) -> timedelta:
+    span = max((end - start).total_seconds(), 1.0)
+    return max(MIN_STEP, timedelta(seconds=round(span / TARGET_POINTS) or 1))
+
+
+async def query_signals(
+    prometheus: PrometheusClient,
+    templates: Mapping[str, str],
+    signals: list[str],
+    values: Mapping[str, str],
+    start: datetime,
+    end: datetime,
+    semaphore: asyncio.Semaphore,
+    seconds: float,
+) -> list[SignalResult]:
+    """Every signal overall, plus each ``<signal>_by_<dimension>`` template that exists."""
+    step = step_for(start, end)
+    jobs: list[tuple[str, str, str | None]] = []
+    for signal in signals:
+        jobs.append((signal, "overall", templates.get(signal)))
+        for dim in DIMENSIONS:
+            name = breakdown_name(signal, dim)
+            if name in templates:
+                jobs.append((signal, dim, templates[name]))
+
+    async def one(signal: str, dimension: str, template: str | None) -> SignalResult:
+        if template is None:
+            return SignalResult(signal, dimension, [], f"no signal template named {signal!r}")
+        name = signal if dimension == "overall" else breakdown_name(signal, dimension)
+        try:
+            query = render(name, template, values)
+        except TemplateError as exc:
+            return SignalResult(signal, dimension, [], str(exc))
+        async with semaphore:
+            try:
+                series = await asyncio.wait_for(prometheus.query_range(query, start, end, step), seconds)
+            except TimeoutError:
+                return SignalResult(signal, dimension, [], f"timeout: no answer within {seconds:g}s")
+            except PrometheusError as exc:
+                return SignalResult(signal, dimension, [], f"{exc.kind}: {exc.message}"[:1000])
+        return SignalResult(signal, dimension, series)
+
+    return list(await asyncio.gather(*(one(*job) for job in jobs)))

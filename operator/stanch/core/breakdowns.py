@@ -1,0 +1,75 @@
+"""Per-revision and per-node variants of the signal templates, so "only the new pods" and "only one
+node" are visible in the evidence.
+
+A breakdown template is an ordinary named signal template called ``<signal>_by_<dimension>`` whose
+query returns one series per value of the ``revision`` (the pods' ``pod-template-hash``) or
+``node`` label. They are data like every other template: ``--signals`` may replace or add them,
+and a signal without a breakdown template is simply not broken down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+DIMENSIONS = ("revision", "node")
+
+_HTTP = 'namespace="{{namespace}}",deployment="{{workload}}"'
+_POD = 'namespace="{{namespace}}",pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+"'
+
+
+def _ratio(by: str) -> str:
+    return (
+        f'sum by ({by}) (rate(http_requests_total{{{_HTTP},code=~"5.."}}[5m]))'
+        f" / sum by ({by}) (rate(http_requests_total{{{_HTTP}}}[5m]))"
+    )
+
+
+def _p99(by: str) -> str:
+    return (
+        f"histogram_quantile(0.99, sum by (le, {by})"
+        f" (rate(http_request_duration_seconds_bucket{{{_HTTP}}}[5m])))"
+    )
+
+
+DEFAULT_BREAKDOWN_TEMPLATES: Mapping[str, str] = {
+    "error_ratio_by_revision": _ratio("revision"),
+    "error_ratio_by_node": _ratio("node"),
+    "latency_p99_by_revision": _p99("revision"),
+    "latency_p99_by_node": _p99("node"),
+    "throughput_by_revision": f"sum by (revision) (rate(http_requests_total{{{_HTTP}}}[5m]))",
+    "throughput_by_node": f"sum by (node) (rate(http_requests_total{{{_HTTP}}}[5m]))",
+    # The fullest pod per node, as for the overall signal.
+    "memory_vs_limit_by_node": (
+        f'max by (node) (sum by (node, pod) (container_memory_working_set_bytes{{{_POD},container!=""}})'
+        f' / sum by (node, pod) (kube_pod_container_resource_limits{{{_POD},resource="memory"}}))'
+    ),
+    "cpu_vs_limit_by_node": (
+        f"max by (node) (sum by (node, pod)"
+        f' (rate(container_cpu_usage_seconds_total{{{_POD},container!=""}}[5m]))'
+        f' / sum by (node, pod) (kube_pod_container_resource_limits{{{_POD},resource="cpu"}}))'
+    ),
+}
+
+UNITS: Mapping[str, str] = {
+    "error_ratio": "ratio",
+    "latency_p99": "seconds",
+    "throughput": "req/s",
+    "cpu_vs_limit": "ratio",
+    "memory_vs_limit": "ratio",
+    "restarts": "restarts",
+}
+
+
+def breakdown_name(signal: str, dimension: str) -> str:
+    return f"{signal}_by_{dimension}"
+
+
+def is_breakdown(name: str) -> bool:
+    return any(name.endswith(f"_by_{d}") for d in DIMENSIONS)
+
+
+def overall_signals(templates: Mapping[str, str], requested: tuple[str, ...] = ()) -> list[str]:
+    """The signals to investigate: the Incident's own list, else every non-breakdown template."""
+    if requested:
+        return list(dict.fromkeys(requested))
+    return [name for name in templates if not is_breakdown(name)]
