@@ -433,6 +433,8 @@ class IncidentMitigation(StanchModel):
     """Who created it: a user or ``policy:<namespace>/<name>#<rule>``."""
     suggested: bool = False
     """True when listed only (Suggest mode): the Mitigation does not exist."""
+    created_at: AwareDatetime | None = None
+    """When the Mitigation was created (or suggested); places it on the Incident's timeline."""
 
 
 class IncidentStatus(StanchModel):

@@ -1,0 +1,134 @@
+"""What every hypothesis rule gets to look at: the evidence plus the scope and correlations already
+worked out, with the lookups rules share (revisions, per-revision and per-node health)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from stanch.core.analysis.correlation import Correlated
+from stanch.core.analysis.onset import floor_for
+from stanch.core.analysis.scope import Onset
+from stanch.core.analysis.series import ERROR_RATIO, ScopedValue, by_scope
+from stanch.core.models import (
+    Evidence,
+    ImpactSummary,
+    IncidentSpec,
+    PodGroup,
+    RolloutRevision,
+    SuggestedMitigation,
+    TimelineKind,
+    Trend,
+)
+
+LINE_MAX = 512
+FAILING_REASONS = frozenset(
+    {
+        "CrashLoopBackOff",
+        "Error",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "OOMKilled",
+        "StartError",
+    }
+)
+"""Pod reasons that say the containers of a revision cannot run at all."""
+
+
+def clip(text: str, limit: int = LINE_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+@dataclass(frozen=True)
+class RevisionComparison:
+    """Per-revision error ratios: which revisions are worse than the healthiest one."""
+
+    values: Mapping[str, ScopedValue]
+    best: float | None
+    bad: frozenset[str]
+
+    def indistinguishable(self, revision: str) -> bool:
+        """The revision's pods do no worse than the others (the data to tell exists)."""
+        value = self.values.get(revision)
+        if value is None or value.current is None or self.best is None or len(self.values) < 2:
+            return False
+        return revision not in self.bad
+
+
+def compare_revisions(evidence: Evidence) -> RevisionComparison:
+    values = by_scope(evidence, ERROR_RATIO, "revision")
+    currents = [v.current for v in values.values() if v.current is not None]
+    if len(currents) < 2:
+        return RevisionComparison(values, None, frozenset())
+    best = min(currents)
+    margin = floor_for(ERROR_RATIO).of(best)
+    bad = frozenset(k for k, v in values.items() if v.current is not None and v.current - best >= margin)
+    return RevisionComparison(values, best, bad)
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """Inputs of every rule. Rules read it; none of them changes it."""
+
+    spec: IncidentSpec
+    evidence: Evidence
+    now: datetime
+    onset: Onset
+    trend: Trend
+    impact: ImpactSummary
+    correlated: list[Correlated]
+    lookback: timedelta
+    metrics_available: bool
+    logs_available: bool
+    target_missing: bool
+    partial: frozenset[str] = frozenset()
+    revisions: RevisionComparison = field(default_factory=lambda: RevisionComparison({}, None, frozenset()))
+
+    @property
+    def rollouts(self) -> list[RolloutRevision]:
+        """Retained revisions, newest first."""
+        return sorted(self.evidence.rollouts, key=lambda r: -r.revision)
+
+    @property
+    def current_revision(self) -> RolloutRevision | None:
+        current = [r for r in self.rollouts if r.current]
+        return current[0] if current else (self.rollouts[0] if self.rollouts else None)
+
+    def previous_revision(self, revision: int) -> RolloutRevision | None:
+        """The newest retained revision older than ``revision``: what a rollback returns to."""
+        return next((r for r in self.rollouts if r.revision < revision), None)
+
+    def pod_group(self, revision: int) -> PodGroup | None:
+        return next((g for g in self.evidence.pod_health.by_revision if g.key == str(revision)), None)
+
+    def deploy_of(self, revision: int) -> Correlated | None:
+        return next(
+            (
+                c
+                for c in self.correlated
+                if c.change.kind is TimelineKind.DEPLOY
+                and c.change.revision is not None
+                and c.change.revision.revision == revision
+            ),
+            None,
+        )
+
+    def causal_changes(self, kind: TimelineKind | None = None) -> list[Correlated]:
+        """Changes that could have caused the onset (before it, within the lookback)."""
+        return [c for c in self.correlated if c.possible_cause and (kind is None or c.change.kind is kind)]
+
+    def suggest(self, summary: str, **action: Any) -> SuggestedMitigation:
+        """A suggested mitigation on the Incident's target, e.g. ``suggest("…", rollback={...})``."""
+        return SuggestedMitigation.model_validate(
+            {"target": self.spec.target, "summary": clip(summary), **action}
+        )

@@ -1,0 +1,187 @@
+"""Deploy rules: a revision that appeared just before the errors, whose pods fail or err more than
+the older revision's pods."""
+
+from __future__ import annotations
+
+from stanch.core.analysis.context import FAILING_REASONS, RuleContext, pct
+from stanch.core.analysis.correlation import describe_offset
+from stanch.core.analysis.rules.make import hypothesis
+from stanch.core.models import (
+    Hypothesis,
+    HypothesisCategory,
+    PodGroup,
+    RolloutRevision,
+    SuggestedMitigation,
+    TimelineKind,
+)
+
+MIN_LOG_COUNT = 5
+"""Log lines of one signature before "only the new pods log it" counts as evidence."""
+
+
+def rollback_from(ctx: RuleContext, rev: RolloutRevision) -> SuggestedMitigation | None:
+    """Roll back to the revision before ``rev``: the last one known to run before the suspect."""
+    previous = ctx.previous_revision(rev.revision)
+    if previous is None:
+        return None
+    images = f" ({', '.join(previous.images)})" if previous.images else ""
+    return ctx.suggest(
+        f"roll back {ctx.spec.target.name} to revision {previous.revision}{images}",
+        rollback={"toRevision": previous.revision},
+    )
+
+
+def _no_rollback_line(ctx: RuleContext, rev: RolloutRevision) -> str:
+    if ctx.previous_revision(rev.revision) is None:
+        return f"no revision older than {rev.revision} is retained, so there is nothing to roll back to"
+    return ""
+
+
+def _describe(rev: RolloutRevision) -> str:
+    detail = "; ".join(rev.changes) or rev.change_cause or ""
+    return f"revision {rev.revision}" + (f" ({detail})" if detail else "")
+
+
+def recent_deploy(ctx: RuleContext) -> Hypothesis | None:
+    """Errors started shortly after a revision was rolled out: the closer, the stronger."""
+    deploys = ctx.causal_changes(TimelineKind.DEPLOY)
+    if not deploys:
+        late = [c for c in ctx.correlated if c.change.kind is TimelineKind.DEPLOY and c.offset.days < 0]
+        if not late or late[0].change.revision is None:
+            return None
+        late_rev = late[0].change.revision
+        return hypothesis(
+            HypothesisCategory.RECENT_DEPLOY,
+            f"{_describe(late_rev)} is unlikely to be the cause: it came after the errors began",
+            5,
+            contradicting=[late[0].sentence()],
+        )
+    chosen = max(deploys, key=lambda c: (c.proximity, c.change.time))
+    rev = chosen.change.revision
+    assert rev is not None
+    confidence = 30 + 30 * chosen.proximity
+    supporting = [chosen.sentence()]
+    contradicting = []
+    key = str(rev.revision)
+    if ctx.revisions.indistinguishable(key):
+        confidence -= 40
+        value = ctx.revisions.values[key].current
+        contradicting.append(
+            f"pods of revision {rev.revision} error at {pct(value)}, no worse than the other revisions "
+            f"(best {pct(ctx.revisions.best)}): the new revision is not what fails"
+        )
+    elif key in ctx.revisions.bad:
+        supporting.append(f"pods of revision {rev.revision} error more than older pods")
+    elif not ctx.revisions.values:
+        confidence -= 5
+        contradicting.append("no per-revision metrics: cannot tell whether only the new pods fail")
+    current = ctx.current_revision
+    if current is not None and current.revision != rev.revision:
+        confidence -= 10
+        contradicting.append(f"revision {rev.revision} is no longer current (revision {current.revision} is)")
+    suggestion = rollback_from(ctx, rev)
+    contradicting.append(_no_rollback_line(ctx, rev))
+    return hypothesis(
+        HypothesisCategory.RECENT_DEPLOY,
+        f"{_describe(rev)} is the likely cause: the errors began "
+        f"{describe_offset(chosen.offset)} after it was deployed",
+        confidence,
+        supporting,
+        contradicting,
+        suggestion,
+    )
+
+
+def new_revision_worse(ctx: RuleContext) -> Hypothesis | None:
+    """Only the new revision's pods are bad (per-revision error ratio, or errors only in its logs
+    while older pods still run): the code or config in that revision."""
+    rev = ctx.current_revision
+    if rev is None or ctx.previous_revision(rev.revision) is None:
+        return None
+    key = str(rev.revision)
+    supporting = []
+    confidence = 0.0
+    if key in ctx.revisions.bad:
+        others = {k: v for k, v in ctx.revisions.values.items() if k != key and k not in ctx.revisions.bad}
+        if others:
+            other_key, other = min(others.items(), key=lambda kv: kv[1].current or 0.0)
+            supporting.append(
+                f"pods of revision {key} error at {pct(ctx.revisions.values[key].current)} while pods of "
+                f"revision {other_key} error at {pct(other.current)}"
+            )
+            confidence = 80
+    old_pods = sum(g.total for g in ctx.evidence.pod_health.by_revision if g.key != key)
+    own_logs = [
+        s for s in ctx.evidence.log_signatures if s.revision == rev.revision and s.count >= MIN_LOG_COUNT
+    ]
+    if own_logs and old_pods > 0:
+        supporting.append(
+            f"only revision {key}'s pods log '{own_logs[0].signature}' (x{own_logs[0].count}); "
+            f"{old_pods} older pod(s) do not"
+        )
+        confidence = confidence + 10 if confidence else 60
+    if not supporting:
+        return None
+    deploy = ctx.deploy_of(rev.revision)
+    contradicting = []
+    if deploy is not None and deploy.possible_cause:
+        supporting.append(deploy.sentence())
+    elif deploy is not None and deploy.offset.days < 0:
+        contradicting.append(deploy.sentence())
+        confidence -= 20
+    return hypothesis(
+        HypothesisCategory.RECENT_DEPLOY,
+        f"code or configuration in {_describe(rev)} is failing: only its pods are affected",
+        confidence,
+        supporting,
+        contradicting,
+        rollback_from(ctx, rev),
+    )
+
+
+def _failing(group: PodGroup | None) -> list[str]:
+    if group is None:
+        return []
+    return [f"{r.reason}x{r.count}" for r in group.reasons if r.reason in FAILING_REASONS and r.count > 0]
+
+
+def new_revision_failing(ctx: RuleContext) -> Hypothesis | None:
+    """The new revision's pods crash-loop or cannot pull their image while older pods run."""
+    rev = ctx.current_revision
+    if rev is None:
+        return None
+    group = ctx.pod_group(rev.revision)
+    failing = _failing(group)
+    if group is None or not failing:
+        return None
+    image_problem = any(
+        r.reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName") for r in group.reasons
+    )
+    confidence = 90 if image_problem else 85
+    supporting = [
+        f"revision {rev.revision}: {group.ready}/{group.total} pods ready, {group.restarts} restarts, "
+        + ", ".join(failing)
+    ]
+    contradicting = []
+    older_failing = [
+        g.key for g in ctx.evidence.pod_health.by_revision if g.key != str(rev.revision) and _failing(g)
+    ]
+    if older_failing:
+        confidence -= 35
+        contradicting.append(
+            f"pods of older revision(s) {', '.join(older_failing)} fail too: "
+            "the cause may be outside this revision"
+        )
+    deploy = ctx.deploy_of(rev.revision)
+    if deploy is not None:
+        (supporting if deploy.possible_cause else contradicting).append(deploy.sentence())
+    contradicting.append(_no_rollback_line(ctx, rev))
+    what = "cannot pull its image" if image_problem else "crash-loops"
+    return hypothesis(
+        HypothesisCategory.RECENT_DEPLOY,
+        f"{_describe(rev)} {what}: its pods fail to run",
+        confidence,
+        supporting,
+        contradicting,
+        rollback_from(ctx, rev),
+    )

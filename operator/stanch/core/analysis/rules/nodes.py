@@ -1,0 +1,68 @@
+"""Node rule: the errors or failing pods are on one node while the same pods elsewhere are fine."""
+
+from __future__ import annotations
+
+from stanch.core.analysis.context import FAILING_REASONS, RuleContext, pct
+from stanch.core.analysis.onset import floor_for
+from stanch.core.analysis.rules.make import hypothesis
+from stanch.core.analysis.series import ERROR_RATIO, by_scope
+from stanch.core.models import Hypothesis, HypothesisCategory, PodGroup
+
+
+def _unhealthy(group: PodGroup) -> bool:
+    return group.ready < group.total or any(r.reason in FAILING_REASONS for r in group.reasons)
+
+
+def node_problem(ctx: RuleContext) -> Hypothesis | None:
+    """One node stands out — by its pods' error ratio, their readiness, or its own conditions."""
+    supporting: list[str] = []
+    contradicting: list[str] = []
+    confidence = 0.0
+    suspect: str | None = None
+    per_node = {
+        k: v.current for k, v in by_scope(ctx.evidence, ERROR_RATIO, "node").items() if v.current is not None
+    }
+    if len(per_node) >= 2:
+        ordered = sorted(per_node.items(), key=lambda kv: kv[1])
+        best = ordered[0][1]
+        margin = floor_for(ERROR_RATIO).of(best)
+        bad = [k for k, v in per_node.items() if v - best >= margin]
+        if len(bad) == 1:
+            suspect = bad[0]
+            confidence = 75
+            supporting.append(
+                f"pods on node {suspect} error at {pct(per_node[suspect])}; on other nodes at most "
+                f"{pct(max(v for k, v in per_node.items() if k != suspect))}"
+            )
+    groups = ctx.evidence.pod_health.by_node
+    unhealthy = [g for g in groups if g.total and _unhealthy(g)]
+    if len(groups) >= 2 and len(unhealthy) == 1 and (suspect is None or unhealthy[0].key == suspect):
+        group = unhealthy[0]
+        suspect = group.key
+        confidence = confidence + 10 if confidence else 60
+        supporting.append(
+            f"node {suspect}: {group.ready}/{group.total} of its pods ready; pods elsewhere are"
+        )
+    bad_nodes = [n for n in ctx.evidence.nodes if n.pods and (n.ready is False or n.problems)]
+    node = next((n for n in bad_nodes if n.name == suspect), None) or (
+        bad_nodes[0] if len(bad_nodes) == 1 and suspect is None else None
+    )
+    if node is not None:
+        suspect = node.name
+        problems = (["NotReady"] if node.ready is False else []) + list(node.problems)
+        supporting.append(f"node {node.name}: {', '.join(problems)}")
+        confidence = confidence + 10 if confidence else 50
+    if suspect is None:
+        return None
+    hosting = [n for n in ctx.evidence.nodes if n.pods] or groups
+    if len(hosting) < 2:
+        confidence -= 15
+        contradicting.append("all pods run on this one node: nothing to compare it with")
+    return hypothesis(
+        HypothesisCategory.NODE_INFRASTRUCTURE,
+        f"node {suspect} is unhealthy: the failures are concentrated on it",
+        confidence,
+        supporting,
+        contradicting,
+        ctx.suggest(f"move {ctx.spec.target.name}'s pods off node {suspect}", evacuate={"node": suspect}),
+    )
