@@ -40,12 +40,17 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
         "incident-accept",
         "incident-accept-on-resume",
         "incident-accept-on-update",
-        "mitigation-accept",
-        "mitigation-accept-on-resume",
-        "mitigation-accept-on-update",
+        "mitigation-finalize",
     }
+    assert {str(h.id) for h in registry._spawning.get_all_handlers()} == {"mitigation-machine"}
+    assert {str(h.id) for h in registry._watching.get_all_handlers()} == {"mitigation-wake"}
     activity_ids = {str(h.id) for h in registry._activities.get_all_handlers()}
-    assert activity_ids == {"stanch-login", "stanch-configure-kopf"}
+    assert activity_ids == {
+        "stanch-login",
+        "stanch-configure-kopf",
+        "stanch-mitigation-clients",
+        "stanch-mitigation-clients-close",
+    }
 
 
 async def test_accept_sets_observed_generation_and_condition() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import kopf
 
-from stanch.wiring.handlers import accept, startup
+from stanch.wiring.handlers import accept, mitigation, startup
 from stanch.wiring.metrics import Metrics
 
 
@@ -13,6 +13,7 @@ def build_registry(metrics: Metrics) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     startup.register(registry)
     accept.register(registry, metrics)
+    mitigation.register(registry, metrics)
     return registry
 
 

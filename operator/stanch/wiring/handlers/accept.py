@@ -17,7 +17,8 @@ from stanch.core.conditions import set_condition
 from stanch.wiring.logs import bind_object
 from stanch.wiring.metrics import Metrics
 
-PLURALS = {"Incident": "incidents", "Mitigation": "mitigations"}
+# Mitigations are driven by handlers/mitigation.py, which writes their status itself.
+PLURALS = {"Incident": "incidents"}
 ACCEPTED = "Accepted"
 
 

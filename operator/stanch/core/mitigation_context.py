@@ -1,0 +1,173 @@
+"""What the mitigation wiring resolves around the state machine: the guard, the signal templates,
+the policy decision when no policy evaluator applies, and the Incident's view of a Mitigation.
+
+Pure functions over data, so the Kopf handlers only read, call these and write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from stanch.core.models import (
+    BUILTIN_GUARD,
+    TIMELINE_MAX,
+    ActionKind,
+    Direction,
+    GuardSpec,
+    IncidentMitigation,
+    MitigationPhase,
+    MitigationSpec,
+    MitigationStatus,
+    ObjectRef,
+    PolicyDecision,
+    PolicyDecisionKind,
+    SignalKind,
+    SignalTemplate,
+    TimelineEntry,
+    TimelineKind,
+)
+from stanch.core.signals import SIGNAL_DESCRIPTIONS
+
+# How the built-in templates of stanch.core.signals read: a guard must know which way is bad.
+_BUILTIN_KINDS: Mapping[str, tuple[SignalKind, Direction, str]] = {
+    "error_ratio": (SignalKind.ERROR_RATIO, Direction.LOWER_IS_BETTER, "ratio"),
+    "latency_p99": (SignalKind.LATENCY, Direction.LOWER_IS_BETTER, "seconds"),
+    "throughput": (SignalKind.THROUGHPUT, Direction.HIGHER_IS_BETTER, "rps"),
+    "cpu_vs_limit": (SignalKind.SATURATION, Direction.LOWER_IS_BETTER, "ratio"),
+    "memory_vs_limit": (SignalKind.SATURATION, Direction.LOWER_IS_BETTER, "ratio"),
+    "restarts": (SignalKind.RESTARTS, Direction.LOWER_IS_BETTER, "restarts"),
+}
+
+DEFAULT_GUARD_SIGNALS = ("error_ratio", "latency_p99")
+"""Signals a guard watches when neither the Mitigation nor a policy names any (the design's
+"error-ratio and latency templates")."""
+
+
+def signal_templates(queries: Mapping[str, str]) -> dict[str, SignalTemplate]:
+    """The operator's configured templates (``--signals``) as typed templates. A custom name is read
+    as a saturation-like signal where rising is bad, the safe reading for an unknown metric."""
+    out: dict[str, SignalTemplate] = {}
+    for name, query in queries.items():
+        kind, direction, unit = _BUILTIN_KINDS.get(
+            name, (SignalKind.SATURATION, Direction.LOWER_IS_BETTER, "")
+        )
+        out[name] = SignalTemplate(
+            name=name,
+            query=query,
+            kind=kind,
+            direction=direction,
+            unit=unit or None,
+            description=SIGNAL_DESCRIPTIONS.get(name),
+        )
+    return out
+
+
+def resolve_guard(spec: MitigationSpec, policy_defaults: GuardSpec | None = None) -> GuardSpec:
+    """The Mitigation's guard over the policy's ``guardDefaults`` over :data:`BUILTIN_GUARD`, with
+    the default signals filled in when nobody named any."""
+    base = policy_defaults.merged_over(BUILTIN_GUARD) if policy_defaults else BUILTIN_GUARD
+    guard = spec.guard.merged_over(base)
+    if not guard.signals:
+        guard = guard.model_copy(update={"signals": [{"name": n} for n in DEFAULT_GUARD_SIGNALS]})
+        guard = GuardSpec.model_validate(guard.model_dump())
+    return guard
+
+
+NO_POLICY = "no policy evaluator: default deny (design invariant 4)"
+
+
+def default_decision(spec: MitigationSpec, now: datetime) -> PolicyDecision:
+    """The decision when no policy applies: dry run is always allowed, everything else is denied."""
+    if spec.dry_run:
+        return PolicyDecision(
+            decision=PolicyDecisionKind.ALLOW,
+            rule="dryRun",
+            reasons=["dry run is always allowed: it records the plan and changes nothing"],
+            decided_at=now,
+        )
+    return PolicyDecision(
+        decision=PolicyDecisionKind.DENY,
+        reasons=[f"{NO_POLICY}; only dryRun mitigations are allowed without a matching policy"],
+        decided_at=now,
+    )
+
+
+def action_of(spec: MitigationSpec) -> ActionKind:
+    """The one action a spec sets."""
+    for kind, field in (
+        (ActionKind.ROLLBACK, spec.rollback),
+        (ActionKind.SCALE, spec.scale),
+        (ActionKind.RESTART, spec.restart),
+        (ActionKind.CANARY, spec.canary),
+        (ActionKind.CONFIG_TOGGLE, spec.config_toggle),
+        (ActionKind.EVACUATE, spec.evacuate),
+        (ActionKind.PAUSE, spec.pause),
+    ):
+        if field is not None:
+            return kind
+    raise ValueError("the Mitigation sets no action")
+
+
+def incident_entry(name: str, spec: MitigationSpec, status: MitigationStatus) -> IncidentMitigation:
+    """How the Incident lists this Mitigation."""
+    return IncidentMitigation(
+        name=name,
+        action=action_of(spec),
+        phase=status.phase,
+        verdict=status.verdict.result if status.verdict else None,
+        created_by=status.requested_by,
+    )
+
+
+def phase_summary(
+    name: str, spec: MitigationSpec, before: MitigationPhase | None, status: MitigationStatus
+) -> str:
+    """One timeline line for a phase change, with the reason when status has one."""
+    after = status.phase.value if status.phase else "unknown"
+    moved = f"{before.value} → {after}" if before else after
+    reason = status.message or (status.verdict.reason if status.verdict else "")
+    line = f"Mitigation {name} ({action_of(spec).value}): {moved}"
+    return (f"{line}: {reason}" if reason else line)[:512]
+
+
+def link_into_incident(
+    incident_status: Mapping[str, Any] | None,
+    entry: IncidentMitigation,
+    timeline: TimelineEntry | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Incident's ``status.mitigations`` with ``entry`` upserted by name, and its
+    ``status.timeline`` with ``timeline`` appended in time order (both capped like the schema)."""
+    current = dict(incident_status or {})
+    mitigations: list[dict[str, Any]] = [dict(m) for m in current.get("mitigations") or []]
+    wire = entry.to_dict()
+    for i, existing in enumerate(mitigations):
+        if existing.get("name") == entry.name:
+            mitigations[i] = {**existing, **wire}
+            break
+    else:
+        mitigations.append(wire)
+    mitigations = mitigations[-20:]
+    items: list[dict[str, Any]] = [dict(t) for t in current.get("timeline") or []]
+    if timeline is not None:
+        items.append(timeline.to_dict())
+        items.sort(key=lambda t: str(t.get("time", "")))
+    return mitigations, items[-TIMELINE_MAX:]
+
+
+def timeline_entry(
+    now: datetime, namespace: str, name: str, uid: str | None, summary: str, details: Mapping[str, str]
+) -> TimelineEntry:
+    return TimelineEntry(
+        time=now,
+        kind=TimelineKind.MITIGATION,
+        summary=summary,
+        object=ObjectRef(kind="Mitigation", name=name, namespace=namespace, uid=uid),
+        details={k: v[:512] for k, v in list(details.items())[:16]},
+    )
+
+
+def names(signals: Sequence[Any]) -> tuple[str, ...]:
+    """Signal names from a guard's ``signals`` list."""
+    return tuple(s.name for s in signals)

@@ -1,0 +1,586 @@
+"""Kopf handlers that drive each Mitigation's state machine.
+
+One daemon per Mitigation runs the loop; it holds nothing in memory that matters. Every pass:
+
+1. read the Mitigation fresh (its resourceVersion is the precondition of every status write);
+2. rebuild the machine state from spec and status, feed what was observed (a tick, approvals,
+   deletion, a resolved Incident);
+3. for every transition: **persist the status first** (write-ahead: snapshot, plan and intent are
+   in etcd before any effect runs), post its Events, then run its effects in order — reads and
+   queries produce observations, mutations run through the effect executor with their
+   preconditions — and feed each result back into the reducer.
+
+A crash anywhere loses at most the in-memory transition whose status was not persisted yet, and no
+effect of such a transition has run. On restart the daemon starts from the persisted status and the
+reducer resumes from the persisted intent.
+
+The finalizer's delete handler runs the same loop with ``deleting=True`` until the machine
+finishes (reverting first unless ``revertOnDelete: false``); the daemon and the delete handler
+never run a pass at the same time (a per-object lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import kopf
+
+import stanch
+from stanch.adapters.effects import EffectExecutor, EffectResult, Mutation
+from stanch.adapters.kube import KubeClient, KubeError
+from stanch.adapters.prometheus import PrometheusClient
+from stanch.adapters.signals import SignalSampler
+from stanch.adapters.status import write_status
+from stanch.adapters.targets import read_target
+from stanch.core.effects import MUTATING, Create, Delete, Patch
+from stanch.core.machine.effects import (
+    EvaluatePolicy,
+    Finish,
+    ObserveTarget,
+    PersistIntent,
+    QuerySignals,
+    WakeAt,
+)
+from stanch.core.machine.observations import (
+    ApplyFailed,
+    Approved,
+    BaselineCollected,
+    ChangeApplied,
+    DeleteRequested,
+    GuardSample,
+    IncidentResolved,
+    IntentPersisted,
+    Observation,
+    PolicyDecided,
+    SignalSeries,
+    TargetObserved,
+    Tick,
+    World,
+)
+from stanch.core.machine.reducer import reduce
+from stanch.core.machine.state import MachineState, MitigationIdentity, Transition
+from stanch.core.mitigation_context import (
+    default_decision,
+    incident_entry,
+    link_into_incident,
+    phase_summary,
+    resolve_guard,
+    signal_templates,
+    timeline_entry,
+)
+from stanch.core.models import (
+    APPROVED_BY_ANNOTATION,
+    TERMINAL_PHASES,
+    MitigationPhase,
+    MitigationSpec,
+    MitigationStatus,
+    PolicyDecision,
+    parse_duration,
+)
+from stanch.core.settings import Settings
+from stanch.wiring.handlers.startup import MEMO_SETTINGS
+from stanch.wiring.logs import bind_object
+from stanch.wiring.metrics import Metrics
+
+PLURAL = "mitigations"
+RUNTIME = "stanch_mitigation_runtime"
+OBJECT_LOCK = "stanch_mitigation_lock"
+OBJECT_WAKE = "stanch_mitigation_wake"
+OBJECT_SEEN = "stanch_mitigation_seen"
+MAX_STEPS_PER_PASS = 200
+"""A pass that needs more reducer steps than this is looping; stop and let the next pass resume."""
+IDLE_RECHECK = timedelta(seconds=30)
+"""How often a terminal temporary mitigation looks at its Incident."""
+
+
+class PolicyDecider(Protocol):
+    """The single policy step: a decision for this Mitigation (design invariant 4)."""
+
+    async def __call__(
+        self, name: str, namespace: str, spec: MitigationSpec, now: datetime
+    ) -> PolicyDecision: ...
+
+
+async def default_deny(name: str, namespace: str, spec: MitigationSpec, now: datetime) -> PolicyDecision:
+    """Until policy evaluation is wired, no policy means dry run only."""
+    return default_decision(spec, now)
+
+
+@dataclass
+class Runtime:
+    """The clients and knobs the handlers share (one per operator process)."""
+
+    kube: KubeClient
+    prometheus: PrometheusClient
+    settings: Settings
+    metrics: Metrics
+    decide: PolicyDecider = default_deny
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    executor: EffectExecutor = field(init=False)
+    sampler: SignalSampler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.executor = EffectExecutor(self.kube)
+        self.sampler = SignalSampler(self.prometheus, self.settings.signal_templates)
+
+
+@dataclass
+class PassResult:
+    """What one pass of the loop ended with."""
+
+    wake_at: datetime | None = None
+    finished: bool = False
+    phase: MitigationPhase | None = None
+    gone: bool = False
+
+
+class StaleReadError(Exception):
+    """The Mitigation changed since we read it; the pass is abandoned before any effect of the
+    unpersisted transition ran, and the next pass starts from a fresh read."""
+
+
+# --- building the machine state -------------------------------------------------------------------
+
+
+def machine_state(obj: dict[str, Any], runtime: Runtime) -> MachineState:
+    meta = obj["metadata"]
+    spec = MitigationSpec.model_validate(obj["spec"])
+    status = MitigationStatus.model_validate(
+        {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
+    )
+    templates = signal_templates(runtime.settings.signal_templates)
+    return MachineState(
+        identity=MitigationIdentity(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"]),
+        spec=spec,
+        status=status,
+        guard=resolve_guard(spec),
+        signals=templates,
+        approved_by_annotation=(meta.get("annotations") or {}).get(APPROVED_BY_ANNOTATION),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def initial_observations(state: MachineState, incident_resolved: bool) -> list[Observation]:
+    """What happened since the last pass, as the reducer's inputs."""
+    phase = state.status.phase
+    out: list[Observation] = [Tick()]
+    if state.deleting and phase not in TERMINAL_PHASES:
+        out.append(DeleteRequested())
+    if phase == MitigationPhase.AWAITING_APPROVAL:
+        approval = state.spec.approval
+        if approval is not None and approval.approved:
+            out.append(Approved(by=approval.approved_by or "spec.approval", reason=approval.reason))
+        elif state.approved_by_annotation:
+            out.append(
+                Approved(by=state.approved_by_annotation, reason=f"annotation {APPROVED_BY_ANNOTATION}")
+            )
+    if incident_resolved and phase == MitigationPhase.SUCCEEDED:
+        out.append(IncidentResolved())
+    return out
+
+
+def _world(reads: Any) -> World:
+    return World(
+        target=reads.target,
+        replica_sets=reads.replica_sets,
+        hpa=reads.hpa,
+        config_map=reads.config_map,
+        node=reads.node,
+        pods_on_node=reads.pods_on_node,
+        canary=reads.canary,
+        lock_holder_active=reads.lock_holder_active,
+    )
+
+
+# --- one pass -----------------------------------------------------------------------------------
+
+
+class Pass:
+    """One pass of the loop over one Mitigation: reduce, persist, act, feed back."""
+
+    def __init__(self, runtime: Runtime, obj: dict[str, Any], incident_resolved: bool) -> None:
+        self.runtime = runtime
+        self.obj = obj
+        self.log = bind_object(obj)
+        self.state = machine_state(obj, runtime)
+        self.incident_resolved = incident_resolved
+        self.result = PassResult(phase=self.state.status.phase)
+
+    async def run(self) -> PassResult:
+        queue: deque[Observation] = deque(initial_observations(self.state, self.incident_resolved))
+        steps = 0
+        while queue and steps < MAX_STEPS_PER_PASS:
+            steps += 1
+            observation = queue.popleft()
+            before = self.state.status.phase
+            transition = reduce(self.state, observation, now=self.runtime.clock())
+            await self._persist(transition)
+            self._report(transition, before)
+            self.state = transition.state
+            if before != self.state.status.phase:
+                await self._link_incident(before)
+            queue.extend(await self._run_effects(transition))
+        self.result.phase = self.state.status.phase
+        if steps >= MAX_STEPS_PER_PASS:
+            self.log.warning("mitigation pass stopped after too many steps", steps=steps)
+        return self.result
+
+    async def _persist(self, transition: Transition) -> None:
+        new = transition.state.status.to_dict()
+        generation = self.obj["metadata"].get("generation")
+        if generation is not None:
+            new["observedGeneration"] = generation
+        try:
+            updated = await write_status(self.runtime.kube, "Mitigation", self.obj, new)
+        except KubeError as exc:
+            if exc.conflict:
+                raise StaleReadError(exc.message) from exc
+            raise
+        if updated is not None:
+            self.obj = updated
+
+    def _report(self, transition: Transition, before: MitigationPhase | None) -> None:
+        body = kopf.Body(self.obj)  # type: ignore[arg-type]
+        for event in transition.events:
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+        for entry in transition.audit:
+            self.log.info(
+                "mitigation audit",
+                audit_event=entry.event,
+                actor=entry.actor,
+                from_phase=entry.from_phase,
+                to_phase=entry.to_phase,
+                reason=entry.reason,
+            )
+        after = transition.state.status.phase
+        if after is not None and after != before:
+            action = transition.state.status.action
+            self.runtime.metrics.mitigation_phases.labels(
+                phase=after.value, action=action.value if action else "unknown"
+            ).inc()
+
+    async def _run_effects(self, transition: Transition) -> list[Observation]:
+        out: list[Observation] = []
+        effects = list(transition.effects)
+        i = 0
+        while i < len(effects):
+            effect = effects[i]
+            if isinstance(effect, MUTATING):
+                # Consecutive mutations of one step succeed or fail together as one observation.
+                group: list[Mutation] = []
+                while i < len(effects) and isinstance(effects[i], MUTATING):
+                    candidate = effects[i]
+                    assert isinstance(candidate, Patch | Create | Delete)
+                    if group and candidate.step != group[0].step:
+                        break
+                    group.append(candidate)
+                    i += 1
+                observation = await self._mutate(group)
+                if observation is not None:
+                    out.append(observation)
+                continue
+            i += 1
+            if isinstance(effect, PersistIntent):
+                # The transition's status (holding this intent) was persisted before its effects ran.
+                out.append(IntentPersisted(step=effect.intent.step, attempt=effect.intent.attempt))
+            elif isinstance(effect, ObserveTarget):
+                reads = await read_target(self.runtime.kube, effect.reads)
+                out.append(TargetObserved(world=_world(reads)))
+            elif isinstance(effect, QuerySignals):
+                out.append(await self._query(effect))
+            elif isinstance(effect, EvaluatePolicy):
+                decision = await self.runtime.decide(
+                    self.state.identity.name,
+                    self.state.identity.namespace,
+                    self.state.spec,
+                    self.runtime.clock(),
+                )
+                out.append(PolicyDecided(decision=decision))
+            elif isinstance(effect, WakeAt):
+                if self.result.wake_at is None or effect.at < self.result.wake_at:
+                    self.result.wake_at = effect.at
+            elif isinstance(effect, Finish):
+                self.result.finished = True
+        return out
+
+    async def _mutate(self, group: Sequence[Mutation]) -> Observation | None:
+        step = group[0].step
+        primary: EffectResult | None = None
+        essential = [e for e in group if not (isinstance(e, Patch) and e.best_effort)]
+        for effect in group:
+            result = await self.runtime.executor.run(effect)
+            self.log.info(
+                "mitigation effect",
+                step=step,
+                effect=type(effect).__name__,
+                object=effect.key.display(),
+                outcome=result.outcome.value,
+                detail=result.message,
+                precondition=effect.precondition.describe() if not isinstance(effect, Create) else "owner",
+            )
+            if effect not in essential:
+                continue
+            if not result.ok:
+                return ApplyFailed(
+                    step=step, reason=result.describe(), retriable=result.retriable, conflict=result.conflict
+                )
+            if primary is None:
+                primary = result
+        if not essential:
+            return None
+        assert primary is not None
+        return ChangeApplied(
+            step=step, resource_version=primary.resource_version, generation=primary.generation
+        )
+
+    async def _query(self, effect: QuerySignals) -> Observation:
+        target = self.state.spec.target
+        values = {
+            "namespace": target.namespace or self.state.identity.namespace,
+            "workload": target.name,
+        }
+        samples = await self.runtime.sampler.sample(
+            effect.signals,
+            values=values,
+            start=effect.start,
+            end=effect.end,
+            step_seconds=effect.step_seconds,
+        )
+        series = tuple(SignalSeries(signal=s.signal, points=s.points, error=s.error) for s in samples)
+        if effect.purpose == "baseline":
+            return BaselineCollected(start=effect.start, end=effect.end, series=series)
+        return GuardSample(at=effect.end, series=series)
+
+    async def _link_incident(self, before: MitigationPhase | None) -> None:
+        """Show this Mitigation and its phase change in the Incident's status (only those fields)."""
+        ref = self.state.spec.incident_ref
+        if ref is None:
+            return
+        ns = self.state.identity.namespace
+        now = self.runtime.clock()
+        entry = incident_entry(self.state.identity.name, self.state.spec, self.state.status)
+        summary = phase_summary(self.state.identity.name, self.state.spec, before, self.state.status)
+        details = {"phase": self.state.status.phase.value if self.state.status.phase else ""}
+        if self.state.status.verdict is not None:
+            details["verdict"] = self.state.status.verdict.result.value
+        line = timeline_entry(now, ns, self.state.identity.name, self.state.identity.uid, summary, details)
+        for _ in range(5):
+            incident = await self.runtime.kube.get("Incident", ref.name, ns)
+            if incident is None:
+                self.log.warning("incident not found", incident=ref.name)
+                return
+            mitigations, timeline = link_into_incident(incident.get("status"), entry, line)
+            try:
+                await write_status(
+                    self.runtime.kube,
+                    "Incident",
+                    incident,
+                    {"mitigations": mitigations, "timeline": timeline},
+                    only=("mitigations", "timeline"),
+                )
+                return
+            except KubeError as exc:
+                if not exc.conflict:
+                    raise
+        self.log.warning("incident status kept changing; link not written this time", incident=ref.name)
+
+
+# --- Kopf glue ------------------------------------------------------------------------------------
+
+
+async def incident_resolved(runtime: Runtime, obj: dict[str, Any]) -> bool:
+    ref = (obj.get("spec") or {}).get("incidentRef")
+    if not ref:
+        return False
+    incident = await runtime.kube.get("Incident", ref["name"], obj["metadata"]["namespace"])
+    return bool(incident and (incident.get("spec") or {}).get("resolved"))
+
+
+async def drive_once(runtime: Runtime, namespace: str, name: str) -> PassResult:
+    obj = await runtime.kube.get("Mitigation", name, namespace)
+    if obj is None:
+        return PassResult(gone=True, finished=True)
+    resolved = await incident_resolved(runtime, obj)
+    return await Pass(runtime, obj, resolved).run()
+
+
+def _lock(memo: kopf.Memo) -> asyncio.Lock:
+    lock = memo.get(OBJECT_LOCK)
+    if not isinstance(lock, asyncio.Lock):
+        lock = asyncio.Lock()
+        memo[OBJECT_LOCK] = lock
+    return lock
+
+
+def _wake(memo: kopf.Memo) -> asyncio.Event:
+    wake = memo.get(OBJECT_WAKE)
+    if not isinstance(wake, asyncio.Event):
+        wake = asyncio.Event()
+        memo[OBJECT_WAKE] = wake
+    return wake
+
+
+def wake_key(body: kopf.Body) -> tuple[Any, ...]:
+    """The parts of a Mitigation whose change the machine must react to promptly."""
+    meta = body.get("metadata") or {}
+    return (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        (meta.get("annotations") or {}).get(APPROVED_BY_ANNOTATION),
+    )
+
+
+def _interval(body: kopf.Body) -> float:
+    raw = ((body.get("spec") or {}).get("guard") or {}).get("interval")
+    try:
+        return max(parse_duration(raw).total_seconds(), 1.0) if raw else 30.0
+    except ValueError:
+        return 30.0
+
+
+def _watches_incident(body: kopf.Body) -> bool:
+    spec = body.get("spec") or {}
+    return bool(spec.get("incidentRef") and spec.get("temporary") and not spec.get("keepOnResolve"))
+
+
+async def run_daemon(runtime: Runtime, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped) -> None:
+    """The loop: a pass, then sleep until the machine's next wake-up, a change to the object, or stop."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    log = bind_object(body)
+    wake = _wake(memo)
+    failures = 0
+    while not stopped:
+        wake.clear()
+        delay: float
+        try:
+            async with _lock(memo):
+                result = await drive_once(runtime, namespace, name)
+            failures = 0
+        except StaleReadError:
+            continue
+        except Exception as exc:
+            failures += 1
+            delay = min(2.0**failures, 60.0)
+            log.warning(
+                "mitigation pass failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay
+            )
+            await _sleep(stopped, wake, delay)
+            continue
+        if result.gone:
+            return
+        if result.phase in TERMINAL_PHASES and result.wake_at is None:
+            if not (result.phase == MitigationPhase.SUCCEEDED and _watches_incident(body)):
+                log.info("mitigation finished", phase=result.phase.value if result.phase else None)
+                return
+            delay = IDLE_RECHECK.total_seconds()
+        elif result.wake_at is not None:
+            delay = max((result.wake_at - runtime.clock()).total_seconds(), 0.0)
+        else:
+            delay = _interval(body)
+        await _sleep(stopped, wake, delay)
+
+
+async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0:
+        return
+    waiter = asyncio.ensure_future(wake.wait())
+    stopper = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        stopper.cancel()
+
+
+async def on_delete(runtime: Runtime, body: kopf.Body, memo: kopf.Memo) -> None:
+    """Finalizer: run the machine with deletion requested until it finishes (reverting first unless
+    revertOnDelete is false). Kopf keeps the finalizer until this returns without raising."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    deadline = runtime.clock() + timedelta(seconds=60)
+    while runtime.clock() < deadline:
+        try:
+            async with _lock(memo):
+                result = await drive_once(runtime, namespace, name)
+        except StaleReadError:
+            continue
+        if result.gone or result.finished or result.phase in TERMINAL_PHASES:
+            return
+        if result.wake_at is not None:
+            await asyncio.sleep(min(max((result.wake_at - runtime.clock()).total_seconds(), 0.0), 5.0))
+    raise kopf.TemporaryError("still reverting before deletion", delay=_interval(body))
+
+
+async def start_runtime(memo: kopf.Memo, metrics: Metrics) -> None:
+    config = memo[MEMO_SETTINGS]
+    assert isinstance(config, Settings)
+    memo[RUNTIME] = Runtime(
+        kube=KubeClient.from_env(),
+        prometheus=PrometheusClient(config.prometheus_url),
+        settings=config,
+        metrics=metrics,
+    )
+
+
+async def stop_runtime(memo: kopf.Memo) -> None:
+    runtime = memo.get(RUNTIME)
+    if isinstance(runtime, Runtime):
+        await runtime.kube.close()
+        await runtime.prometheus.close()
+
+
+def _runtime(memo: kopf.Memo) -> Runtime:
+    runtime = memo[RUNTIME]
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+def register(registry: kopf.OperatorRegistry, metrics: Metrics) -> None:
+    group, version = stanch.GROUP, stanch.VERSION
+
+    async def startup(memo: kopf.Memo, **_: Any) -> None:
+        await start_runtime(memo, metrics)
+
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        await stop_runtime(memo)
+
+    kopf.on.startup(id="stanch-mitigation-clients", registry=registry)(startup)
+    kopf.on.cleanup(id="stanch-mitigation-clients-close", registry=registry)(cleanup)
+
+    async def daemon(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+        await run_daemon(_runtime(memo), body, memo, stopped)
+
+    async def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await on_delete(_runtime(memo), body, memo)
+
+    async def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        # Approvals, spec edits and deletion wake the daemon rather than waiting out its sleep.
+        # Our own status writes are events too; they must not wake it, or every write would
+        # trigger a pass.
+        seen = wake_key(body)
+        if memo.get(OBJECT_SEEN) != seen:
+            memo[OBJECT_SEEN] = seen
+            _wake(memo).set()
+
+    instrumented: Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[None]]]
+    instrumented = metrics.instrument("mitigation-machine")
+    kopf.daemon(
+        group,
+        version,
+        PLURAL,
+        id="mitigation-machine",
+        registry=registry,
+        # Asked to stop, the daemon finishes its pass (a status write and at most one step's
+        # mutations) instead of being cancelled between persisting an intent and acting on it;
+        # even then, resuming from the persisted intent is safe.
+        cancellation_backoff=30.0,
+        cancellation_timeout=30.0,
+    )(instrumented(daemon))
+    kopf.on.delete(group, version, PLURAL, id="mitigation-finalize", registry=registry)(
+        metrics.instrument("mitigation-finalize")(deleted)
+    )
+    kopf.on.event(group, version, PLURAL, id="mitigation-wake", registry=registry)(changed)
