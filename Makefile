@@ -9,10 +9,10 @@ PY := $(VENV)/bin/python
 STANCH := $(VENV)/bin/stanch
 LINT_PATHS := operator tests e2e
 # Pure tests: ours, plus the simulator's own model tests (no cluster needed).
-UNIT_PATHS := tests/unit $(wildcard e2e/simulator/tests)
+UNIT_PATHS := tests/unit $(wildcard e2e/simulator/tests) $(wildcard e2e/scenario/tests)
 RUN_ARGS ?= --all-namespaces
 
-.PHONY: help dev lint unit e2e test crds run cluster-deps cluster-binaries cluster-up cluster-down demo bench
+.PHONY: help dev lint unit e2e test crds run cluster-deps cluster-binaries cluster-up cluster-down demo bench scenarios
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ cluster-up: ## start the local world (control plane, kwok nodes, Prometheus, sim
 
 cluster-down: ## stop the local world
 	$(PY) -m e2e.cluster down
+
+SCENARIOS ?= e2e/scenarios
+scenarios: ## run the incident scenarios (SCENARIOS=DIR for another directory) and print the scorecard
+	$(PY) -m e2e.scenario $(SCENARIOS) --out out/scenarios
 
 demo: ## the end-to-end demo (not assembled yet: says what it still needs)
 	bash scripts/demo.sh

@@ -1,0 +1,63 @@
+"""`python -m e2e.scenario [DIR|FILE ...] [--out DIR]` — run scenarios and print the scorecard.
+
+Used by `make scenarios [SCENARIOS=DIR]`. Exits non-zero when any scenario's expectations are not
+met (or a file is invalid); the scorecard is printed and written either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from e2e.cluster import LocalWorld
+from e2e.kube import Kube
+from e2e.scenario import scorecard
+from e2e.scenario.format import ScenarioError, discover, load
+from e2e.scenario.suite import DEFAULT_PARALLEL, run_all
+
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m e2e.scenario")
+    parser.add_argument(
+        "paths", nargs="*", type=Path, help=f"scenario files or directories (default {DEFAULT_DIR})"
+    )
+    parser.add_argument("--out", type=Path, default=Path("out/scenarios"), help="where the scorecard goes")
+    parser.add_argument("--check", action="store_true", help="only validate the files")
+    parser.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="scenarios at a time")
+    args = parser.parse_args(argv)
+    files: list[Path] = []
+    try:
+        for p in args.paths or [DEFAULT_DIR]:
+            files += discover(p) if p.is_dir() else [p]
+        scenarios = [load(f) for f in files]
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not scenarios:
+        print("error: no scenario files found", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{len(scenarios)} scenario(s) valid")
+        return 0
+    world = LocalWorld()
+    started = world.healthy() is None
+    info = world.up()
+    kube = Kube(info.kubectl, info.kubeconfig)
+    try:
+        with tempfile.TemporaryDirectory(prefix="stanch-scenarios-") as tmp:
+            scores = run_all(scenarios, info, kube, Path(tmp), args.parallel)
+    finally:
+        if started:
+            world.down()
+    md, js = scorecard.write(scores, args.out)
+    print(md.read_text(encoding="utf-8"))
+    print(f"scorecard: {md} {js}", file=sys.stderr)
+    return 0 if all(s.passed for s in scores) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,496 @@
+"""Run one scenario end to end on the local world and score it.
+
+The runner plays the world (workloads, faults, traffic), plays the on-call engineer (creates the
+Incident, runs the mitigation Stanch suggested, approves) and plays the reviewer (scores what Stanch
+concluded and did). Stanch itself runs as the real `stanch run` process, scoped to the scenario's
+namespace, talking to Prometheus through a proxy that can simulate an outage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from e2e.cluster import WorldInfo
+from e2e.kube import Kube, deployment
+from e2e.operator_process import OperatorProcess
+from e2e.scenario.format import Scenario, Step, Workload, seconds
+from e2e.scenario.proxy import OutageProxy
+
+# Time is compressed: short windows and fast loops so a scenario takes about a minute.
+FAST_OPERATOR_ENV = {
+    "STANCH_INVESTIGATION_INTERVAL": "5s",
+    "STANCH_SIGNAL_WINDOW": "30s",
+}
+FAST_GUARD = {"interval": "3s", "baselineWindow": "15s", "bakeTime": "24s", "failureLimit": 2}
+TERMINAL = {"Succeeded", "Reverted", "Failed", "NeedsAttention", "Rejected"}
+CONFIDENT = 50
+_WORLD_LOCK = threading.Lock()
+
+
+@dataclass
+class Outcome:
+    """What happened, as the scorecard needs it."""
+
+    scenario: str
+    title: str
+    detected: bool = False
+    top_category: str | None = None
+    categories: list[str] = field(default_factory=list)
+    top_confidence: int = 0
+    top_statement: str = ""
+    suggested_action: str | None = None
+    mitigation: str | None = None
+    mitigation_phase: str | None = None
+    mitigations: dict[str, str] = field(default_factory=dict)
+    unreverted_regressions: int = 0
+    time_to_detect: float | None = None
+    time_to_mitigate: float | None = None
+    recovered: bool | None = None
+    errors: list[str] = field(default_factory=list)
+    incident_status: dict[str, Any] = field(default_factory=dict)
+
+
+class ScenarioRun:
+    def __init__(self, scenario: Scenario, world: WorldInfo, kube: Kube, workdir: Path) -> None:
+        self.sc = scenario
+        self.world = world
+        self.kube = kube
+        self.ns = (
+            f"sc-{scenario.name}"[:50].rstrip("-")
+            + "-"
+            + hashlib.sha1(str(time.time()).encode()).hexdigest()[:4]
+        )
+        self.workdir = workdir
+        prom = urlparse(world.prometheus_url)
+        self.proxy = OutageProxy(prom.hostname or "127.0.0.1", prom.port or 9090)
+        self.operator = OperatorProcess(
+            world.kubeconfig, self.proxy.url, [self.ns], workdir / "operator", env=FAST_OPERATOR_ENV
+        )
+        self.outcome = Outcome(scenario.name, scenario.title)
+        self.t0 = 0.0
+        self.incident_created_at: float | None = None
+        self.mitigation_created_at: float | None = None
+        self.world_keys: set[str] = set()
+        self.images: set[str] = set()
+        self.error_ratio_before_mitigation: dict[str, float | None] = {}
+
+    # ---- world -------------------------------------------------------------------------------
+    def _manifest(self, w: Workload, **override: Any) -> dict[str, Any]:
+        annotations = override.get("annotations")
+        manifest = deployment(
+            w.name,
+            replicas=w.replicas,
+            image=override.get("image") or w.image,
+            annotations=dict(w.annotations if annotations is None else annotations),
+            labels=w.labels,
+            node_selector=override.get("node_selector") or w.node_selector or None,
+            env=override.get("env") if override.get("env") is not None else (w.env or None),
+            memory_limit=override.get("memory_limit") or w.memory_limit,
+        )
+        if w.config_map:
+            container = manifest["spec"]["template"]["spec"]["containers"][0]
+            container["envFrom"] = [{"configMapRef": {"name": w.config_map}}]
+            annotations_ = manifest["spec"]["template"]["metadata"]["annotations"]
+            annotations_.setdefault("sim.stanch.dev/config-map", w.config_map)
+        cause = override.get("change_cause") or w.change_cause
+        if cause:
+            manifest["metadata"].setdefault("annotations", {})["kubernetes.io/change-cause"] = cause
+        return manifest
+
+    def _workload(self, name: str) -> Workload:
+        return next(w for w in self.sc.world.workloads if w.name == name)
+
+    def _world_patch(self, keys: dict[str, str | None]) -> None:
+        if not self.world.simulator_url:
+            raise AssertionError("scenarios need the workload simulator")
+        url = f"{self.world.simulator_url}/world"
+        keys = dict(keys)
+        with _WORLD_LOCK:
+            if "images" in keys:
+                # One shared key for every scenario: merge our images in, take only ours out.
+                current = json.loads(httpx.get(url, timeout=10).json()["data"].get("images") or "{}")
+                ours = json.loads(keys["images"] or "{}") if keys["images"] else {}
+                if keys["images"] is None:
+                    for image in self.images:
+                        current.pop(image, None)
+                else:
+                    self.images |= set(ours)
+                    current.update(ours)
+                keys["images"] = json.dumps(current) if current else None
+            self.world_keys |= set(keys)
+            httpx.patch(url, json=keys, timeout=10).raise_for_status()
+
+    def _traffic(self, traffic: dict[str, float]) -> None:
+        self._world_patch({f"traffic.{self.ns}.{w}": f"{rps:g}" for w, rps in traffic.items()})
+
+    def set_up(self) -> None:
+        self.kube.run("create", "namespace", self.ns)
+        self.kube.wait_for(lambda: self.kube.ok("get", "sa", "default", "-n", self.ns), 30, "namespace ready")
+        w = self.sc.world
+        if w.traffic:
+            self._traffic(w.traffic)
+        if w.world_keys:
+            self._world_patch(dict(w.world_keys))
+        for cm in w.config_maps:
+            self.kube.apply(_config_map(cm.name, cm.data), namespace=self.ns)
+        for wl in w.workloads:
+            self.kube.apply(self._manifest(wl), namespace=self.ns)
+            if wl.service:
+                self.kube.apply(_service(wl.name), namespace=self.ns)
+        for hpa in w.hpas:
+            self.kube.apply(_hpa(hpa.workload, hpa.min, hpa.max), namespace=self.ns)
+        for pol in w.policies:
+            self.kube.apply(pol, namespace=self.ns)
+        for wl in w.workloads:
+            if wl.replicas:
+                self._wait_available(wl.name, wl.replicas)
+        self.operator.start()
+        time.sleep(seconds(w.warmup))
+        self.t0 = time.monotonic()
+
+    def _wait_available(self, name: str, replicas: int) -> None:
+        self.kube.wait_for(lambda: _available(self.kube, self.ns, name) >= replicas, 90, f"{name} available")
+
+    def tear_down(self) -> None:
+        with contextlib.suppress(Exception):
+            self.operator.stop()
+        self.proxy.close()
+        with contextlib.suppress(Exception):
+            if self.world_keys:
+                self._world_patch(dict.fromkeys(self.world_keys))
+        with contextlib.suppress(Exception):
+            self.kube.run("delete", "namespace", self.ns, "--wait=false")
+
+    # ---- steps -------------------------------------------------------------------------------
+    def run_steps(self) -> None:
+        for step in self.sc.steps:
+            delay = self.t0 + seconds(step.at) - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._step(step)
+
+    def _step(self, step: Step) -> None:
+        # One branch per step kind, each a line or two: a table of callables would hide less.
+        kind = step.kind
+        if step.rollout:
+            r = step.rollout
+            wl = self._workload(r.workload)
+            manifest = self._manifest(
+                wl,
+                image=r.image,
+                annotations=r.annotations,
+                env=r.env,
+                memory_limit=r.memory_limit,
+                node_selector=r.node_selector,
+                change_cause=r.change_cause,
+            )
+            self.kube.apply(manifest, namespace=self.ns)
+        elif step.scale:
+            self.kube.run(
+                "scale",
+                f"deployment/{step.scale.workload}",
+                f"--replicas={step.scale.replicas}",
+                "-n",
+                self.ns,
+            )
+        elif step.config_map:
+            self.kube.apply(_config_map(step.config_map.name, step.config_map.data), namespace=self.ns)
+        elif step.hpa:
+            self.kube.apply(_hpa(step.hpa.workload, step.hpa.min, step.hpa.max), namespace=self.ns)
+        elif step.node_fault:
+            for node, state in step.node_fault.items():
+                label = "node-not-ready.stage.kwok.x-k8s.io"
+                args = [f"{label}=true", "--overwrite"] if state == "NotReady" else [f"{label}-"]
+                self.kube.run("label", "node", node, *args)
+        elif step.traffic:
+            self._traffic(step.traffic)
+        elif step.world_keys:
+            self._world_patch(dict(step.world_keys))
+        elif step.pod_kill:
+            for workload, count in step.pod_kill.items():
+                pods = self.kube.items("pods", self.ns, f"app={workload}")[:count]
+                for pod in pods:
+                    self.kube.run("delete", "pod", pod["metadata"]["name"], "-n", self.ns, "--wait=false")
+        elif step.operator_restart:
+            self.operator.restart()
+        elif step.prometheus_outage:
+            self.proxy.outage(seconds(step.prometheus_outage))
+        elif step.incident:
+            inc = step.incident
+            self.kube.apply(
+                _incident(inc.name, inc.target, inc.mode, inc.severity, inc.summary), namespace=self.ns
+            )
+            self.incident_created_at = time.monotonic()
+        elif step.resolve:
+            self.kube.run(
+                "patch",
+                "incident",
+                step.resolve,
+                "-n",
+                self.ns,
+                "--type=merge",
+                "-p",
+                '{"spec":{"resolved":true}}',
+            )
+        elif step.mitigate:
+            self._mitigate(step)
+        elif step.approve:
+            approval = '{"spec":{"approval":{"approved":true,"approvedBy":"scenario-runner"}}}'
+            self.kube.run("patch", "mitigation", step.approve, "-n", self.ns, "--type=merge", "-p", approval)
+        elif step.policy:
+            self.kube.apply(step.policy, namespace=self.ns)
+        elif step.wait_for_phase:
+            for name, phases in step.wait_for_phase.items():
+                self._wait_for_phase(name, {str(p) for p in phases})
+        else:  # pragma: no cover - the format guarantees one kind per step
+            raise AssertionError(f"unhandled step kind {kind}")
+
+    def _wait_for_phase(self, name: str, wanted: set[str]) -> None:
+        self.kube.wait_for(lambda: self._phase(name) in wanted, 120, f"{name} in {wanted}")
+
+    def _mitigate(self, step: Step) -> None:
+        m = step.mitigate
+        assert m is not None
+        name = m.name or f"{self.sc.name}-fix"[:60]
+        spec: dict[str, Any] = {"guard": {**FAST_GUARD, **m.guard}, "dryRun": m.dry_run}
+        if m.incident:
+            spec["incidentRef"] = m.incident
+        if m.suggested:
+            if not m.incident:
+                raise AssertionError("mitigate.suggested needs mitigate.incident")
+            suggestion = self.kube.wait_for(
+                lambda: self._suggestion(m.incident or ""), 90, f"a suggested mitigation on {m.incident}"
+            )
+            spec.update({k: v for k, v in suggestion.items() if k not in ("summary",)})
+        else:
+            spec["target"] = {"kind": "Deployment", "name": m.target}
+            spec.update(m.action or {})
+        if m.approve:
+            spec["approval"] = {"approved": True, "approvedBy": "scenario-runner"}
+        target = spec.get("target", {}).get("name")
+        if target:
+            self.error_ratio_before_mitigation[name] = self.error_ratio(target)
+        self.kube.apply(
+            {
+                "apiVersion": "stanch.dev/v1alpha1",
+                "kind": "Mitigation",
+                "metadata": {"name": name},
+                "spec": spec,
+            },
+            namespace=self.ns,
+        )
+        self.outcome.mitigation = name
+        self.mitigation_created_at = time.monotonic()
+
+    def _suggestion(self, incident: str) -> dict[str, Any] | None:
+        hyps = self._incident(incident).get("status", {}).get("hypotheses", [])
+        if hyps and hyps[0].get("suggestedMitigation"):
+            suggestion: dict[str, Any] = hyps[0]["suggestedMitigation"]
+            return suggestion
+        return None
+
+    def _incident(self, name: str) -> dict[str, Any]:
+        try:
+            obj: dict[str, Any] = self.kube.get("incident", name, self.ns)
+        except AssertionError:
+            return {}
+        return obj
+
+    def _phase(self, mitigation: str) -> str | None:
+        try:
+            phase: str | None = (
+                self.kube.get("mitigation", mitigation, self.ns).get("status", {}).get("phase")
+            )
+        except AssertionError:
+            return None
+        return phase
+
+    # ---- observation -------------------------------------------------------------------------
+    def error_ratio(self, workload: str) -> float | None:
+        sel = f'namespace="{self.ns}",deployment="{workload}"'
+        q = (
+            f'sum(rate(http_requests_total{{{sel},code=~"5.."}}[15s]))'
+            f" / sum(rate(http_requests_total{{{sel}}}[15s]))"
+        )
+        try:
+            body = httpx.get(
+                f"{self.world.prometheus_url}/api/v1/query", params={"query": q}, timeout=5
+            ).json()
+            result = body["data"]["result"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+        return float(result[0]["value"][1]) if result else None
+
+    def observe_until_settled(self) -> None:
+        """Poll Stanch's resources until the expectations can be judged or time runs out."""
+        exp = self.sc.expect
+        deadline = time.monotonic() + seconds(exp.within)
+        incident_name = next((s.incident.name for s in self.sc.steps if s.incident), None)
+        while time.monotonic() < deadline:
+            self._snapshot(incident_name)
+            if self._settled():
+                break
+            time.sleep(2)
+        self._snapshot(incident_name)
+        if exp.recovery and self.outcome.recovered is None:
+            target = next(
+                (s.incident.target for s in self.sc.steps if s.incident), self.sc.world.workloads[0].name
+            )
+            ratio = self.error_ratio(target)
+            self.outcome.recovered = ratio is not None and ratio < exp.recovery.below
+
+    def _snapshot(self, incident_name: str | None) -> None:
+        o = self.outcome
+        if incident_name:
+            inc = self._incident(incident_name)
+            status = inc.get("status", {})
+            o.incident_status = status
+            hyps = status.get("hypotheses", [])
+            if hyps:
+                top = hyps[0]
+                o.top_category = top.get("category")
+                o.categories = [h.get("category") for h in hyps]
+                o.top_confidence = int(top.get("confidence", 0))
+                o.top_statement = top.get("statement", "")
+                sm = top.get("suggestedMitigation") or {}
+                o.suggested_action = _action_of(sm)
+                detected = o.top_confidence >= CONFIDENT and o.top_category not in (None, "Unknown")
+                if detected and not o.detected and self.incident_created_at is not None:
+                    o.time_to_detect = round(time.monotonic() - self.incident_created_at, 1)
+                o.detected = o.detected or detected
+        for mit in self.kube.items("mitigations", self.ns):
+            name = mit["metadata"]["name"]
+            phase = mit.get("status", {}).get("phase")
+            o.mitigations[name] = phase or "Pending"
+            if o.mitigation is None and mit["metadata"].get("labels", {}).get("stanch.dev/incident"):
+                o.mitigation = name  # created by Stanch in Auto mode
+                self.mitigation_created_at = self.mitigation_created_at or time.monotonic()
+        if o.mitigation and o.mitigation in o.mitigations:
+            o.mitigation_phase = o.mitigations[o.mitigation]
+            if o.mitigation_phase in TERMINAL and o.time_to_mitigate is None and self.mitigation_created_at:
+                o.time_to_mitigate = round(time.monotonic() - self.mitigation_created_at, 1)
+        exp = self.sc.expect
+        if exp.recovery and o.mitigation_phase in TERMINAL:
+            target = next(
+                (s.incident.target for s in self.sc.steps if s.incident), self.sc.world.workloads[0].name
+            )
+            ratio = self.error_ratio(target)
+            if ratio is not None and ratio < exp.recovery.below:
+                o.recovered = True
+
+    def _settled(self) -> bool:
+        o, exp = self.outcome, self.sc.expect
+        if exp.outcome is not None or o.mitigation is not None:
+            if o.mitigation_phase not in TERMINAL:
+                return False
+            return not (exp.recovery and not o.recovered)
+        if exp.detected:
+            return o.detected and (exp.category is None or o.top_category == exp.category)
+        # Expecting no confident cause: give Stanch the whole window to (wrongly) become confident.
+        return False
+
+    def count_unreverted_regressions(self) -> None:
+        """A mitigation that made things worse and stayed: Succeeded while the error ratio rose."""
+        for name, phase in self.outcome.mitigations.items():
+            if phase != "Succeeded":
+                continue
+            before = self.error_ratio_before_mitigation.get(name)
+            mit = self.kube.get("mitigation", name, self.ns)
+            target = mit["spec"].get("target", {}).get("name")
+            now = self.error_ratio(target) if target else None
+            if before is not None and now is not None and now > before + 0.05:
+                self.outcome.unreverted_regressions += 1
+
+    def run(self) -> Outcome:
+        try:
+            self.set_up()
+            self.run_steps()
+            self.observe_until_settled()
+            self.count_unreverted_regressions()
+        except AssertionError as exc:
+            self.outcome.errors.append(str(exc)[:500])
+        finally:
+            self.tear_down()
+        return self.outcome
+
+
+def _action_of(spec: dict[str, Any]) -> str | None:
+    for key, kind in ACTION_FIELDS.items():
+        if key in spec:
+            return kind
+    return None
+
+
+ACTION_FIELDS = {
+    "rollback": "Rollback",
+    "scale": "Scale",
+    "restart": "Restart",
+    "canary": "Canary",
+    "configToggle": "ConfigToggle",
+    "evacuate": "Evacuate",
+    "pause": "Pause",
+}
+
+
+def _available(kube: Kube, ns: str, name: str) -> int:
+    try:
+        return int(kube.get("deployment", name, ns).get("status", {}).get("availableReplicas", 0))
+    except AssertionError:
+        return 0
+
+
+def _config_map(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def _service(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+
+
+def _hpa(workload: str, low: int, high: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": workload},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload},
+            "minReplicas": low,
+            "maxReplicas": high,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
+        },
+    }
+
+
+def _incident(name: str, target: str, mode: str, severity: str, summary: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "stanch.dev/v1alpha1",
+        "kind": "Incident",
+        "metadata": {"name": name},
+        "spec": {
+            "target": {"kind": "Deployment", "name": target},
+            "severity": severity,
+            "summary": summary or f"{target} is unhealthy",
+            "mitigation": {"mode": mode},
+            "lookback": "5m",
+        },
+    }

@@ -1,0 +1,167 @@
+"""Judge a scenario's outcome against its expectations, and write the scorecard (Markdown + JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from e2e.scenario.format import Scenario
+from e2e.scenario.runner import Outcome
+
+
+@dataclass
+class Score:
+    scenario: str
+    title: str
+    detected: bool | None
+    top1: bool | None
+    top3: bool | None
+    localised: bool | None
+    first_mitigation: bool | None
+    outcome: str | None
+    outcome_ok: bool | None
+    unreverted_regressions: int
+    time_to_detect: float | None
+    time_to_mitigate: float | None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def judge(sc: Scenario, o: Outcome) -> Score:
+    exp = sc.expect
+    failures = [f"error: {e}" for e in o.errors]
+    detected_ok = o.detected == exp.detected
+    if not detected_ok:
+        failures.append(
+            f"detected={o.detected}, expected {exp.detected} (top: {o.top_category} {o.top_confidence}%)"
+        )
+    top1 = top3 = None
+    if exp.category is not None:
+        accept = {str(exp.category), *(str(c) for c in exp.also_acceptable)}
+        top1 = o.top_category in accept
+        top3 = bool(accept & set(o.categories[:3]))
+        if not top1:
+            failures.append(f"top hypothesis {o.top_category!r}, expected {sorted(accept)}")
+    localised = None
+    if exp.object is not None:
+        text = json.dumps(o.incident_status.get("hypotheses", [])[:1])
+        localised = exp.object.name in text and (
+            exp.object.revision is None or f"revision {exp.object.revision}" in text.lower()
+        )
+        if not localised:
+            want = f"{exp.object.kind}/{exp.object.name}" + (
+                f" revision {exp.object.revision}" if exp.object.revision is not None else ""
+            )
+            failures.append(f"top hypothesis does not name {want}")
+    first = None
+    if exp.first_mitigation is not None:
+        fm = exp.first_mitigation
+        ok = {str(fm.action), *(str(a) for a in fm.alternatives)}
+        first = o.suggested_action in ok and o.suggested_action not in {str(a) for a in fm.forbidden}
+        if not first:
+            failures.append(f"suggested {o.suggested_action!r}, expected {sorted(ok)}")
+    if exp.no_action and o.suggested_action is not None:
+        first = False
+        failures.append(f"suggested {o.suggested_action!r}, expected no action")
+    elif exp.no_action:
+        first = True
+    outcome_ok = None
+    if exp.outcome is not None:
+        outcome_ok = o.mitigation_phase == str(exp.outcome)
+        if not outcome_ok:
+            failures.append(
+                f"mitigation {o.mitigation!r} ended {o.mitigation_phase!r}, expected {exp.outcome}"
+            )
+    if exp.recovery is not None and not o.recovered:
+        failures.append(f"no recovery below {exp.recovery.below} error ratio")
+    if o.unreverted_regressions:
+        failures.append(f"{o.unreverted_regressions} unreverted regression(s)")
+    return Score(
+        scenario=sc.name,
+        title=sc.title,
+        detected=o.detected,
+        top1=top1,
+        top3=top3,
+        localised=localised,
+        first_mitigation=first,
+        outcome=o.mitigation_phase,
+        outcome_ok=outcome_ok,
+        unreverted_regressions=o.unreverted_regressions,
+        time_to_detect=o.time_to_detect,
+        time_to_mitigate=o.time_to_mitigate,
+        failures=failures,
+    )
+
+
+def _mark(v: bool | None) -> str:
+    return "-" if v is None else ("✅" if v else "❌")
+
+
+def _secs(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}s"
+
+
+def render_markdown(scores: list[Score]) -> str:
+    head = (
+        "| scenario | detected | category top-1 | top-3 | object | first mitigation | outcome "
+        "| unreverted regressions | time to detect | time to mitigate | result |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for s in scores:
+        outcome = s.outcome or "-"
+        if s.outcome_ok is not None:
+            outcome = f"{outcome} {_mark(s.outcome_ok)}"
+        cells = [
+            s.scenario,
+            *(_mark(v) for v in (s.detected, s.top1, s.top3, s.localised, s.first_mitigation)),
+            outcome,
+            str(s.unreverted_regressions),
+            _secs(s.time_to_detect),
+            _secs(s.time_to_mitigate),
+            "pass" if s.passed else "FAIL",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+
+    def count(attr: str) -> str:
+        judged = [getattr(s, attr) for s in scores if getattr(s, attr) is not None]
+        return f"{sum(1 for v in judged if v)}/{len(judged)}"
+
+    detect_times = [s.time_to_detect for s in scores if s.time_to_detect is not None]
+    mitigate_times = [s.time_to_mitigate for s in scores if s.time_to_mitigate is not None]
+    totals = [
+        "**total**",
+        *(count(a) for a in ("detected", "top1", "top3", "localised", "first_mitigation", "outcome_ok")),
+        str(sum(s.unreverted_regressions for s in scores)),
+        f"{_secs(_median(detect_times))} median",
+        f"{_secs(_median(mitigate_times))} median",
+        f"{sum(1 for s in scores if s.passed)}/{len(scores)} passed",
+    ]
+    total = "| " + " | ".join(totals) + " |"
+    failures = [f"- **{s.scenario}**: " + "; ".join(s.failures) for s in scores if s.failures]
+    text = head + "\n".join([*rows, total]) + "\n"
+    if failures:
+        text += "\nFailures:\n\n" + "\n".join(failures) + "\n"
+    return text
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def write(scores: list[Score], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, js = out_dir / "scorecard.md", out_dir / "scorecard.json"
+    md.write_text(render_markdown(scores), encoding="utf-8")
+    payload: list[dict[str, Any]] = [{**asdict(s), "passed": s.passed} for s in scores]
+    js.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return md, js

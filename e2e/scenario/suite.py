@@ -1,0 +1,30 @@
+"""Run many scenarios, a few at a time: each has its own namespace, operator process and Prometheus
+proxy, so they do not see each other; the runner mostly waits, so parallel runs fit on 2 cores."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from e2e.cluster import WorldInfo
+from e2e.kube import Kube
+from e2e.scenario.format import Scenario
+from e2e.scenario.runner import ScenarioRun
+from e2e.scenario.scorecard import Score, judge
+
+DEFAULT_PARALLEL = 3
+
+
+def run_all(
+    scenarios: list[Scenario], world: WorldInfo, kube: Kube, workdir: Path, parallel: int = DEFAULT_PARALLEL
+) -> list[Score]:
+    def one(sc: Scenario) -> Score:
+        print(f"[scenario] {sc.name}: {sc.title}", file=sys.stderr, flush=True)
+        score = judge(sc, ScenarioRun(sc, world, kube, workdir / sc.name).run())
+        verdict = "pass" if score.passed else f"FAIL {score.failures}"
+        print(f"[scenario] {sc.name}: {verdict}", file=sys.stderr, flush=True)
+        return score
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(one, scenarios))
