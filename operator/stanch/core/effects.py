@@ -158,6 +158,8 @@ class Reads:
     """The HorizontalPodAutoscaler whose ``scaleTargetRef`` names the target, if any."""
     config_map: ObjectKey | None = None
     node: ObjectKey | None = None
+    pods: tuple[str, ...] = ()
+    """Read these pods by name (absent ones are simply left out)."""
     pods_on_node: str | None = None
     """List the target's pods (by its selector) running on this node."""
     canary: ObjectKey | None = None

@@ -22,6 +22,8 @@ class World:
     hpa: K8sObject | None = None
     config_map: K8sObject | None = None
     node: K8sObject | None = None
+    pods: Sequence[K8sObject] = ()
+    """Pods named by ``Reads.pods`` that exist."""
     pods_on_node: Sequence[K8sObject] = ()
     canary: K8sObject | None = None
     lock_holder_active: bool = False

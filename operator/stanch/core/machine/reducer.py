@@ -1,13 +1,827 @@
-"""The mitigation state machine as a reducer: ``reduce(state, observation, now=...) -> Transition``."""
+"""The mitigation state machine as a reducer: ``reduce(state, observation, now=...) -> Transition``.
+
+See docs/mitigation-machine.md for the diagram and the crash-safety argument. In short: every step
+that mutates goes PersistIntent → IntentPersisted → mutating effects → ChangeApplied/ApplyFailed, and
+every step is recomputed from the persisted snapshot, so a resume (Tick → ObserveTarget →
+TargetObserved) either sees the end state (done, never doubled), sees the snapshot's state (re-issue),
+or sees something else (someone else's change: NeedsAttention, never clobbered).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from stanch.core.machine.observations import Observation
-from stanch.core.machine.state import MachineState, Transition
+from stanch.core.effects import (
+    Effect,
+    EvaluatePolicy,
+    Finish,
+    ObjectKey,
+    ObserveTarget,
+    Patch,
+    PersistIntent,
+    QuerySignals,
+    Reads,
+    WakeAt,
+)
+from stanch.core.guard import GuardAction, SignalSpec, judge, run_check
+from stanch.core.machine.observations import (
+    ApplyFailed,
+    Approved,
+    BaselineCollected,
+    ChangeApplied,
+    DeleteRequested,
+    GuardSample,
+    IncidentResolved,
+    IntentPersisted,
+    Observation,
+    PolicyDecided,
+    RevertApplied,
+    TargetObserved,
+    Tick,
+    World,
+)
+from stanch.core.machine.state import KubeEvent, MachineState, Transition
+from stanch.core.models import (
+    LOCK_ANNOTATION,
+    TERMINAL_PHASES,
+    ActionKind,
+    AppliedChange,
+    AuditEntry,
+    Baseline,
+    Drift,
+    MitigationPhase,
+    Plan,
+    PolicyDecisionKind,
+    SignalValue,
+    StepIntent,
+    parse_duration,
+)
+from stanch.core.plans import (
+    ActionPlan,
+    PlanError,
+    detect_drift,
+    is_applied,
+    lock_patch,
+    plan,
+    revert_effects,
+    take_snapshot,
+    unlock_patch,
+)
+from stanch.core.plans.common import MutatingEffect, meta
+from stanch.core.plans.jsonpatch import get_path
+
+P = MitigationPhase
+MAX_ATTEMPTS = 5
+"""Retries of one step after retriable failures before the mitigation fails."""
+WARNING_PHASES = {P.REJECTED, P.FAILED, P.NEEDS_ATTENTION, P.REVERTING, P.REVERTED}
+
+
+# --- small helpers --------------------------------------------------------------------------------
+
+
+def _phase(state: MachineState) -> MitigationPhase:
+    return state.status.phase or P.PENDING
+
+
+def _transition(
+    state: MachineState,
+    *,
+    now: datetime,
+    to: MitigationPhase | None,
+    event: str,
+    reason: str,
+    effects: tuple[Effect, ...] = (),
+    actor: str = "stanch",
+    **status: Any,
+) -> Transition:
+    """A transition with its audit entry and Event; ``status`` fields are replaced."""
+    before = _phase(state)
+    after = to or before
+    entry = AuditEntry(
+        time=now, actor=actor[:256], event=event, from_phase=before, to_phase=after, reason=reason[:1024]
+    )
+    new_status = state.status.model_copy(
+        update={**status, "phase": after, "message": reason[:1024], "audit": [*state.status.audit, entry]}
+    )
+    new_status = type(new_status).model_validate(new_status.model_dump())  # re-apply the caps
+    warn = (after in WARNING_PHASES and after != before) or event in {"ApplyFailed", "Blocked", "Drift"}
+    kind: Literal["Normal", "Warning"] = "Warning" if warn else "Normal"
+    return Transition(
+        state=replace(state, status=new_status),
+        effects=effects,
+        audit=(entry,),
+        events=(KubeEvent(kind, event, reason[:1024]),),
+    )
+
+
+def _quiet(state: MachineState, *effects: Effect) -> Transition:
+    """No transition: only ask for something (a read, a timer)."""
+    return Transition(state=state, effects=effects)
+
+
+def _target_key(state: MachineState) -> ObjectKey:
+    t = state.spec.target
+    return ObjectKey("apps/v1", "Deployment", t.name, t.namespace or state.identity.namespace)
+
+
+def _reads(state: MachineState) -> Reads:
+    spec = state.spec
+    ns = spec.target.namespace or state.identity.namespace
+    snap = state.status.snapshot or {}
+    return Reads(
+        target=_target_key(state),
+        replica_sets=spec.action == ActionKind.ROLLBACK,
+        hpa=True,
+        config_map=ObjectKey("v1", "ConfigMap", spec.config_toggle.config_map, ns)
+        if spec.config_toggle
+        else None,
+        node=ObjectKey("v1", "Node", spec.evacuate.node) if spec.evacuate else None,
+        pods_on_node=spec.evacuate.node if spec.evacuate else None,
+        pods=tuple(spec.restart.pods) if spec.restart else (),
+        canary=ObjectKey("apps/v1", "Deployment", snap["canary"], ns) if snap.get("canary") else None,
+    )
+
+
+def _observe(state: MachineState) -> ObserveTarget:
+    return ObserveTarget(_reads(state))
+
+
+def _plan(state: MachineState) -> ActionPlan:
+    assert state.status.snapshot is not None
+    return plan(
+        state.spec, state.status.snapshot, mitigation=state.identity.name, mitigation_uid=state.identity.uid
+    )
+
+
+def _durations(state: MachineState) -> tuple[timedelta, timedelta, timedelta]:
+    g = state.guard
+    return (
+        parse_duration(g.baseline_window or "10m"),
+        parse_duration(g.bake_time or "5m"),
+        parse_duration(g.interval or "30s"),
+    )
+
+
+def _approved(state: MachineState) -> str | None:
+    approval = state.spec.approval
+    if approval is not None and approval.approved:
+        return approval.approved_by or "spec.approval"
+    return state.approved_by_annotation
+
+
+def _unlock(state: MachineState) -> tuple[Effect, ...]:
+    snap = state.status.snapshot
+    if not snap or state.spec.dry_run:
+        return ()
+    return (unlock_patch(snap["target"], state.identity.name),)
+
+
+def _finish(state: MachineState, phase: MitigationPhase) -> tuple[Effect, ...]:
+    return (*_unlock(state), Finish(phase.value))
+
+
+def _intent(state: MachineState, step: str, now: datetime, *, attempt: int = 1) -> StepIntent:
+    snap = state.status.snapshot or {}
+    target = snap.get("target") or {}
+    return StepIntent(
+        step=step,
+        started_at=now,
+        attempt=attempt,
+        expected_generation=meta(target).get("generation"),
+        expected_resource_version=meta(target).get("resourceVersion"),
+    )
+
+
+def _step_effects(state: MachineState, step: str) -> tuple[MutatingEffect, ...]:
+    p = _plan(state)
+    if step == "Apply":
+        return p.apply
+    if step == "Promote":
+        return p.promote
+    if step == "Revert":
+        applied = state.status.applied
+        at = state.status.intent.started_at if state.status.intent else applied.at if applied else None
+        assert at is not None
+        return revert_effects(
+            p, state.status.snapshot or {}, applied_generation=applied.generation if applied else None, at=at
+        )
+    raise ValueError(f"unknown step {step}")
+
+
+def _preconditions_hold(effects: tuple[MutatingEffect, ...], world: World) -> bool:
+    """Every patch's precondition still holds on the live objects (the step can be re-issued)."""
+    from stanch.core.plans.actions import _live  # the same object lookup the checks use
+
+    for effect in effects:
+        if not isinstance(effect, Patch):
+            continue
+        live = _live(world, effect.key)
+        if live is None:
+            return False
+        pre = effect.precondition
+        if pre.generation is not None and meta(live).get("generation") != pre.generation:
+            return False
+        if pre.uid is not None and meta(live).get("uid") != pre.uid:
+            return False
+        if any(get_path(live, path) != value for path, value in pre.tests):
+            return False
+    return True
+
+
+# --- the reducer ----------------------------------------------------------------------------------
 
 
 def reduce(state: MachineState, observation: Observation, *, now: datetime) -> Transition:
     """Decide what happens next. Pure: no I/O, time comes in as ``now``."""
-    raise NotImplementedError("work in progress: the API is fixed, the transitions land next")
+    phase = _phase(state)
+    if isinstance(observation, DeleteRequested) or (state.deleting and phase not in (P.REVERTING,)):
+        return _on_delete(state, now)
+    if isinstance(observation, IncidentResolved):
+        return _on_resolved(state, now)
+    if phase in TERMINAL_PHASES:
+        return _quiet(state)
+    handler = {
+        P.PENDING: _pending,
+        P.AWAITING_APPROVAL: _awaiting,
+        P.BASELINE: _baseline,
+        P.APPLYING: _applying,
+        P.BAKING: _baking,
+        P.REVERTING: _reverting,
+    }[phase]
+    return handler(state, observation, now)
+
+
+def _has_change(state: MachineState) -> bool:
+    """Whether the target may carry our change (an Apply was at least intended)."""
+    intent = state.status.intent
+    return state.status.applied is not None or (intent is not None and intent.step in ("Apply", "Promote"))
+
+
+def _on_delete(state: MachineState, now: datetime) -> Transition:
+    phase = _phase(state)
+    if phase in TERMINAL_PHASES:
+        return _quiet(state, *_finish(state, phase))
+    if not _has_change(state):
+        return _transition(
+            state,
+            now=now,
+            to=P.FAILED,
+            event="Deleted",
+            reason="deleted before any change was made",
+            effects=_finish(state, P.FAILED),
+            intent=None,
+        )
+    if not state.spec.revert_on_delete:
+        return _transition(
+            state,
+            now=now,
+            to=P.SUCCEEDED,
+            event="DeletedKept",
+            reason="deleted with revertOnDelete=false: the change stays in place",
+            effects=_finish(state, P.SUCCEEDED),
+        )
+    return _start_revert(state, now, "Mitigation deleted mid-flight: reverting first (revertOnDelete)")
+
+
+def _on_resolved(state: MachineState, now: datetime) -> Transition:
+    phase = _phase(state)
+    if not state.spec.temporary or phase not in (P.BAKING, P.SUCCEEDED):
+        return _quiet(state)
+    if state.spec.keep_on_resolve:
+        return _transition(
+            state,
+            now=now,
+            to=None,
+            event="KeptOnResolve",
+            reason="incident resolved; temporary mitigation kept (keepOnResolve)",
+        )
+    return _start_revert(state, now, "incident resolved: undoing the temporary mitigation")
+
+
+def _start_revert(state: MachineState, now: datetime, reason: str, **status: Any) -> Transition:
+    if state.status.snapshot is not None and not _plan(state).reversible:
+        return _transition(
+            state,
+            now=now,
+            to=P.FAILED,
+            event="RevertImpossible",
+            reason=f"{reason}; but {_plan(state).revert_note}",
+            effects=_finish(state, P.FAILED),
+            **status,
+        )
+    return _transition(
+        state,
+        now=now,
+        to=P.REVERTING,
+        event="Reverting",
+        reason=reason,
+        effects=(_observe(state),),
+        intent=None,
+        **status,
+    )
+
+
+def _pending(state: MachineState, obs: Observation, now: datetime) -> Transition:
+    if not isinstance(obs, PolicyDecided):
+        return _quiet(state, EvaluatePolicy()) if state.status.policy is None else _quiet(state)
+    decision = obs.decision
+    reasons = "; ".join(decision.reasons) or decision.decision.value
+    source = f"{decision.policy or 'no policy (default deny)'}{f' {decision.rule}' if decision.rule else ''}"
+    actor = f"policy:{decision.policy}#{decision.rule}" if decision.policy else "stanch"
+    if state.spec.dry_run:
+        return _transition(
+            state,
+            now=now,
+            to=P.BASELINE,
+            event="DryRun",
+            actor=actor,
+            reason=(
+                f"dry run (always allowed); policy would say {decision.decision.value} by {source}: {reasons}"
+            ),
+            effects=(_observe(state),),
+            policy=decision,
+        )
+    if decision.decision == PolicyDecisionKind.DENY:
+        return _transition(
+            state,
+            now=now,
+            to=P.REJECTED,
+            event="PolicyDenied",
+            actor=actor,
+            reason=f"denied by {source}: {reasons}",
+            effects=(Finish(P.REJECTED.value),),
+            policy=decision,
+        )
+    if decision.decision == PolicyDecisionKind.REQUIRE_APPROVAL and _approved(state) is None:
+        return _transition(
+            state,
+            now=now,
+            to=P.AWAITING_APPROVAL,
+            event="ApprovalRequired",
+            actor=actor,
+            reason=f"manual approval required by {source}: {reasons}",
+            policy=decision,
+        )
+    return _transition(
+        state,
+        now=now,
+        to=P.BASELINE,
+        event="PolicyAllowed",
+        actor=actor,
+        reason=f"allowed by {source}: {reasons}",
+        effects=(_observe(state),),
+        policy=decision,
+    )
+
+
+def _awaiting(state: MachineState, obs: Observation, now: datetime) -> Transition:
+    by = obs.by if isinstance(obs, Approved) else _approved(state)
+    if by is None:
+        return _quiet(state)
+    reason = obs.reason if isinstance(obs, Approved) and obs.reason else "approved"
+    return _transition(
+        state,
+        now=now,
+        to=P.BASELINE,
+        event="Approved",
+        actor=by,
+        reason=f"approved by {by}: {reason}",
+        effects=(_observe(state),),
+    )
+
+
+def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transition:
+    status = state.status
+    if isinstance(obs, TargetObserved):
+        world = obs.world
+        holder = (meta(world.target).get("annotations") or {}).get(LOCK_ANNOTATION) if world.target else None
+        if holder and holder != state.identity.name and world.lock_holder_active and not state.spec.dry_run:
+            return _transition(
+                state,
+                now=now,
+                to=P.REJECTED,
+                event="Blocked",
+                reason=(
+                    f"target is locked by active Mitigation {holder!r} (one mitigation at a time per target)"
+                ),
+                effects=(Finish(P.REJECTED.value),),
+            )
+        if status.snapshot is None:
+            try:
+                snapshot = take_snapshot(state.spec, world, mitigation=state.identity.name, now=now)
+                p = plan(
+                    state.spec, snapshot, mitigation=state.identity.name, mitigation_uid=state.identity.uid
+                )
+            except PlanError as err:
+                return _transition(
+                    state,
+                    now=now,
+                    to=P.FAILED,
+                    event="PlanFailed",
+                    reason=str(err),
+                    effects=(Finish(P.FAILED.value),),
+                )
+            plan_model = Plan(
+                summary=p.summary[:1024], changes=[c[:1024] for c in p.changes], patch=p.patch_record()
+            )
+            if state.spec.dry_run:
+                return _transition(
+                    state,
+                    now=now,
+                    to=P.SUCCEEDED,
+                    event="DryRunPlanned",
+                    reason=f"dry run, nothing changed; would {p.summary}",
+                    effects=(Finish(P.SUCCEEDED.value),),
+                    plan=plan_model,
+                    snapshot=snapshot,
+                )
+            if p.noop_reason:
+                return _transition(
+                    state,
+                    now=now,
+                    to=P.SUCCEEDED,
+                    event="NothingToDo",
+                    reason=p.noop_reason,
+                    effects=(Finish(P.SUCCEEDED.value),),
+                    plan=plan_model,
+                    snapshot=snapshot,
+                )
+            if holder == state.identity.name:
+                return _query_baseline(state, now, plan=plan_model, snapshot=snapshot)
+            state2 = replace(
+                state, status=status.model_copy(update={"snapshot": snapshot, "plan": plan_model})
+            )
+            intent = _intent(state2, "Lock", now)
+            return _transition(
+                state,
+                now=now,
+                to=None,
+                event="Planned",
+                reason=f"snapshot taken; plan: {p.summary}",
+                effects=(PersistIntent(intent),),
+                plan=plan_model,
+                snapshot=snapshot,
+                intent=intent,
+                canary=snapshot.get("canary"),
+            )
+        # Resume with a snapshot: the lock is ours (go on) or still to take.
+        if holder == state.identity.name:
+            return _query_baseline(state, now)
+        intent = _intent(state, "Lock", now, attempt=(status.intent.attempt + 1) if status.intent else 1)
+        return _transition(
+            state,
+            now=now,
+            to=None,
+            event="LockRetry",
+            reason="taking the target lock",
+            effects=(PersistIntent(intent),),
+            intent=intent,
+        )
+    if isinstance(obs, IntentPersisted) and obs.step == "Lock" and status.snapshot is not None:
+        holder = (meta(status.snapshot["target"]).get("annotations") or {}).get(LOCK_ANNOTATION)
+        stale = holder if holder and holder != state.identity.name else None
+        return _quiet(state, lock_patch(status.snapshot["target"], state.identity.name, stale_holder=stale))
+    if isinstance(obs, ChangeApplied) and obs.step == "Lock":
+        return _query_baseline(state, now)
+    if isinstance(obs, ApplyFailed) and obs.step == "Lock":
+        if obs.retriable or obs.conflict:
+            return _quiet(state, _observe(state))
+        return _transition(
+            state,
+            now=now,
+            to=P.FAILED,
+            event="LockFailed",
+            reason=f"could not lock the target: {obs.reason}",
+            effects=(Finish(P.FAILED.value),),
+        )
+    if isinstance(obs, BaselineCollected):
+        values = [
+            SignalValue(
+                signal=s.signal,
+                value=sorted(s.points)[len(s.points) // 2] if s.points else None,
+                samples=len(s.points or ()),
+                error=s.error if not s.points else None,
+                points=list(s.points or ()),
+            )
+            for s in obs.series
+        ]
+        baseline = Baseline(
+            window=state.guard.baseline_window or "10m", start=obs.start, end=obs.end, values=values
+        )
+        state2 = replace(state, status=status.model_copy(update={"baseline": baseline}))
+        intent = _intent(state2, "Apply", now)
+        nums = ", ".join(
+            f"{v.signal}={v.value if v.value is not None else 'no data'} (n={v.samples})" for v in values
+        )
+        return _transition(
+            state,
+            now=now,
+            to=P.APPLYING,
+            event="BaselineCollected",
+            reason=f"baseline over {baseline.window}: {nums}",
+            effects=(PersistIntent(intent),),
+            baseline=baseline,
+            intent=intent,
+        )
+    if isinstance(obs, Tick):
+        return _quiet(state, _observe(state))
+    return _quiet(state)
+
+
+def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transition:
+    window, _, _ = _durations(state)
+    query = QuerySignals(
+        signals=tuple(s.name for s in state.guard.signals),
+        start=now - window,
+        end=now,
+        step_seconds=max(1.0, window.total_seconds() / 40),
+        purpose="baseline",
+    )
+    return _transition(
+        state,
+        now=now,
+        to=None,
+        event="Locked",
+        reason=f"target locked for {state.identity.name}; taking baseline",
+        effects=(query,),
+        intent=None,
+        **status,
+    )
+
+
+def _applying(state: MachineState, obs: Observation, now: datetime) -> Transition:
+    intent = state.status.intent
+    step = intent.step if intent else "Apply"
+    if isinstance(obs, IntentPersisted) and intent is not None and obs.step == step:
+        return _quiet(state, *_step_effects(state, step))
+    if isinstance(obs, ChangeApplied) and obs.step == step:
+        return _applied(state, now, step, obs.resource_version, obs.generation)
+    if isinstance(obs, ApplyFailed) and obs.step == step:
+        if obs.conflict:
+            return _quiet(state, _observe(state))
+        attempt = (intent.attempt if intent else 1) + 1
+        if obs.retriable and attempt <= MAX_ATTEMPTS:
+            new_intent = _intent(state, step, now, attempt=attempt)
+            return _transition(
+                state,
+                now=now,
+                to=None,
+                event="Retry",
+                reason=f"{step} failed ({obs.reason}); attempt {attempt}",
+                effects=(PersistIntent(new_intent),),
+                intent=new_intent,
+            )
+        return _transition(
+            state,
+            now=now,
+            to=P.FAILED,
+            event="ApplyFailed",
+            reason=f"{step} failed after {attempt - 1} attempt(s): {obs.reason}",
+            effects=_finish(state, P.FAILED),
+        )
+    if isinstance(obs, TargetObserved):
+        effects = _step_effects(state, step)
+        if is_applied(effects, obs.world):
+            live = obs.world.target or {}
+            return _applied(state, now, step, meta(live).get("resourceVersion"), meta(live).get("generation"))
+        if _preconditions_hold(effects, obs.world):
+            attempt = (intent.attempt if intent else 0) + 1
+            new_intent = _intent(state, step, now, attempt=min(attempt, 1000))
+            return _transition(
+                state,
+                now=now,
+                to=None,
+                event="Resume",
+                reason=f"{step} not applied yet and the target is as planned: re-issuing (attempt {attempt})",
+                effects=(PersistIntent(new_intent),),
+                intent=new_intent,
+            )
+        return _drifted(state, now, obs.world, f"the target changed before {step} landed")
+    if isinstance(obs, Tick):
+        return _quiet(state, _observe(state))
+    return _quiet(state)
+
+
+def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen: int | None) -> Transition:
+    if step == "Promote":
+        return _transition(
+            state,
+            now=now,
+            to=P.SUCCEEDED,
+            event="Promoted",
+            reason="canary fix promoted into the workload",
+            effects=_finish(state, P.SUCCEEDED),
+            intent=None,
+        )
+    interval = _durations(state)[2]
+    applied = AppliedChange(at=now, resource_version=rv, generation=gen)
+    return _transition(
+        state,
+        now=now,
+        to=P.BAKING,
+        event="Applied",
+        reason=(
+            f"{_plan(state).summary}; baking {state.guard.bake_time or '5m'}, "
+            f"checks every {state.guard.interval or '30s'}"
+        ),
+        effects=(WakeAt(now + interval),),
+        applied=applied,
+        intent=None,
+    )
+
+
+def _drifted(state: MachineState, now: datetime, world: World, why: str) -> Transition:
+    diff = ""
+    if state.status.snapshot is not None:
+        diff = detect_drift(state.spec, state.status.snapshot, _plan(state), world) or ""
+    drift = Drift(detected_at=now, diff=diff[:8192])
+    return _transition(
+        state,
+        now=now,
+        to=P.NEEDS_ATTENTION,
+        event="Drift",
+        reason=f"{why}: someone else changed it; Stanch will not overwrite it. See status.drift",
+        effects=_finish(state, P.NEEDS_ATTENTION),
+        drift=drift,
+        intent=None,
+    )
+
+
+def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
+    status = state.status
+    assert status.applied is not None
+    _, bake, interval = _durations(state)
+    last = status.observations[-1].time if status.observations else status.applied.at
+    if isinstance(obs, Tick):
+        due = last + interval
+        if now < due:
+            return _quiet(state, WakeAt(due))
+        query = QuerySignals(
+            signals=tuple(s.name for s in state.guard.signals),
+            start=max(last, now - interval),
+            end=now,
+            step_seconds=max(1.0, interval.total_seconds() / 6),
+            purpose="check",
+        )
+        return _quiet(state, _observe(state), query)
+    if isinstance(obs, TargetObserved):
+        if status.snapshot is not None and detect_drift(state.spec, status.snapshot, _plan(state), obs.world):
+            return _drifted(state, now, obs.world, "the target changed during the bake")
+        return _quiet(state)
+    if isinstance(obs, GuardSample):
+        baseline = {v.signal: v.points for v in (status.baseline.values if status.baseline else [])}
+        sample = {s.signal: s.points for s in obs.series}
+        specs = [SignalSpec.of(s.name, state.signals.get(s.name)) for s in state.guard.signals]
+        result = run_check(
+            specs,
+            baseline,
+            sample,
+            at=obs.at,
+            previous=status.observations,
+            tolerance=state.guard.tolerance or 0.0,
+        )
+        history = [*status.observations, result.observation]
+        bake_over = now >= status.applied.at + bake
+        judgement = judge(
+            history,
+            result,
+            guard=state.guard,
+            bake_over=bake_over,
+            at=now,
+            thresholds={s.name: s.threshold for s in specs},
+        )
+        verdict = judgement.verdict
+        if judgement.action == GuardAction.CONTINUE:
+            return _transition(
+                state,
+                now=now,
+                to=None,
+                event="Check",
+                reason=f"check {result.observation.check.value}: {result.observation.note}",
+                effects=(WakeAt(now + interval),),
+                observations=history,
+            )
+        assert verdict is not None
+        if judgement.action == GuardAction.HOLD:
+            return _transition(
+                state,
+                now=now,
+                to=None,
+                event="Hold",
+                reason=f"holding (change kept, not a success): {verdict.reason}",
+                effects=(WakeAt(now + interval),),
+                observations=history,
+                verdict=verdict,
+            )
+        if judgement.action == GuardAction.REVERT:
+            return _start_revert(
+                state,
+                now,
+                f"guard verdict {verdict.result.value}: {verdict.reason}",
+                observations=history,
+                verdict=verdict,
+            )
+        if state.spec.action == ActionKind.CANARY:
+            intent = _intent(state, "Promote", now)
+            return _transition(
+                state,
+                now=now,
+                to=P.APPLYING,
+                event="Promoting",
+                reason=f"canary healthy: {verdict.reason}",
+                effects=(PersistIntent(intent),),
+                observations=history,
+                verdict=verdict,
+                intent=intent,
+            )
+        return _transition(
+            state,
+            now=now,
+            to=P.SUCCEEDED,
+            event="Succeeded",
+            reason=verdict.reason,
+            effects=_finish(state, P.SUCCEEDED),
+            observations=history,
+            verdict=verdict,
+        )
+    return _quiet(state)
+
+
+def _reverting(state: MachineState, obs: Observation, now: datetime) -> Transition:
+    status = state.status
+    intent = status.intent
+    if status.snapshot is None:  # nothing was ever planned, so nothing was changed
+        return _transition(
+            state,
+            now=now,
+            to=P.REVERTED,
+            event="Reverted",
+            reason="nothing to revert",
+            effects=(Finish(P.REVERTED.value),),
+        )
+    if isinstance(obs, TargetObserved):
+        p = _plan(state)
+        applied_effects = p.apply
+        reverts = _step_effects(
+            state
+            if intent
+            else replace(state, status=status.model_copy(update={"intent": _intent(state, "Revert", now)})),
+            "Revert",
+        )
+        if is_applied(reverts, obs.world) and not (
+            status.applied is None and not is_applied(applied_effects, obs.world) and intent is None
+        ):
+            return _reverted(state, now)
+        if status.applied is not None and not is_applied(applied_effects, obs.world):
+            return _drifted(state, now, obs.world, "cannot revert")
+        if status.applied is None and not is_applied(applied_effects, obs.world):
+            if _preconditions_hold(applied_effects, obs.world):
+                return _reverted(state, now, reason="the change never landed: nothing to revert")
+            return _drifted(state, now, obs.world, "cannot revert")
+        new_intent = _intent(state, "Revert", now, attempt=(intent.attempt + 1) if intent else 1)
+        if intent is not None:
+            new_intent = new_intent.model_copy(update={"started_at": intent.started_at})
+        return _transition(
+            state,
+            now=now,
+            to=None,
+            event="RevertIntent",
+            reason=f"reverting: {p.revert_note}",
+            effects=(PersistIntent(new_intent),),
+            intent=new_intent,
+        )
+    if isinstance(obs, IntentPersisted) and intent is not None and obs.step == "Revert":
+        return _quiet(state, *_step_effects(state, "Revert"))
+    if isinstance(obs, RevertApplied) or (isinstance(obs, ChangeApplied) and obs.step == "Revert"):
+        return _reverted(state, now)
+    if isinstance(obs, ApplyFailed) and obs.step == "Revert":
+        if obs.retriable and (intent.attempt if intent else 1) < MAX_ATTEMPTS:
+            return _quiet(state, _observe(state))
+        if obs.conflict:
+            return _quiet(state, _observe(state))
+        return _transition(
+            state,
+            now=now,
+            to=P.FAILED,
+            event="RevertFailed",
+            reason=f"revert failed: {obs.reason}",
+            effects=_finish(state, P.FAILED),
+        )
+    if isinstance(obs, Tick):
+        return _quiet(state, _observe(state))
+    return _quiet(state)
+
+
+def _reverted(state: MachineState, now: datetime, reason: str = "") -> Transition:
+    note = reason or f"reverted: {_plan(state).revert_note}"
+    return _transition(
+        state,
+        now=now,
+        to=P.REVERTED,
+        event="Reverted",
+        reason=note,
+        effects=_finish(state, P.REVERTED),
+        intent=None,
+    )

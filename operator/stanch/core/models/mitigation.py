@@ -197,6 +197,8 @@ class SignalValue(StanchModel):
     """Number of samples behind the value."""
     error: Text | None = None
     """Why there is no value (query failed, empty result)."""
+    points: Annotated[list[float], Capped(60, keep="last")] = []
+    """Baseline only: the window's raw points, kept for the guard's rank test after a restart."""
 
 
 class Baseline(StanchModel):

@@ -1,1 +1,51 @@
 """Per-action planning: the change, the "is it applied?" check, the revert and drift detection."""
+
+from stanch.core.plans.actions import (
+    canary_manifest,
+    canary_name,
+    detect_drift,
+    expected_after,
+    is_applied,
+    plan,
+    revert_effects,
+    take_snapshot,
+    unified_diff,
+)
+from stanch.core.plans.common import (
+    CANARY_LABEL,
+    RESTARTED_AT,
+    ActionPlan,
+    MutatingEffect,
+    PlanError,
+    lock_patch,
+    unlock_patch,
+)
+from stanch.core.plans.rollback import (
+    ANNOTATIONS_TO_SKIP,
+    choose_replica_set,
+    equal_ignore_hash,
+    rollback_annotations,
+)
+
+__all__ = [
+    "ANNOTATIONS_TO_SKIP",
+    "CANARY_LABEL",
+    "RESTARTED_AT",
+    "ActionPlan",
+    "MutatingEffect",
+    "PlanError",
+    "canary_manifest",
+    "canary_name",
+    "choose_replica_set",
+    "detect_drift",
+    "equal_ignore_hash",
+    "expected_after",
+    "is_applied",
+    "lock_patch",
+    "plan",
+    "revert_effects",
+    "rollback_annotations",
+    "take_snapshot",
+    "unified_diff",
+    "unlock_patch",
+]

@@ -1,0 +1,121 @@
+"""Shared pieces of the action plans: keys, the plan record, errors, lock patches."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stanch.core.effects import Create, Delete, ObjectKey, Patch, Precondition, pointer
+from stanch.core.models import LOCK_ANNOTATION
+
+MutatingEffect = Patch | Create | Delete
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+"""The template annotation ``kubectl rollout restart`` sets."""
+CANARY_LABEL = "stanch.dev/canary"
+"""Label on canary Deployments, their selector and their pods; value: the Mitigation's name."""
+
+
+class PlanError(ValueError):
+    """The action cannot be planned on this target; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """Everything one action does, computed from the snapshot alone (so a re-run after a crash
+    computes the very same effects)."""
+
+    summary: str
+    changes: tuple[str, ...]
+    apply: tuple[MutatingEffect, ...]
+    noop_reason: str | None = None
+    """Set when the target already is in the end state: nothing to apply."""
+    revert_note: str = ""
+    """What a revert does, or why it does nothing."""
+    promote: tuple[MutatingEffect, ...] = ()
+    """Canary only: effects that make the fix permanent once the guard is happy."""
+    reversible: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def patch_record(self) -> dict[str, Any]:
+        """Machine form for ``status.plan.patch``."""
+        return {
+            "apply": [effect_record(e) for e in self.apply],
+            "promote": [effect_record(e) for e in self.promote],
+        }
+
+
+def effect_record(effect: MutatingEffect) -> dict[str, Any]:
+    if isinstance(effect, Patch):
+        return {
+            "patch": effect.key.display(),
+            "type": "json",
+            "ops": effect.wire_ops(),
+        }
+    if isinstance(effect, Create):
+        return {"create": effect.key.display(), "manifest": copy.deepcopy(dict(effect.manifest))}
+    return {"delete": effect.key.display(), "precondition": effect.precondition.describe()}
+
+
+def deployment_key(obj: Mapping[str, Any]) -> ObjectKey:
+    meta = obj["metadata"]
+    return ObjectKey("apps/v1", "Deployment", meta["name"], meta.get("namespace"))
+
+
+def meta(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (obj or {}).get("metadata") or {}
+
+
+def annotations_of(obj: Mapping[str, Any] | None) -> dict[str, str]:
+    return dict(meta(obj).get("annotations") or {})
+
+
+def rfc3339(at: datetime) -> str:
+    """Second precision, UTC, ``Z`` suffix: what ``kubectl rollout restart`` writes from a UTC clock."""
+    return at.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def strip_object(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A copy small enough for status: no managedFields, no status."""
+    if obj is None:
+        return None
+    out = copy.deepcopy(dict(obj))
+    out.pop("status", None)
+    out.get("metadata", {}).pop("managedFields", None)
+    return out
+
+
+def lock_patch(target: Mapping[str, Any], holder: str, *, stale_holder: str | None) -> Patch:
+    """Take the lock: conditional on the annotation being absent (or still naming the stale holder)."""
+    key = deployment_key(target)
+    path = pointer("metadata", "annotations", LOCK_ANNOTATION)
+    if "annotations" in meta(target) and meta(target)["annotations"] is not None:
+        ops: tuple[Mapping[str, Any], ...] = ({"op": "add", "path": path, "value": holder},)
+        tests: tuple[tuple[str, Any], ...] = ((path, stale_holder),)
+    else:
+        ops = ({"op": "add", "path": "/metadata/annotations", "value": {LOCK_ANNOTATION: holder}},)
+        tests = (("/metadata/annotations", None),)
+    return Patch(
+        key=key,
+        ops=ops,
+        precondition=Precondition(uid=meta(target).get("uid"), tests=tests),
+        step="Lock",
+        description=f"lock {key.display()} for {holder}",
+    )
+
+
+def unlock_patch(target: Mapping[str, Any], holder: str) -> Patch:
+    """Release the lock if it still names us; a no-op (failed test) otherwise."""
+    key = deployment_key(target)
+    path = pointer("metadata", "annotations", LOCK_ANNOTATION)
+    return Patch(
+        key=key,
+        ops=({"op": "remove", "path": path},),
+        precondition=Precondition(tests=((path, holder),)),
+        step="Unlock",
+        description=f"release the lock on {key.display()}",
+        best_effort=True,
+    )

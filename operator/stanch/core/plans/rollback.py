@@ -1,0 +1,163 @@
+"""``kubectl rollout undo`` for a Deployment, as data.
+
+kubectl's DeploymentRollbacker (pkg/polymorphichelpers/rollback.go), step by step:
+
+1. Pick the ReplicaSet: among the ReplicaSets the Deployment controls, by the integer in
+   ``deployment.kubernetes.io/revision`` (missing = 0, unparsable = skipped). With ``--to-revision``
+   the one with exactly that revision, else an error; without it the *second highest* revision
+   ("no rollout history found" when there is none).
+2. Refuse a paused Deployment.
+3. Skip when the ReplicaSet's template equals the Deployment's, ignoring the ``pod-template-hash``
+   label (semantic equality: a nil and an empty map or list are equal).
+4. Send one JSON patch: ``replace /spec/template`` with the ReplicaSet's template minus the
+   ``pod-template-hash`` label, and ``replace /metadata/annotations`` with the Deployment's own values
+   of the skip-listed annotations plus every other annotation of the ReplicaSet. So the ReplicaSet's
+   ``kubernetes.io/change-cause`` comes along, and Deployment annotations the ReplicaSet lacks are
+   dropped.
+
+Two deliberate additions, neither visible once the mitigation ends: the patch also keeps our lock
+annotation (released at the end, leaving exactly kubectl's annotations), and it is conditional on the
+Deployment's generation (kubectl's patch is unconditional).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from stanch.core.effects import Patch, Precondition
+from stanch.core.models import LOCK_ANNOTATION
+from stanch.core.plans.common import PlanError, annotations_of, deployment_key, meta
+from stanch.core.plans.jsonpatch import prune_empty
+
+REVISION = "deployment.kubernetes.io/revision"
+POD_TEMPLATE_HASH = "pod-template-hash"
+ANNOTATIONS_TO_SKIP = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+"""kubectl keeps the Deployment's own values of these and never copies them from the ReplicaSet."""
+
+
+def revision_of(obj: Mapping[str, Any]) -> int | None:
+    """kubectl's ``deploymentutil.Revision``: missing annotation = 0, unparsable = None (skipped)."""
+    value = annotations_of(obj).get(REVISION)
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def controlled_by(rs: Mapping[str, Any], deployment: Mapping[str, Any]) -> bool:
+    uid = meta(deployment).get("uid")
+    return any(
+        ref.get("controller") and ref.get("uid") == uid for ref in meta(rs).get("ownerReferences") or ()
+    )
+
+
+def choose_replica_set(
+    deployment: Mapping[str, Any], replica_sets: Sequence[Mapping[str, Any]], to_revision: int | None
+) -> Mapping[str, Any]:
+    """kubectl's ``deploymentRevision``: the ReplicaSet to roll back to, or PlanError."""
+    name = meta(deployment).get("name")
+    latest: tuple[int, Mapping[str, Any] | None] = (-1, None)
+    previous: tuple[int, Mapping[str, Any] | None] = (-1, None)
+    found: list[int] = []
+    for rs in replica_sets:
+        if not controlled_by(rs, deployment):
+            continue
+        rev = revision_of(rs)
+        if rev is None:
+            continue
+        found.append(rev)
+        if to_revision is not None:
+            if rev == to_revision:
+                return rs
+        elif latest[0] < rev:
+            previous, latest = latest, (rev, rs)
+        elif previous[0] < rev:
+            previous = (rev, rs)
+    if to_revision is not None:
+        have = ", ".join(str(r) for r in sorted(set(found))) or "none"
+        raise PlanError(
+            f"spec.rollback.toRevision {to_revision}: no ReplicaSet of Deployment {name!r} has that "
+            f"revision (revisions in history: {have}); pick one of those or leave toRevision unset"
+        )
+    if previous[1] is None:
+        raise PlanError(
+            f"no rollout history found for Deployment {name!r}: it has only "
+            f"{'one revision' if found else 'no revisions'}, so there is nothing to roll back to"
+        )
+    return previous[1]
+
+
+def template_without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(template))
+    labels = (out.get("metadata") or {}).get("labels")
+    if labels is not None:
+        labels.pop(POD_TEMPLATE_HASH, None)
+    return out
+
+
+def equal_ignore_hash(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """kubectl's ``EqualIgnoreHash`` on templates as the API returns them."""
+    return bool(prune_empty(template_without_hash(a or {})) == prune_empty(template_without_hash(b or {})))
+
+
+def rollback_annotations(deployment: Mapping[str, Any], rs: Mapping[str, Any]) -> dict[str, str]:
+    """kubectl's computed annotations: skip-listed keys from the Deployment, the rest from the RS."""
+    current = annotations_of(deployment)
+    out = {k: current[k] for k in ANNOTATIONS_TO_SKIP if k in current}
+    out.update({k: v for k, v in annotations_of(rs).items() if k not in ANNOTATIONS_TO_SKIP})
+    return out
+
+
+def snapshot_rollback(
+    deployment: Mapping[str, Any], replica_sets: Sequence[Mapping[str, Any]], to_revision: int | None
+) -> dict[str, Any]:
+    """Choose the revision (kubectl's order of checks: revision, then paused) and keep what the plan
+    needs. Raises PlanError naming the field and the fix."""
+    rs = choose_replica_set(deployment, replica_sets, to_revision)
+    if (deployment.get("spec") or {}).get("paused"):
+        raise PlanError(
+            f"Deployment {meta(deployment).get('name')!r} is paused (spec.paused: true): kubectl "
+            "refuses to roll back a paused Deployment; resume it first (kubectl rollout resume, or a "
+            "Mitigation with pause: {resume: true}) and try again"
+        )
+    return {
+        "revision": revision_of(rs),
+        "replicaSet": meta(rs).get("name"),
+        "template": copy.deepcopy(rs["spec"]["template"]),
+        "annotations": annotations_of(rs),
+    }
+
+
+def rollback_patch(snapshot_target: Mapping[str, Any], chosen: Mapping[str, Any], holder: str) -> Patch:
+    rs_view = {"metadata": {"annotations": chosen["annotations"]}}
+    new_annotations = rollback_annotations(snapshot_target, rs_view)
+    new_annotations[LOCK_ANNOTATION] = holder
+    has_annotations = meta(snapshot_target).get("annotations") is not None
+    key = deployment_key(snapshot_target)
+    return Patch(
+        key=key,
+        ops=(
+            {"op": "replace", "path": "/spec/template", "value": template_without_hash(chosen["template"])},
+            {
+                "op": "replace" if has_annotations else "add",
+                "path": "/metadata/annotations",
+                "value": new_annotations,
+            },
+        ),
+        precondition=Precondition(generation=meta(snapshot_target).get("generation")),
+        step="Apply",
+        description=f"roll {key.display()} back to revision {chosen['revision']} ({chosen['replicaSet']})",
+    )
