@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import kopf
 import pytest
 
 from stanch.core.conditions import set_condition
 from stanch.core.settings import resolve
-from stanch.wiring.handlers import accept, build_registry, startup
+from stanch.wiring.handlers import build_registry, startup
 from stanch.wiring.metrics import Metrics
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -37,47 +37,32 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
     registry = build_registry(Metrics())
     ids = set(changing_handlers(registry))
     assert ids == {
-        "incident-accept",
-        "incident-accept-on-resume",
-        "incident-accept-on-update",
+        "incident-open",
+        "incident-spec-changed",
+        "incident-resolve",
+        "incident-resolve-on-create",
+        "incident-resolve-on-resume",
         "mitigation-finalize",
     }
-    assert {str(h.id) for h in registry._spawning.get_all_handlers()} == {"mitigation-machine"}
-    assert {str(h.id) for h in registry._watching.get_all_handlers()} == {"mitigation-wake"}
+    assert {str(h.id) for h in registry._spawning.get_all_handlers()} == {
+        "incident-investigate",
+        "mitigation-machine",
+    }
+    assert {str(h.id) for h in registry._watching.get_all_handlers()} == {
+        "incident-poke-deployment",
+        "incident-poke-replicaset",
+        "incident-poke-pod",
+        "mitigation-wake",
+    }
     activity_ids = {str(h.id) for h in registry._activities.get_all_handlers()}
     assert activity_ids == {
         "stanch-login",
         "stanch-configure-kopf",
+        "stanch-incident-clients",
+        "stanch-incident-clients-close",
         "stanch-mitigation-clients",
         "stanch-mitigation-clients-close",
     }
-
-
-async def test_accept_sets_observed_generation_and_condition() -> None:
-    metrics = Metrics()
-    registry = kopf.OperatorRegistry()
-    accept.register(registry, metrics, clock=lambda: NOW)
-    handler = changing_handlers(registry)["incident-accept"]
-    patch = kopf.Patch()
-    result = await handler.fn(
-        body=kopf.Body(cast(kopf.RawBody, incident())), patch=patch, logger=logging.getLogger("t")
-    )
-    assert result is None  # a return value would be stored under status.<id> and pruned
-    assert patch["status"]["observedGeneration"] == 3
-    (condition,) = patch["status"]["conditions"]
-    assert condition == {
-        "type": "Accepted",
-        "status": "True",
-        "reason": "Observed",
-        "message": condition["message"],
-        "lastTransitionTime": "2025-01-02T03:04:05Z",
-        "observedGeneration": 3,
-    }
-    assert "generation 3" in condition["message"]
-    assert (
-        metrics.registry.get_sample_value("stanch_handler_invocations_total", {"handler": "incident-accept"})
-        == 1
-    )
 
 
 async def test_handler_errors_are_counted() -> None:

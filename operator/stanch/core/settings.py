@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from stanch.core.models.common import parse_duration
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, validate_templates
 
 
@@ -30,6 +31,9 @@ LIVENESS_PATH = "/healthz"
 LIVENESS_PORT = 8080
 METRICS_PORT = 8081
 OFF = "off"
+DEFAULT_INVESTIGATION_INTERVAL = 30.0
+MIN_INVESTIGATION_INTERVAL = 1.0
+MAX_INVESTIGATION_INTERVAL = 3600.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ OPTIONS: Mapping[str, Option] = {
         Option("log_format", "--log-format", "STANCH_LOG_FORMAT"),
         Option("log_level", "--log-level", "STANCH_LOG_LEVEL"),
         Option("signal_templates", "--signals", "STANCH_SIGNALS_FILE"),
+        Option("investigation_interval", "--investigation-interval", "STANCH_INVESTIGATION_INTERVAL"),
     )
 }
 
@@ -102,6 +107,8 @@ class Settings(BaseModel):
     log_format: LogFormat = LogFormat.JSON
     log_level: str = "INFO"
     signal_templates: dict[str, str] = dict(DEFAULT_SIGNAL_TEMPLATES)
+    investigation_interval: float = DEFAULT_INVESTIGATION_INTERVAL
+    """Seconds between refreshes of an open Incident (changes to its workload refresh it sooner)."""
 
     @field_validator("prometheus_url")
     @classmethod
@@ -135,6 +142,17 @@ class Settings(BaseModel):
         if level not in LOG_LEVELS:
             raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("investigation_interval", mode="before")
+    @classmethod
+    def _investigation_interval(cls, value: Any) -> float:
+        seconds = value if isinstance(value, int | float) else _duration_seconds(str(value))
+        if not MIN_INVESTIGATION_INTERVAL <= seconds <= MAX_INVESTIGATION_INTERVAL:
+            raise ValueError(
+                f"{value!r} is out of range; use a duration between {MIN_INVESTIGATION_INTERVAL:g}s"
+                f" and {MAX_INVESTIGATION_INTERVAL / 60:g}m, e.g. 30s"
+            )
+        return float(seconds)
 
     @field_validator("signal_templates")
     @classmethod
@@ -213,6 +231,13 @@ def liveness_url(value: str) -> str:
     hostport = parse_host_port("liveness_endpoint", raw, LIVENESS_PORT)
     path = urllib.parse.urlsplit("//" + raw).path or LIVENESS_PATH
     return f"{scheme}://{hostport}{path}"
+
+
+def _duration_seconds(text: str) -> float:
+    try:
+        return parse_duration(text.strip()).total_seconds()
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration; use e.g. 30s, 2m or 1m30s") from None
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -304,6 +329,9 @@ def resolve(
         "log_level": pick("log_level") or "INFO",
         "signal_templates": templates,
     }
+    interval = pick("investigation_interval")
+    if interval is not None:
+        candidate["investigation_interval"] = interval
     try:
         return Settings(**candidate)
     except ValidationError as exc:

@@ -107,6 +107,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="YAML mapping of signal name to PromQL template, merged over the defaults [STANCH_SIGNALS_FILE]",
     )
     run.add_argument(
+        "--investigation-interval",
+        metavar="DURATION",
+        help="refresh open Incidents this often (e.g. 30s, 2m); changes to the workload refresh sooner;"
+        " default 30s [STANCH_INVESTIGATION_INTERVAL]",
+    )
+    run.add_argument(
         "--log-format",
         choices=[f.value for f in LogFormat],
         help="default: console in a terminal, json otherwise [STANCH_LOG_FORMAT]",
@@ -170,6 +176,7 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str], *, is_tty:
         "metrics_address": args.metrics_address,
         "log_format": args.log_format,
         "log_level": args.log_level,
+        "investigation_interval": args.investigation_interval,
     }
     return resolve(
         flags,

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import kopf
 
-from stanch.wiring.handlers import accept, mitigation, startup
+from stanch.wiring.handlers import incident, mitigation, startup
 from stanch.wiring.metrics import Metrics
 
 
 def build_registry(metrics: Metrics) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     startup.register(registry)
-    accept.register(registry, metrics)
+    incident.register(registry, metrics)
     mitigation.register(registry, metrics)
     return registry
 
