@@ -1,0 +1,36 @@
+"""Who asked for a Mitigation, as far as the stored object can tell.
+
+Kubernetes does not store the requesting user on an object. What it does store: the field manager
+of the first write (``metadata.managedFields[0].manager``: ``kubectl-create``, ``argocd-controller``,
+a client's name), and whatever annotations the requester set. Only an admission webhook sees the
+authenticated user; until Stanch serves one, this is recorded and labelled for what it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stanch.core.policy.evaluation import CREATED_BY_ANNOTATION
+
+REQUESTED_BY_ANNOTATION = "stanch.dev/requested-by"
+"""Optional, set by the requester (or their tooling); not verified by the API server."""
+MAX_ACTOR = 256
+
+
+def requested_by(metadata: Mapping[str, Any]) -> str:
+    """``policy:<ns>/<name>#autoMitigation[0]`` for our own Mitigations; otherwise the
+    ``stanch.dev/requested-by`` annotation (marked unverified) and the first field manager."""
+    annotations = metadata.get("annotations") or {}
+    creator = annotations.get(CREATED_BY_ANNOTATION)
+    managers = [str(m.get("manager")) for m in metadata.get("managedFields") or () if m.get("manager")]
+    manager = managers[0] if managers else None
+    if isinstance(creator, str) and creator.startswith("policy:") and manager == "stanch":
+        # Only trusted when our own operator wrote the object; anyone can type the annotation.
+        return creator[:MAX_ACTOR]
+    claimed = annotations.get(REQUESTED_BY_ANNOTATION)
+    parts = []
+    if isinstance(claimed, str) and claimed.strip():
+        parts.append(f"{claimed.strip()} (unverified annotation)")
+    parts.append(f"field manager {manager}" if manager else "field manager unknown")
+    return "; ".join(parts)[:MAX_ACTOR]

@@ -1,0 +1,429 @@
+"""Policy evaluation: may this Mitigation act, wait for approval, or not at all? (design invariant 4)
+
+Every matching policy votes; the strictest vote wins (Deny > RequireApproval > Allow) and the
+decision names the policy and rule behind it, with the numbers. Nothing is allowed unless a valid
+policy grants it (default deny), so limits compose as "the smallest wins" without any merging.
+
+An invalid policy never widens what is allowed: its grants (Auto, Manual, freeze-window exceptions)
+are ignored, while its restrictions (Forbidden, limits, freeze windows, rollbackForbiddenReason,
+rate limits, cooldowns, GitOps approval) still count. Evaluation re-validates every policy itself,
+so this holds even before the validation handler has written the policy's status.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from stanch.core.models.actions import ActionKind
+from stanch.core.models.common import format_duration, parse_duration
+from stanch.core.models.mitigation import MitigationSpec, PolicyDecision, PolicyDecisionKind
+from stanch.core.models.policy import ActionLimits, ActionRule, ApprovalTier
+from stanch.core.policy.facts import TargetFacts
+from stanch.core.policy.history import PastMitigation, parse_time
+from stanch.core.policy.loading import LoadedPolicy
+from stanch.core.policy.selection import node_allowed, selects
+from stanch.core.policy.windows import active_until, describe, stamp
+
+CREATED_BY_ANNOTATION = "stanch.dev/created-by"
+"""``policy:<namespace>/<name>#autoMitigation[<i>]`` on Mitigations Stanch created itself."""
+RATE_WINDOW = timedelta(hours=1)
+_STRICTNESS = {
+    PolicyDecisionKind.ALLOW: 0,
+    PolicyDecisionKind.REQUIRE_APPROVAL: 1,
+    PolicyDecisionKind.DENY: 2,
+}
+_CREATOR = re.compile(r"^policy:(?:(?P<ns>[^/#]+)/)?(?P<name>[^/#]+)#autoMitigation\[(?P<index>\d+)\]$")
+
+
+@dataclass(frozen=True)
+class MitigationRequest:
+    """The Mitigation being decided on."""
+
+    name: str
+    namespace: str
+    spec: MitigationSpec
+    created_at: datetime | None = None
+    created_by: str | None = None
+    """The ``stanch.dev/created-by`` annotation, if any."""
+
+    @property
+    def target_namespace(self) -> str:
+        return self.spec.target.namespace or self.namespace
+
+    @property
+    def target_name(self) -> str:
+        return self.spec.target.name
+
+    @property
+    def target_display(self) -> str:
+        return f"{self.spec.target.kind.value}/{self.target_namespace}/{self.target_name}"
+
+
+def request_from(obj: Mapping[str, Any]) -> MitigationRequest:
+    """A request from a Mitigation's JSON; raises pydantic's ValidationError on an invalid spec."""
+    meta = obj.get("metadata") or {}
+    return MitigationRequest(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace", "")),
+        spec=MitigationSpec.model_validate(obj.get("spec") or {}),
+        created_at=parse_time(meta.get("creationTimestamp")),
+        created_by=(meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION),
+    )
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One policy's (or invariant's) answer. Only a ``grants`` vote can allow anything."""
+
+    decision: PolicyDecisionKind
+    policy: LoadedPolicy | None
+    rule: str
+    reason: str
+    grants: bool = False
+
+
+def matching_policies(
+    policies: Sequence[LoadedPolicy], namespace: str, name: str, facts: TargetFacts
+) -> list[LoadedPolicy]:
+    """Policies that speak for the target: namespaced first, then cluster-wide, each by name."""
+    found = [
+        p
+        for p in policies
+        if selects(
+            p.spec.selector,
+            cluster_scoped=p.cluster_scoped,
+            policy_namespace=p.namespace,
+            namespace=namespace,
+            name=name,
+            labels=facts.labels,
+        )
+    ]
+    return sorted(found, key=lambda p: (p.cluster_scoped, p.namespace or "", p.name))
+
+
+def evaluate(
+    request: MitigationRequest,
+    policies: Sequence[LoadedPolicy],
+    history: Sequence[PastMitigation],
+    facts: TargetFacts,
+    now: datetime,
+) -> PolicyDecision:
+    """The recorded decision for ``request``. Dry runs are always allowed and say what the real
+    request would have got."""
+    matching = matching_policies(policies, request.target_namespace, request.target_name, facts)
+    votes = [*_invariant_votes(request, history), *_creator_votes(request, policies)]
+    for policy in matching:
+        votes.extend(_policy_votes(policy, request, history, facts, now))
+    decision = _combine(request, votes, matching)
+    owner = facts.gitops
+    gitops = owner.tool.value if owner is not None else None
+    if request.spec.dry_run:
+        return PolicyDecision(
+            decision=PolicyDecisionKind.ALLOW,
+            rule="dryRun",
+            reasons=[
+                "dry run: always allowed, the target is not changed",
+                f"without dryRun: {decision.decision.value}"
+                + (f" by {decision.policy} {decision.rule}" if decision.policy else ""),
+                *decision.reasons,
+            ],
+            decided_at=now,
+            gitops_managed=gitops,
+        )
+    return decision.model_copy(update={"decided_at": now, "gitops_managed": gitops})
+
+
+def _combine(request: MitigationRequest, votes: list[Vote], matching: list[LoadedPolicy]) -> PolicyDecision:
+    action = request.spec.action.value
+    granted = any(v.grants for v in votes)
+    strictest = max(votes, key=lambda v: _STRICTNESS[v.decision], default=None)
+    if strictest is None or (not granted and strictest.decision is not PolicyDecisionKind.DENY):
+        if matching:
+            names = ", ".join(p.short for p in matching)
+            why = f"{action} denied: no valid policy allows it ({names} match; invalid ones grant nothing)"
+        else:
+            why = (
+                f"{action} denied: no MitigationPolicy or ClusterMitigationPolicy selects"
+                f" {request.target_display}"
+            )
+        reasons = [why, *(v.reason for v in votes)]
+        return PolicyDecision(decision=PolicyDecisionKind.DENY, rule="defaultDeny", reasons=_unique(reasons))
+    # Deciding vote first, then the other objections, then what allowed it.
+    ordered = sorted(votes, key=lambda v: -_STRICTNESS[v.decision])
+    ordered.remove(strictest)
+    return PolicyDecision(
+        decision=strictest.decision,
+        policy=strictest.policy.ref if strictest.policy else None,
+        rule=strictest.rule,
+        reasons=_unique([strictest.reason, *(v.reason for v in ordered)]),
+    )
+
+
+def _unique(reasons: list[str]) -> list[str]:
+    return [r[:1024] for r in dict.fromkeys(reasons)][:10]
+
+
+def _invariant_votes(request: MitigationRequest, history: Sequence[PastMitigation]) -> list[Vote]:
+    """Design invariant 6: one active mitigation per target. The earlier one keeps the target."""
+    if request.spec.dry_run:
+        return []
+    mine = (request.created_at, request.name)
+    for other in history:
+        if other.name == request.name and other.namespace == request.namespace:
+            continue
+        if not (other.active and other.on_target(request.target_namespace, request.target_name)):
+            continue
+        theirs = (other.created_at, other.name)
+        earlier = (
+            mine[0] is None
+            or (theirs[0] is not None and theirs[0] < mine[0])
+            or (theirs[0] == mine[0] and theirs[1] < mine[1])
+        )
+        if earlier:
+            return [
+                Vote(
+                    PolicyDecisionKind.DENY,
+                    None,
+                    "oneAtATime",
+                    f"{request.spec.action.value} denied: {request.target_display} already has an active"
+                    f" Mitigation {other.display()}",
+                )
+            ]
+    return []
+
+
+def _creator_votes(request: MitigationRequest, policies: Sequence[LoadedPolicy]) -> list[Vote]:
+    """A Mitigation created by an auto-mitigation rule of tier Manual waits for approval. Forging the
+    annotation can only make a request stricter, never looser."""
+    if not request.created_by:
+        return []
+    match = _CREATOR.match(request.created_by)
+    if match is None:
+        return []
+    ns, name, index = match.group("ns"), match.group("name"), int(match.group("index"))
+    policy = next(
+        (p for p in policies if p.name == name and (p.namespace == ns if ns else p.cluster_scoped)),
+        None,
+    )
+    rule = f"autoMitigation[{index}]"
+    if policy is None or index >= len(policy.spec.auto_mitigation):
+        return [
+            Vote(
+                PolicyDecisionKind.REQUIRE_APPROVAL,
+                policy,
+                rule,
+                f"created by {request.created_by}, which no longer exists: approve it by hand",
+            )
+        ]
+    auto = policy.spec.auto_mitigation[index]
+    if auto.tier == "Manual":
+        return [
+            Vote(
+                PolicyDecisionKind.REQUIRE_APPROVAL,
+                policy,
+                rule,
+                f"created by {policy.short} {rule} with tier Manual: waits for approval",
+            )
+        ]
+    return []
+
+
+def _policy_votes(
+    policy: LoadedPolicy,
+    request: MitigationRequest,
+    history: Sequence[PastMitigation],
+    facts: TargetFacts,
+    now: datetime,
+) -> list[Vote]:
+    spec = policy.spec
+    action = request.spec.action
+    who = policy.short
+    votes: list[Vote] = []
+
+    def deny(rule: str, reason: str) -> None:
+        votes.append(Vote(PolicyDecisionKind.DENY, policy, rule, reason))
+
+    for window in spec.freeze_windows:
+        until = active_until(window, now)
+        excepted = policy.valid and action in window.allow_actions
+        if until is not None and not excepted:
+            why = f": {window.reason}" if window.reason else ""
+            deny(
+                f"freezeWindows[{window.name}]",
+                f"{action.value} denied by {who}: freeze window {describe(window)} is active until"
+                f" {stamp(until)}{why}",
+            )
+    for label in policy.unreadable_windows:
+        deny(
+            f"freezeWindows[{label}]", f"{action.value} denied by {who}: freeze window {label} is unreadable"
+        )
+
+    if action is ActionKind.ROLLBACK and spec.rollback_forbidden_reason is not None:
+        deny(
+            "rollbackForbiddenReason",
+            f"rollback denied by {who}: {spec.rollback_forbidden_reason}; freeze the rollout (Pause) or"
+            " roll forward instead",
+        )
+
+    rule_index = next((i for i, r in enumerate(spec.actions) if r.action is action), None)
+    if rule_index is None:
+        if policy.valid:
+            deny("actions", f"{action.value} denied by {who}: not listed in its actions")
+    else:
+        rule = spec.actions[rule_index]
+        name = f"actions[{action.value}]"
+        if rule.tier is ApprovalTier.FORBIDDEN:
+            why = f": {rule.reason}" if rule.reason else ""
+            deny(name, f"{action.value} forbidden by {who} {name}{why}")
+        else:
+            violations = limit_violations(rule, request.spec, facts)
+            for problem in violations:
+                deny(f"{name}.limits", f"{action.value} denied by {who} {name}: {problem}")
+            if not violations:
+                votes.append(_tier_vote(policy, rule, name))
+
+    votes.extend(_rate_votes(policy, request, history, now))
+
+    owner = facts.gitops
+    if owner is not None and spec.gitops.require_approval_for_managed:
+        votes.append(
+            Vote(
+                PolicyDecisionKind.REQUIRE_APPROVAL,
+                policy,
+                "gitops.requireApprovalForManaged",
+                f"{request.target_display} is managed by {owner.describe()}: its sync may revert or"
+                f" fight the change, so {who} requires approval",
+            )
+        )
+    return votes
+
+
+def _tier_vote(policy: LoadedPolicy, rule: ActionRule, name: str) -> Vote:
+    why = f" ({rule.reason})" if rule.reason else ""
+    if rule.tier is ApprovalTier.MANUAL:
+        return Vote(
+            PolicyDecisionKind.REQUIRE_APPROVAL,
+            policy,
+            name,
+            f"{rule.action.value} needs approval under {policy.short} {name}{why}"
+            + ("" if policy.valid else " (policy invalid: cannot grant)"),
+            grants=policy.valid,
+        )
+    if policy.valid:
+        return Vote(
+            PolicyDecisionKind.ALLOW,
+            policy,
+            name,
+            f"{rule.action.value} allowed by {policy.short} {name}{why}",
+            True,
+        )
+    return Vote(
+        PolicyDecisionKind.ALLOW,
+        policy,
+        name,
+        f"{rule.action.value} would be allowed by {policy.short} {name}, but the policy is invalid",
+    )
+
+
+def limit_violations(rule: ActionRule, spec: MitigationSpec, facts: TargetFacts) -> list[str]:
+    """Each limit the request exceeds, with the numbers."""
+    limits: ActionLimits = rule.limits
+    out: list[str] = []
+    if spec.scale is not None:
+        current = facts.replicas
+        replicas = spec.scale.replicas
+        factor = spec.scale.factor
+        if factor is not None:
+            if limits.max_scale_factor is not None and factor > limits.max_scale_factor:
+                out.append(f"factor {factor:g} exceeds maxScaleFactor {limits.max_scale_factor:g}")
+            replicas = math.ceil(current * factor) if current is not None else None
+        elif limits.max_scale_factor is not None and replicas is not None:
+            if current is None:
+                out.append("current replica count unknown, cannot check maxScaleFactor")
+            elif current == 0 and replicas > 0:
+                out.append(f"scaling 0 → {replicas} replicas exceeds any maxScaleFactor")
+            elif current and replicas / current > limits.max_scale_factor:
+                out.append(
+                    f"{current} → {replicas} replicas is a factor of {replicas / current:.2g},"
+                    f" exceeds maxScaleFactor {limits.max_scale_factor:g}"
+                )
+        if replicas is None and (limits.max_replicas is not None or limits.min_replicas is not None):
+            out.append("current replica count unknown, cannot check the replica limits")
+        elif replicas is not None:
+            if limits.max_replicas is not None and replicas > limits.max_replicas:
+                out.append(f"{replicas} replicas exceeds maxReplicas {limits.max_replicas}")
+            if limits.min_replicas is not None and replicas < limits.min_replicas:
+                out.append(f"{replicas} replicas is below minReplicas {limits.min_replicas}")
+    cap = limits.max_canary_replicas
+    if spec.canary is not None and cap is not None and spec.canary.replicas > cap:
+        out.append(f"{spec.canary.replicas} canary replicas exceeds maxCanaryReplicas {cap}")
+    if spec.evacuate is not None:
+        if limits.evacuate_nodes is None:
+            out.append("no node may be evacuated (limits.evacuateNodes is unset)")
+        else:
+            problem = node_allowed(limits.evacuate_nodes, spec.evacuate.node, facts.node_labels)
+            if problem:
+                out.append(problem)
+    return out
+
+
+def _rate_votes(
+    policy: LoadedPolicy, request: MitigationRequest, history: Sequence[PastMitigation], now: datetime
+) -> list[Vote]:
+    limits = policy.spec.rate_limits
+    action = request.spec.action.value
+    others = [
+        m
+        for m in history
+        if not m.dry_run and not (m.name == request.name and m.namespace == request.namespace)
+    ]
+    votes: list[Vote] = []
+    if limits.actions_per_hour is not None:
+        since = now - RATE_WINDOW
+        started = [
+            m
+            for m in others
+            if m.target_namespace == request.target_namespace
+            and m.started_at is not None
+            and since < m.started_at <= now
+        ]
+        if len(started) >= limits.actions_per_hour:
+            oldest = min(m.started_at for m in started if m.started_at is not None)
+            votes.append(
+                Vote(
+                    PolicyDecisionKind.DENY,
+                    policy,
+                    "rateLimits.actionsPerHour",
+                    f"{action} denied by {policy.short}: {len(started)} Mitigation(s) started in namespace"
+                    f" {request.target_namespace} in the last hour, limit {limits.actions_per_hour}"
+                    f" (next slot at {stamp(oldest + RATE_WINDOW)})",
+                )
+            )
+    if limits.cooldown_per_target is not None:
+        cooldown = parse_duration(limits.cooldown_per_target)
+        ended = [
+            m.ended_at
+            for m in others
+            if m.on_target(request.target_namespace, request.target_name)
+            and m.started_at is not None
+            and m.ended_at is not None
+        ]
+        last = max(ended, default=None)
+        if last is not None and now - last < cooldown:
+            votes.append(
+                Vote(
+                    PolicyDecisionKind.DENY,
+                    policy,
+                    "rateLimits.cooldownPerTarget",
+                    f"{action} denied by {policy.short}: the last Mitigation of {request.target_display}"
+                    " ended"
+                    f" {format_duration(max(now - last, timedelta(0)))} ago, cooldown"
+                    f" {limits.cooldown_per_target} (until {stamp(last + cooldown)})",
+                )
+            )
+    return votes
