@@ -26,6 +26,7 @@ class TargetReads:
     hpa: K8sObject | None = None
     config_map: K8sObject | None = None
     node: K8sObject | None = None
+    pods: tuple[K8sObject, ...] = ()
     pods_on_node: tuple[K8sObject, ...] = ()
     canary: K8sObject | None = None
     lock_holder_active: bool = False
@@ -102,8 +103,10 @@ async def read_target(kube: KubeClient, reads: Reads) -> TargetReads:
                 holder = await kube.get("Mitigation", lock_holder, key.namespace)
                 phase = ((holder or {}).get("status") or {}).get("phase")
                 lock_active = holder is not None and phase not in TERMINAL_PHASES
+    named = [await kube.get("Pod", pod, key.namespace) for pod in reads.pods]
     return TargetReads(
         target=target,
+        pods=tuple(p for p in named if p is not None),
         replica_sets=replica_sets,
         hpa=hpa,
         config_map=await _get(kube, reads.config_map),

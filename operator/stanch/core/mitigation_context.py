@@ -110,14 +110,18 @@ def action_of(spec: MitigationSpec) -> ActionKind:
     raise ValueError("the Mitigation sets no action")
 
 
-def incident_entry(name: str, spec: MitigationSpec, status: MitigationStatus) -> IncidentMitigation:
-    """How the Incident lists this Mitigation."""
+def incident_entry(
+    name: str, spec: MitigationSpec, status: MitigationStatus, created_at: datetime | None
+) -> IncidentMitigation:
+    """How the Incident lists this Mitigation (the investigation places it on the timeline by
+    ``createdAt`` when it rebuilds the timeline)."""
     return IncidentMitigation(
         name=name,
         action=action_of(spec),
         phase=status.phase,
         verdict=status.verdict.result if status.verdict else None,
         created_by=status.requested_by,
+        created_at=created_at,
     )
 
 

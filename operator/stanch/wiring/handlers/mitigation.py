@@ -36,7 +36,7 @@ from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.signals import SignalSampler
 from stanch.adapters.status import write_status
-from stanch.adapters.targets import read_target
+from stanch.adapters.targets import TargetReads, read_target
 from stanch.core.effects import MUTATING, Create, Delete, Patch
 from stanch.core.machine.effects import (
     EvaluatePolicy,
@@ -184,13 +184,14 @@ def initial_observations(state: MachineState, incident_resolved: bool) -> list[O
     return out
 
 
-def _world(reads: Any) -> World:
+def _world(reads: TargetReads) -> World:
     return World(
         target=reads.target,
         replica_sets=reads.replica_sets,
         hpa=reads.hpa,
         config_map=reads.config_map,
         node=reads.node,
+        pods=reads.pods,
         pods_on_node=reads.pods_on_node,
         canary=reads.canary,
         lock_holder_active=reads.lock_holder_active,
@@ -312,6 +313,8 @@ class Pass:
         step = group[0].step
         primary: EffectResult | None = None
         essential = [e for e in group if not (isinstance(e, Patch) and e.best_effort)]
+        target = self.state.spec.target
+        target_ns = target.namespace or self.state.identity.namespace
         for effect in group:
             result = await self.runtime.executor.run(effect)
             self.log.info(
@@ -329,7 +332,13 @@ class Pass:
                 return ApplyFailed(
                     step=step, reason=result.describe(), retriable=result.retriable, conflict=result.conflict
                 )
-            if primary is None:
+            # The step's version is the target's when the step touched it (drift and revert
+            # preconditions are about the target), else the first object it changed.
+            on_target = effect.key.kind == target.kind.value and (effect.key.name, effect.key.namespace) == (
+                target.name,
+                target_ns,
+            )
+            if primary is None or on_target:
                 primary = result
         if not essential:
             return None
@@ -340,10 +349,12 @@ class Pass:
 
     async def _query(self, effect: QuerySignals) -> Observation:
         target = self.state.spec.target
-        values = {
-            "namespace": target.namespace or self.state.identity.namespace,
-            "workload": target.name,
-        }
+        workload = target.name
+        if effect.purpose != "baseline" and self.state.spec.canary is not None and self.state.status.canary:
+            # A canary is judged on its own pods against the stable pods' baseline; the target's
+            # series during the bake are the stable pods, which the canary does not change.
+            workload = self.state.status.canary
+        values = {"namespace": target.namespace or self.state.identity.namespace, "workload": workload}
         samples = await self.runtime.sampler.sample(
             effect.signals,
             values=values,
@@ -363,7 +374,9 @@ class Pass:
             return
         ns = self.state.identity.namespace
         now = self.runtime.clock()
-        entry = incident_entry(self.state.identity.name, self.state.spec, self.state.status)
+        created = self.obj["metadata"].get("creationTimestamp")
+        created_at = datetime.fromisoformat(created) if created else None
+        entry = incident_entry(self.state.identity.name, self.state.spec, self.state.status, created_at)
         summary = phase_summary(self.state.identity.name, self.state.spec, before, self.state.status)
         details = {"phase": self.state.status.phase.value if self.state.status.phase else ""}
         if self.state.status.verdict is not None:

@@ -1,0 +1,159 @@
+"""Helpers for the real-cluster mitigation tests: manifests, waits, signals and world knobs.
+
+Guards in these tests are short (interval 2 s, bake ~16 s, baseline ~10 s) and the operator runs
+with signal templates over 10 s rate windows, so a regression shows within a couple of scrapes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from e2e.cluster import WorldInfo
+from e2e.kube import Kube
+from e2e.operator_process import OperatorProcess
+
+_HTTP = 'namespace="{{namespace}}",deployment="{{workload}}"'
+FAST_SIGNALS = {
+    "error_ratio": (
+        f'sum(rate(http_requests_total{{{_HTTP},code=~"5.."}}[10s]))'
+        f" / sum(rate(http_requests_total{{{_HTTP}}}[10s]))"
+    ),
+    "latency_p99": (
+        f"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{_HTTP}}}[10s])))"
+    ),
+}
+FAST_GUARD: dict[str, Any] = {
+    "signals": [{"name": "error_ratio"}],
+    "baselineWindow": "10s",
+    "bakeTime": "16s",
+    "interval": "2s",
+    "failureLimit": 2,
+}
+ALL_ACTIONS = ("Rollback", "Scale", "Restart", "Canary", "ConfigToggle", "Evacuate", "Pause")
+
+
+def fast_operator(
+    world: WorldInfo, namespace: str, log_dir: Path, prometheus_url: str | None = None
+) -> OperatorProcess:
+    """`stanch run` for one namespace with the fast signal templates (not started)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    signals = log_dir / "signals.yaml"
+    signals.write_text(yaml.safe_dump(FAST_SIGNALS))
+    return OperatorProcess(
+        world.kubeconfig,
+        prometheus_url or world.prometheus_url,
+        [namespace],
+        log_dir,
+        extra_args=["--signals", str(signals)],
+    )
+
+
+def allow_all_policy(namespace: str) -> dict[str, Any]:
+    """A policy allowing every action automatically in the test namespace."""
+    return {
+        "apiVersion": "stanch.dev/v1alpha1",
+        "kind": "MitigationPolicy",
+        "metadata": {"name": "allow-all", "namespace": namespace},
+        "spec": {"actions": [{"action": a, "tier": "Auto"} for a in ALL_ACTIONS]},
+    }
+
+
+def mitigation(
+    name: str, target: str, action: dict[str, Any], guard: dict[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "stanch.dev/v1alpha1",
+        "kind": "Mitigation",
+        "metadata": {"name": name},
+        "spec": {"target": {"name": target}, **action, "guard": guard or FAST_GUARD, **spec},
+    }
+
+
+def status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    obj = kube.get("mitigation", name, namespace)
+    result: dict[str, Any] = obj.get("status") or {}
+    return result
+
+
+def wait_phase(kube: Kube, namespace: str, name: str, phases: set[str], timeout: float) -> dict[str, Any]:
+    """Wait for one of ``phases``; fails early (with the status) when another terminal phase is reached."""
+    terminal = {"Rejected", "Succeeded", "Reverted", "Failed", "NeedsAttention"}
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = status(kube, namespace, name)
+        phase = last.get("phase")
+        if phase in phases:
+            return last
+        if phase in terminal:
+            raise AssertionError(
+                f"{name} ended {phase}, wanted {phases}:\n{json.dumps(last, indent=1)[:6000]}"
+            )
+        time.sleep(0.5)
+    raise AssertionError(f"{name} not in {phases} after {timeout}s:\n{json.dumps(last, indent=1)[:6000]}")
+
+
+def audit_events(st: dict[str, Any]) -> list[str]:
+    return [str(a.get("event")) for a in st.get("audit") or []]
+
+
+def error_ratio(prometheus_url: str, namespace: str, workload: str, window: str = "10s") -> float | None:
+    sel = f'namespace="{namespace}",deployment="{workload}"'
+    query = (
+        f'sum(rate(http_requests_total{{{sel},code=~"5.."}}[{window}]))'
+        f" / sum(rate(http_requests_total{{{sel}}}[{window}]))"
+    )
+    resp = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5, trust_env=False)
+    result = resp.json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def wait_error_ratio(
+    prometheus_url: str,
+    namespace: str,
+    workload: str,
+    check: Callable[[float], bool],
+    timeout: float,
+    what: str,
+) -> float:
+    def ok() -> float | None:
+        value = error_ratio(prometheus_url, namespace, workload)
+        return value if value is not None and check(value) else None
+
+    result: float = Kube.wait_for(ok, timeout, what)
+    return result
+
+
+@contextmanager
+def world_keys(kube: Kube, keys: dict[str, str]) -> Iterator[None]:
+    """Set simulator world keys for the duration of a test."""
+    kube.run(
+        "patch", "configmap", "world", "-n", "stanch-sim", "--type", "merge", "-p", json.dumps({"data": keys})
+    )
+    try:
+        yield
+    finally:
+        ops = [{"op": "remove", "path": "/data/" + k.replace("~", "~0").replace("/", "~1")} for k in keys]
+        for op in ops:
+            kube.ok(
+                "patch", "configmap", "world", "-n", "stanch-sim", "--type", "json", "-p", json.dumps([op])
+            )
+
+
+def deployment_state(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = kube.get("deployment", name, namespace)
+    return result
+
+
+def revisions(kube: Kube, namespace: str, app: str) -> list[int]:
+    """The ReplicaSet revisions of a Deployment, sorted."""
+    rss = kube.items("replicasets", namespace, selector=f"app={app}")
+    return sorted(int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]) for rs in rss)
