@@ -39,7 +39,9 @@ def noisy(level: float, n: int, sigma: float, rng: random.Random) -> list[float]
     return [max(0.0, level + rng.gauss(0, sigma)) for _ in range(n)]
 
 
-def step(before: float, after: float, *, at_index: int = ONSET_INDEX, sigma: float = 0.0, seed: int = 1) -> list[float]:
+def step(
+    before: float, after: float, *, at_index: int = ONSET_INDEX, sigma: float = 0.0, seed: int = 1
+) -> list[float]:
     rng = random.Random(seed)
     return noisy(before, at_index, sigma, rng) + noisy(after, SAMPLES - at_index, sigma, rng)
 

@@ -47,6 +47,18 @@ class Change:
     revision: RolloutRevision | None = None
     config: ConfigChange | None = None
 
+    @property
+    def is_scaling(self) -> bool:
+        """A replica-count step (ReplicaSet scaling, an HPA rescale): more often an effect of load
+        than a cause."""
+        if self.kind is TimelineKind.SCALING:
+            return True
+        return (
+            self.config is not None
+            and self.config.object.kind == "HorizontalPodAutoscaler"
+            and "last scaled" in self.config.summary
+        )
+
     def describe(self) -> str:
         return f"{self.label}: {self.detail}" if self.detail else self.label
 

@@ -47,13 +47,20 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
         "<uuid>",
     ),
+    # Kubernetes generated name suffixes: checkout-7d9f8b6c4-x2x7q.
+    (re.compile(r"\b([a-z][a-z0-9-]*?)-[a-z0-9]{8,10}-[a-z0-9]{5}\b"), r"\1-<pod>"),
     (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b"), "<ip>"),
-    (re.compile(r"\[?\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}\b\]?(?::\d{1,5})?"), "<ip>"),
+    # IPv6: a "::" or all eight groups, so clock times like 12:00:03 are left to the number rule.
+    (
+        re.compile(
+            r"\[?(?:(?:[0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F:]*|(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4})\]?"
+            r"(?::\d{1,5})?"
+        ),
+        "<ip>",
+    ),
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
     # Long hex runs (trace ids, digests, pod-template hashes) but not plain words like "deadbeef".
     (re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"), "<hex>"),
-    # Kubernetes generated name suffixes: checkout-7d9f8b6c4-x2x7q.
-    (re.compile(r"\b([a-z][a-z0-9-]*?)-[a-z0-9]{8,10}-[a-z0-9]{5}\b"), r"\1-<pod>"),
     (re.compile(r"\b\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h)(?:\d+(?:\.\d+)?(?:ms|s|m))*\b"), "<dur>"),
     (re.compile(r"(?<![A-Za-z<])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"), "<n>"),
     (re.compile(r"\s+"), " "),

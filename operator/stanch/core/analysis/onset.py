@@ -34,6 +34,13 @@ MIN_SEGMENT = 2
 """A segment shorter than this is an outlier, not a level."""
 MIN_BASELINE = 3
 """Samples of normal behaviour needed before an onset can be placed."""
+MIN_ELEVATED = 3
+"""Samples a new level must last to count: two high samples at the end of a window are noise as
+often as they are an incident."""
+Z_RANK = 3.0
+"""Rank-test z-score (Mann-Whitney) the elevated segment must reach against the baseline as well:
+error ratios are skewed and clipped at zero, and a Gaussian test alone calls three unlucky samples
+at the end of a quiet series an incident."""
 Z_SPLIT = 5.0
 """Standard errors between two segment means before they count as different levels. High on
 purpose: with ~60 samples there are ~60 candidate split points, and a false onset sends the
@@ -100,10 +107,32 @@ def _segments(values: Sequence[float], sigma: float) -> list[tuple[int, int]]:
     return sorted(out)
 
 
-def _locate(values: Sequence[float], lo: int, a_max: int, hi: int) -> tuple[int, int]:
+def rank_z(baseline: Sequence[float], elevated: Sequence[float]) -> float:
+    """Mann-Whitney z-score (normal approximation, ties count half) that ``elevated`` is higher."""
+    n1, n2 = len(baseline), len(elevated)
+    u = sum(1.0 if e > b else 0.5 if e == b else 0.0 for e in elevated for b in baseline)
+    sd = math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+    return (u - n1 * n2 / 2) / sd if sd else 0.0
+
+
+def _pooled_sigma(values: Sequence[float], segments: Sequence[tuple[int, int]]) -> float:
+    """Noise sigma pooled over the segments (each around its own mean)."""
+    sse = 0.0
+    for s, e in segments:
+        m = mean(values[s:e])
+        sse += sum((v - m) ** 2 for v in values[s:e])
+    dof = len(values) - len(segments)
+    return math.sqrt(sse / dof) if dof > 0 else 0.0
+
+
+def _locate(values: Sequence[float], lo: int, a_max: int, hi: int, sigma: float) -> tuple[int, int]:
     """Least-squares fit of flat → linear rise → flat over ``values[lo:hi]``; returns the best
-    ``(a, b)``: the last flat sample and the first sample at the new level."""
+    ``(a, b)``: the last flat sample and the first sample at the new level.
+
+    A ramp has one parameter more than a step, so it must beat the best step by a BIC-like margin;
+    otherwise noise around a step is fitted as a short ramp that starts early."""
     best = (math.inf, a_max, a_max + 1)
+    best_step = (math.inf, a_max, a_max + 1)
     n = hi - lo
     sy = sum(values[lo:hi])
     syy = sum(v * v for v in values[lo:hi])
@@ -131,6 +160,10 @@ def _locate(values: Sequence[float], lo: int, a_max: int, hi: int) -> tuple[int,
             sse = syy - c * sy - d * swy
             if sse < best[0] - 1e-12:
                 best = (sse, a, b)
+            if b == a + 1 and sse < best_step[0] - 1e-12:
+                best_step = (sse, a, b)
+    if best_step[0] - best[0] <= 2 * sigma * sigma * math.log(n):
+        best = best_step
     return best[1], best[2]
 
 
@@ -144,6 +177,12 @@ def find_shift(points: Sequence[MetricPoint], floor: EffectFloor = DEFAULT_FLOOR
     # the test from calling every wiggle significant.
     sigma = max(noise_sigma(values), floor.absolute / 4, 1e-9 * scale)
     segments = _segments(values, sigma)
+    # Second opinion on the noise: the spread inside the segments just found. Skewed series (an
+    # error ratio clipped at zero) fool the difference-based estimate; this one they do not.
+    pooled = _pooled_sigma(values, segments)
+    if pooled > sigma:
+        sigma = pooled
+        segments = _segments(values, sigma)
     if len(segments) < 2 or segments[0][1] - segments[0][0] < MIN_BASELINE:
         return None
     means = [mean(values[s:e]) for s, e in segments]
@@ -154,7 +193,12 @@ def find_shift(points: Sequence[MetricPoint], floor: EffectFloor = DEFAULT_FLOOR
         s, e = segments[j]
         se = sigma * math.sqrt(1 / (base_end - base_start) + 1 / (e - s))
         effect = means[j] - base_mean
-        if effect >= floor.of(base_mean) and effect >= Z_SPLIT * se:
+        if (
+            e - s >= MIN_ELEVATED
+            and effect >= floor.of(base_mean)
+            and effect >= Z_SPLIT * se
+            and rank_z(values[base_start:base_end], values[s:e]) >= Z_RANK
+        ):
             elevated = j
             break
     if elevated is None:
@@ -163,7 +207,7 @@ def find_shift(points: Sequence[MetricPoint], floor: EffectFloor = DEFAULT_FLOOR
     first = elevated
     while first > 1 and means[first - 1] > base_mean + sigma:
         first -= 1
-    a, b = _locate(values, base_start, segments[first][0] - 1, segments[elevated][1])
+    a, b = _locate(values, base_start, segments[first][0] - 1, segments[elevated][1], sigma)
     start = min(a + 1, segments[first][0])
     return Shift(
         start=start,

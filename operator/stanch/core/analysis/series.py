@@ -52,8 +52,9 @@ class ScopedValue:
 
     @property
     def current(self) -> float | None:
-        """The value that says how this group is doing now (latest, else peak)."""
-        return self.now if self.now is not None else self.peak
+        """The latest value; ``None`` once the group's pods are gone (its old numbers say nothing
+        about how it would do now, so it must not be compared with groups still serving)."""
+        return self.now
 
 
 def by_scope(evidence: Evidence, signal: str, kind: str) -> dict[str, ScopedValue]:
@@ -63,10 +64,9 @@ def by_scope(evidence: Evidence, signal: str, kind: str) -> dict[str, ScopedValu
         parsed = parse_scope(m.scope)
         if m.signal != signal or parsed is None or parsed[0] != kind or m.error:
             continue
-        now = m.now if m.now is not None else (m.points[-1].value if m.points else None)
-        if now is None and m.peak is None:
+        if m.now is None:
             continue
-        out[parsed[1]] = ScopedValue(parsed[1], m.before, now, m.peak)
+        out[parsed[1]] = ScopedValue(parsed[1], m.before, m.now, m.peak)
     return out
 
 

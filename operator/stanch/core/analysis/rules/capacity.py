@@ -9,7 +9,7 @@ from stanch.core.analysis.context import RuleContext, pct
 from stanch.core.analysis.onset import find_shift, floor_for
 from stanch.core.analysis.rules.make import hypothesis
 from stanch.core.analysis.series import CPU, MEMORY, THROUGHPUT, overall, points_of, slope
-from stanch.core.models import Hypothesis, HypothesisCategory, SuggestedMitigation, TimelineKind
+from stanch.core.models import Hypothesis, HypothesisCategory, SuggestedMitigation
 
 AT_LIMIT = 0.9
 """Memory or CPU over this fraction of the limit counts as at the limit."""
@@ -107,15 +107,20 @@ def scheduling_capacity(ctx: RuleContext) -> Hypothesis | None:
         for e in ctx.evidence.events_by_reason
         if e.reason == "FailedCreate" and "quota" in e.sample_message.lower()
     ]
+    full_quotas = [
+        c
+        for c in ctx.evidence.config_changes
+        if c.object.kind == "ResourceQuota" and "at its limit" in c.summary
+    ]
     if not (pending or failed or quota):
         return None
-    supporting = []
+    supporting = [c.summary for c in full_quotas]
     if pending:
         supporting.append(f"{pending} pod(s) cannot be scheduled")
     for event in (*failed, *quota):
         supporting.append(f"{event.reason}x{event.count}: {event.sample_message}")
     confidence = 70 if (pending and (failed or quota)) else 55
-    what = "the namespace quota is exhausted" if quota else "no node has room for the pods"
+    what = "the namespace quota is exhausted" if quota or full_quotas else "no node has room for the pods"
     return hypothesis(
         HypothesisCategory.CAPACITY,
         f"pods cannot be scheduled: {what}; add nodes, lower requests or raise the quota "
@@ -154,7 +159,7 @@ def traffic_surge(ctx: RuleContext) -> Hypothesis | None:
         return None
     confidence = 75.0
     contradicting = []
-    changes = [c for c in ctx.causal_changes() if c.change.kind is not TimelineKind.SCALING]
+    changes = [c for c in ctx.causal_changes() if not c.change.is_scaling]
     if changes:
         confidence -= 25
         contradicting.append(f"a change preceded the onset too: {changes[0].sentence()}")

@@ -53,7 +53,7 @@ def _confidence(corr: Correlated, change: ConfigChange) -> float:
 def config_change(ctx: RuleContext) -> Hypothesis | None:
     """The closest configuration change before the onset; a single ConfigMap key flip can be
     toggled back, anything else has to be reverted where it was made."""
-    candidates = ctx.causal_changes(TimelineKind.CONFIG_CHANGE)
+    candidates = [c for c in ctx.causal_changes(TimelineKind.CONFIG_CHANGE) if not c.change.is_scaling]
     if not candidates:
         return None
     chosen = max(

@@ -131,7 +131,7 @@ def new_revision_worse(ctx: RuleContext) -> Hypothesis | None:
         confidence -= 20
     return hypothesis(
         HypothesisCategory.RECENT_DEPLOY,
-        f"code or configuration in {_describe(rev)} is failing: only its pods are affected",
+        f"{_describe(rev)} is failing: only its pods are affected (its code or configuration)",
         confidence,
         supporting,
         contradicting,
