@@ -1,0 +1,460 @@
+"""The reducer: every phase, driven against a tiny in-memory cluster that applies our JSON patches
+the way the API server does; crash-resume from each persisted step never doubles a change."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stanch.core.effects import (
+    Create,
+    Delete,
+    EvaluatePolicy,
+    Finish,
+    ObserveTarget,
+    Patch,
+    PersistIntent,
+    QuerySignals,
+    WakeAt,
+)
+from stanch.core.machine.observations import (
+    ApplyFailed,
+    Approved,
+    BaselineCollected,
+    ChangeApplied,
+    DeleteRequested,
+    GuardSample,
+    IncidentResolved,
+    IntentPersisted,
+    Observation,
+    PolicyDecided,
+    SignalSeries,
+    TargetObserved,
+    Tick,
+    World,
+)
+from stanch.core.machine.reducer import reduce
+from stanch.core.machine.state import MachineState, MitigationIdentity, Transition
+from stanch.core.models import (
+    BUILTIN_GUARD,
+    LOCK_ANNOTATION,
+    MitigationPhase,
+    MitigationSpec,
+    MitigationStatus,
+    PolicyDecision,
+    PolicyDecisionKind,
+    SignalRef,
+)
+from stanch.core.plans.jsonpatch import PatchError, apply_ops
+
+from .fixtures import deployment
+
+P = MitigationPhase
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+ALLOW = PolicyDecision(
+    decision=PolicyDecisionKind.ALLOW, policy="MitigationPolicy/shop/p", rule="actions[Scale]"
+)
+GUARD = BUILTIN_GUARD.model_copy(update={"signals": [SignalRef(name="error_ratio")]})
+
+
+def state(action: dict[str, Any], **kw: Any) -> MachineState:
+    spec = MitigationSpec.model_validate({"target": {"name": "web"}, **action, **kw})
+    return MachineState(
+        identity=MitigationIdentity("m1", "shop", "mit-uid"),
+        spec=spec,
+        status=MitigationStatus(),
+        guard=GUARD,
+    )
+
+
+@dataclass
+class Cluster:
+    """Objects by (kind, name); applies effects like the API server and counts mutations."""
+
+    objects: dict[tuple[str, str], dict[str, Any]]
+    mutations: list[str] = field(default_factory=list)
+    error_ratio: float = 0.01
+
+    def world(self, lock_holder_active: bool = False) -> World:
+        return World(
+            target=self.objects.get(("Deployment", "web")),
+            hpa=self.objects.get(("HorizontalPodAutoscaler", "web")),
+            canary=self.objects.get(("Deployment", "web-canary-m1")),
+            lock_holder_active=lock_holder_active,
+        )
+
+    def run(self, effect: Any) -> Observation | None:
+        if isinstance(effect, Patch):
+            key = (effect.key.kind, effect.key.name)
+            try:
+                new = apply_ops(self.objects[key], effect.wire_ops())
+            except PatchError as err:
+                return None if effect.best_effort else ApplyFailed(effect.step, str(err), conflict=True)
+            if new.get("spec") != self.objects[key].get("spec"):
+                new["metadata"]["generation"] = new["metadata"].get("generation", 0) + 1
+            self.objects[key] = new
+            self.mutations.append(f"{effect.step}:{effect.key.kind}")
+            return None
+        if isinstance(effect, Create):
+            self.objects[(effect.key.kind, effect.key.name)] = copy.deepcopy(dict(effect.manifest))
+            self.mutations.append(f"{effect.step}:create")
+            return None
+        if isinstance(effect, Delete):
+            self.objects.pop((effect.key.kind, effect.key.name), None)
+            self.mutations.append(f"{effect.step}:delete")
+            return None
+        raise AssertionError(effect)
+
+
+def series(value: float | None, n: int) -> tuple[SignalSeries, ...]:
+    return (
+        SignalSeries("error_ratio", None if value is None else tuple(value + i * 1e-5 for i in range(n))),
+    )
+
+
+def step(
+    st: MachineState, obs: Observation, cluster: Cluster, now: datetime
+) -> tuple[MachineState, list[Transition]]:
+    """Run one observation and everything it leads to, like the wiring does (persist, then effects)."""
+    queue: list[Observation] = [obs]
+    log: list[Transition] = []
+    while queue:
+        t = reduce(st, queue.pop(0), now=now)
+        st = t.state
+        log.append(t)
+        mutating: list[Any] = []
+        for effect in t.effects:
+            if isinstance(effect, PersistIntent):
+                queue.append(IntentPersisted(effect.intent.step, effect.intent.attempt))
+            elif isinstance(effect, ObserveTarget):
+                queue.append(TargetObserved(cluster.world()))
+            elif isinstance(effect, QuerySignals):
+                value = 0.01 if effect.purpose == "baseline" else cluster.error_ratio
+                n = 20 if effect.purpose == "baseline" else 6
+                if effect.purpose == "baseline":
+                    queue.append(BaselineCollected(effect.start, effect.end, series(value, n)))
+                else:
+                    queue.append(GuardSample(now, series(value, n)))
+            elif isinstance(effect, EvaluatePolicy):
+                queue.append(PolicyDecided(ALLOW))
+            elif isinstance(effect, (Patch, Create, Delete)):
+                mutating.append(effect)
+        failure = None
+        for effect in mutating:
+            failure = cluster.run(effect) or failure
+        steps = {e.step for e in mutating if not (isinstance(e, Patch) and e.best_effort)}
+        if failure is not None:
+            queue.append(failure)
+        elif steps:
+            (s,) = steps
+            target = cluster.objects.get(("Deployment", "web"), {})
+            queue.append(ChangeApplied(s, None, target.get("metadata", {}).get("generation")))
+    return st, log
+
+
+def bake(st: MachineState, cluster: Cluster, start: datetime, checks: int = 12) -> MachineState:
+    now = start
+    for _ in range(checks):
+        if st.status.phase != P.BAKING:
+            break
+        now += timedelta(seconds=30)
+        st, _ = step(st, Tick(), cluster, now)
+    return st
+
+
+def new_cluster(**kw: Any) -> Cluster:
+    return Cluster({("Deployment", "web"): deployment(replicas=3, **kw)})
+
+
+# --- happy path and transitions -------------------------------------------------------------------
+
+
+def test_scale_happy_path_applies_once_bakes_and_succeeds_releasing_the_lock() -> None:
+    cluster = new_cluster()
+    st, log = step(state({"scale": {"factor": 1.5}}), Tick(), cluster, T0)
+    assert st.status.phase == P.BAKING
+    assert cluster.mutations == ["Lock:Deployment", "Apply:Deployment"]
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 5
+    # Write-ahead: the Apply intent (with the snapshot) was in a persisted transition before the patch.
+    events = [a.event for t in log for a in t.audit]
+    assert events[:5] == ["PolicyAllowed", "Planned", "Locked", "BaselineCollected", "Applied"]
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.SUCCEEDED
+    assert st.status.verdict is not None
+    assert st.status.verdict.result.value == "Healthy"
+    assert LOCK_ANNOTATION not in cluster.objects[("Deployment", "web")]["metadata"]["annotations"]
+    assert [o.check.value for o in st.status.observations][-1] == "Pass"
+
+
+def test_regression_reverts_and_restores_snapshot() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 1}}), Tick(), cluster, T0)
+    cluster.error_ratio = 0.3
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.REVERTED
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 3
+    assert cluster.mutations == [
+        "Lock:Deployment",
+        "Apply:Deployment",
+        "Revert:Deployment",
+        "Unlock:Deployment",
+    ]
+    assert st.status.verdict is not None
+    assert st.status.verdict.result.value == "Worse"
+    assert len(st.status.observations) == 2  # Worse within two intervals
+
+
+def test_policy_deny_rejects_and_approval_waits() -> None:
+    st = state({"scale": {"replicas": 5}})
+    deny = PolicyDecision(decision=PolicyDecisionKind.DENY, reasons=["scale denied: 5 exceeds max 4"])
+    t = reduce(st, PolicyDecided(deny), now=T0)
+    assert t.state.status.phase == P.REJECTED
+    assert "exceeds max 4" in t.audit[0].reason
+    assert t.events[0].type == "Warning"
+    need = PolicyDecision(decision=PolicyDecisionKind.REQUIRE_APPROVAL)
+    t = reduce(st, PolicyDecided(need), now=T0)
+    assert t.state.status.phase == P.AWAITING_APPROVAL
+    assert reduce(t.state, Tick(), now=T0).effects == ()
+    t2 = reduce(t.state, Approved(by="alice", reason="go"), now=T0)
+    assert t2.state.status.phase == P.BASELINE
+    assert t2.audit[0].actor == "alice"
+
+
+def test_dry_run_records_plan_and_never_mutates() -> None:
+    cluster = new_cluster()
+    st, log = step(state({"scale": {"replicas": 6}}, dryRun=True), Tick(), cluster, T0)
+    assert st.status.phase == P.SUCCEEDED
+    assert cluster.mutations == []
+    assert st.status.plan is not None
+    assert "3 → 6" in st.status.plan.summary
+    assert not any(isinstance(e, (Patch, Create, Delete, PersistIntent)) for t in log for e in t.effects)
+
+
+def test_lock_held_by_another_active_mitigation_blocks() -> None:
+    cluster = new_cluster()
+    cluster.objects[("Deployment", "web")]["metadata"]["annotations"][LOCK_ANNOTATION] = "other"
+    st = reduce(state({"scale": {"replicas": 6}}), PolicyDecided(ALLOW), now=T0).state
+    t = reduce(st, TargetObserved(cluster.world(lock_holder_active=True)), now=T0)
+    assert t.state.status.phase == P.REJECTED
+    assert "'other'" in t.state.status.message
+    # A stale lock (holder finished) is taken over, conditionally on it still naming the stale holder.
+    st2, _ = step(st, TargetObserved(cluster.world(lock_holder_active=False)), cluster, T0)
+    assert st2.status.phase == P.BAKING
+
+
+def test_plan_error_fails_with_the_reason() -> None:
+    cluster = new_cluster(paused=True)
+    st, _ = step(state({"rollback": {}}), Tick(), cluster, T0)
+    assert st.status.phase == P.FAILED
+    assert "no rollout history" in st.status.message or "paused" in st.status.message
+
+
+def test_drift_during_bake_goes_to_needs_attention_and_never_reverts() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
+    dep = cluster.objects[("Deployment", "web")]
+    dep["spec"]["replicas"] = 10
+    dep["metadata"]["generation"] += 1
+    cluster.error_ratio = 0.5
+    before = list(cluster.mutations)
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.NEEDS_ATTENTION
+    assert st.status.drift is not None
+    assert "10" in st.status.drift.diff
+    # Only the lock is released (conditional on still naming us); the foreign change is untouched.
+    assert [m for m in cluster.mutations if m not in before] == ["Unlock:Deployment"]
+    assert dep["spec"]["replicas"] == 10
+
+
+def test_revert_refused_when_someone_changed_the_target_after_the_worse_verdict() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
+    # Worse verdict reached; before the revert lands, someone edits the target.
+    t = reduce(st, Tick(), now=T0 + timedelta(seconds=30))
+    st = t.state
+    cluster.error_ratio = 0.4
+    st, _ = step(st, GuardSample(T0, series(0.4, 6)), cluster, T0 + timedelta(seconds=30))
+    dep = cluster.objects[("Deployment", "web")]
+    dep["spec"]["replicas"] = 2
+    dep["metadata"]["generation"] += 1
+    st, _ = step(st, GuardSample(T0, series(0.4, 6)), cluster, T0 + timedelta(seconds=60))
+    assert st.status.phase == P.NEEDS_ATTENTION
+    assert dep["spec"]["replicas"] == 2
+
+
+def test_delete_mid_bake_reverts_first_unless_told_not_to() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
+    st2, log = step(st, DeleteRequested(), cluster, T0)
+    assert st2.status.phase == P.REVERTED
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 3
+    assert any(isinstance(e, Finish) for t in log for e in t.effects)
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}, revertOnDelete=False), Tick(), cluster, T0)
+    st2, _ = step(st, DeleteRequested(), cluster, T0)
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 6
+    assert st2.status.audit[-1].event == "DeletedKept"
+
+
+def test_temporary_mitigation_undone_on_incident_resolved_unless_kept() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}, temporary=True), Tick(), cluster, T0)
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.SUCCEEDED
+    st, _ = step(st, IncidentResolved(), cluster, T0 + timedelta(hours=1))
+    assert st.status.phase == P.REVERTED
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 3
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}, temporary=True, keepOnResolve=True), Tick(), cluster, T0)
+    st, _ = step(st, IncidentResolved(), cluster, T0)
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 6
+
+
+def test_restart_worse_fails_saying_it_cannot_be_undone() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"restart": {}}), Tick(), cluster, T0)
+    cluster.error_ratio = 0.4
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.FAILED
+    assert "cannot be undone" in st.status.message
+
+
+def test_canary_promoted_when_healthy() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"canary": {"image": "web:fix"}}), Tick(), cluster, T0)
+    assert ("Deployment", "web-canary-m1") in cluster.objects
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.SUCCEEDED
+    assert ("Deployment", "web-canary-m1") not in cluster.objects
+    assert (
+        cluster.objects[("Deployment", "web")]["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "web:fix"
+    )
+
+
+def test_canary_aborted_when_worse() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"canary": {"image": "web:bad"}}), Tick(), cluster, T0)
+    cluster.error_ratio = 0.4
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.REVERTED
+    assert ("Deployment", "web-canary-m1") not in cluster.objects
+    assert (
+        cluster.objects[("Deployment", "web")]["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "web:v2"
+    )
+
+
+def test_audit_is_bounded() -> None:
+    st = state({"scale": {"replicas": 6}})
+    for i in range(80):
+        st = replace(st, status=st.status.model_copy(update={"phase": P.AWAITING_APPROVAL}))
+        st = reduce(st, Approved(by=f"u{i}"), now=T0).state
+    assert len(st.status.audit) == 50
+
+
+# --- crash safety ---------------------------------------------------------------------------------
+
+
+def run_until_apply_intent(cluster: Cluster, action: dict[str, Any]) -> MachineState:
+    """Drive until the Apply intent is persisted but before the patch is sent."""
+    st = state(action)
+    observations: list[Observation] = [PolicyDecided(ALLOW), TargetObserved(cluster.world())]
+    for obs in observations:
+        st = reduce(st, obs, now=T0).state
+    lock = reduce(st, IntentPersisted("Lock", 1), now=T0)
+    (patch,) = lock.effects
+    cluster.run(patch)
+    st = reduce(lock.state, ChangeApplied("Lock"), now=T0).state
+    t = reduce(st, BaselineCollected(T0 - timedelta(minutes=10), T0, series(0.01, 20)), now=T0)
+    assert isinstance(t.effects[0], PersistIntent)
+    assert t.state.status.intent is not None
+    assert t.state.status.intent.step == "Apply"
+    return t.state
+
+
+def test_crash_after_intent_before_patch_resumes_and_applies_once() -> None:
+    cluster = new_cluster()
+    st = run_until_apply_intent(cluster, {"scale": {"factor": 1.67}})
+    persisted = MitigationStatus.model_validate(st.status.to_dict())  # what a fresh process reads back
+    fresh = replace(st, status=persisted)
+    st2, _ = step(fresh, Tick(), cluster, T0 + timedelta(seconds=5))
+    assert st2.status.phase == P.BAKING
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 6  # ceil(3 * 1.67)
+    assert cluster.mutations.count("Apply:Deployment") == 1
+
+
+def test_crash_after_patch_before_confirmation_never_doubles() -> None:
+    """Scale by +2 (3 → 5) lands, the process dies before recording it; on resume the target already
+    is in the end state, so it is recorded as applied and not applied again (never 7)."""
+    cluster = new_cluster()
+    st = run_until_apply_intent(cluster, {"scale": {"replicas": 5}})
+    t = reduce(st, IntentPersisted("Apply", 1), now=T0)
+    (patch,) = t.effects
+    cluster.run(patch)  # lands; the crash loses the ChangeApplied
+    fresh = replace(st, status=MitigationStatus.model_validate(st.status.to_dict()))
+    first = reduce(fresh, Tick(), now=T0)
+    assert [type(e) for e in first.effects] == [ObserveTarget]
+    st2, _ = step(fresh, Tick(), cluster, T0)
+    assert st2.status.phase == P.BAKING
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 5
+    assert cluster.mutations.count("Apply:Deployment") == 1
+    # Re-sending the original patch would be refused by its precondition anyway.
+    assert isinstance(cluster.run(patch), ApplyFailed)
+
+
+def test_resume_effects_are_identical_for_every_persisted_step() -> None:
+    """From each persisted status, re-running reduce gives the same effects (deterministic)."""
+    cluster = new_cluster()
+    st = state({"scale": {"factor": 2}})
+    observations: list[Observation] = [
+        Tick(),
+        PolicyDecided(ALLOW),
+        TargetObserved(cluster.world()),
+        IntentPersisted("Lock", 1),
+    ]
+    for obs in observations:
+        again = MitigationStatus.model_validate(st.status.to_dict())
+        a = reduce(st, obs, now=T0)
+        b = reduce(replace(st, status=again), obs, now=T0)
+        assert a.effects == b.effects
+        assert a.state.status == b.state.status
+        st = a.state
+
+
+def test_crash_during_revert_resumes_once() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
+    cluster.error_ratio = 0.4
+    now = T0
+    # Run checks without executing the revert: stop at the Revert intent.
+    while st.status.phase == P.BAKING:
+        now += timedelta(seconds=30)
+        st = reduce(st, GuardSample(now, series(0.4, 6)), now=now).state
+    assert st.status.phase == P.REVERTING
+    t = reduce(st, TargetObserved(cluster.world()), now=now)
+    st = t.state
+    (intent,) = t.effects
+    assert isinstance(intent, PersistIntent)
+    (patch,) = reduce(st, IntentPersisted("Revert", 1), now=now).effects
+    cluster.run(patch)  # lands; crash
+    st2, _ = step(
+        replace(st, status=MitigationStatus.model_validate(st.status.to_dict())), Tick(), cluster, now
+    )
+    assert st2.status.phase == P.REVERTED
+    assert cluster.mutations.count("Revert:Deployment") == 1
+
+
+def test_no_data_during_bake_never_succeeds() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
+    now = T0
+    for _ in range(15):
+        now += timedelta(seconds=30)
+        st = reduce(st, GuardSample(now, series(None, 0)), now=now).state
+    assert st.status.phase == P.BAKING  # held (noData=Hold), never Succeeded
+    assert st.status.verdict is not None
+    assert st.status.verdict.result.value == "NoData"
+    assert any(isinstance(e, WakeAt) for e in reduce(st, Tick(), now=now).effects)
