@@ -137,6 +137,9 @@ class Delete:
     precondition: Precondition
     step: str
     description: str = ""
+    propagation: str = "Background"
+    """``DeleteOptions.propagationPolicy``. Never ``Orphan``: an orphaned canary ReplicaSet matches the
+    stable Deployment's selector and would be adopted into its rollout history."""
 
 
 @dataclass(frozen=True)

@@ -257,3 +257,17 @@ def test_verdict_carries_numbers() -> None:
     assert "min effect" in number.test
     assert "failureLimit 2" in judgement.verdict.reason
     assert judgement.verdict.failed_checks == 2
+
+
+def test_failures_on_different_signals_do_not_chain_into_worse() -> None:
+    baseline = {
+        "error_ratio": [0.01 + i * 1e-4 for i in range(20)],
+        "latency_p99": [0.2 + i * 1e-3 for i in range(20)],
+    }
+    samples: list[dict[str, list[float] | None]] = [
+        {"error_ratio": [0.3] * 6, "latency_p99": [0.2] * 6},
+        {"error_ratio": [0.01] * 6, "latency_p99": [0.9] * 6},
+        {"error_ratio": [0.01] * 6, "latency_p99": [0.9] * 6},
+    ]
+    outcome = bake([ERRORS, LATENCY], baseline, samples)
+    assert [a for a, _ in outcome] == [GuardAction.CONTINUE, GuardAction.CONTINUE, GuardAction.REVERT]

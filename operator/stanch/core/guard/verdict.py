@@ -4,9 +4,13 @@ One check per interval compares each signal's points from that interval with the
 
 - **Comparison gate**: the check fails for a signal when the one-sided Mann-Whitney U test says the
   interval is worse than the baseline (``p < alpha``) *and* the median moved the wrong way by more
-  than the minimum effect, ``max(tolerance * |baseline median|, floor of the signal kind)``. The
-  effect floor keeps a statistically significant but tiny shift (0.1 % → 0.2 % errors) from
-  reverting a good mitigation; the rank test keeps a large but noisy wobble from doing so.
+  than the minimum effect, ``max(tolerance * |baseline median|, floor of the signal kind,
+  NOISE_MULTIPLE * robust sd of the baseline)``. The effect floor keeps a statistically significant
+  but tiny shift (0.1 % → 0.2 % errors) from reverting a good mitigation; the rank test keeps a
+  large but noisy wobble from doing so. The noise term matters because every check is compared with
+  the *same* baseline: when the baseline's own noise is wider than the tolerance, a baseline that
+  happened to sample low makes every later check look worse, and consecutive failures stop being
+  independent (property tests found exactly this at 25 % relative noise).
 - **SLO gate**: when the template has a ``threshold``, the check fails when the interval's median is
   beyond it *and the baseline was not*: the action pushed the signal over the SLO. A signal that was
   already beyond the SLO before the action (the incident itself) is judged by the comparison only,
@@ -14,7 +18,8 @@ One check per interval compares each signal's points from that interval with the
 - A signal with no points is **no data**. A check with a failing signal is ``Fail``; otherwise a
   check with any no-data signal is ``NoData`` — never ``Pass`` (design invariant 5).
 
-Verdicts: ``Worse`` after ``failureLimit`` failed checks in a row (noise rarely fails twice running);
+Verdicts: ``Worse`` after ``failureLimit`` checks in a row failed *on the same signal* (noise rarely
+fails twice running on one signal, and flukes on two signals are not one regression);
 ``Healthy`` early when the success criteria hold for their number of checks, or at the end of the bake
 when the last check passed; ``Inconclusive`` when the bake ends on a failed check below the limit;
 ``NoData`` when it ends (or, with ``noData: Revert``, runs ``failureLimit`` checks) without data.
@@ -57,6 +62,18 @@ EFFECT_FLOORS: Mapping[SignalKind | None, float] = {
     None: 0.0,
 }
 """Smallest absolute move worth reverting for, by signal kind."""
+
+NOISE_MULTIPLE = 2.0
+"""The effect must also exceed this many robust standard deviations (1.4826 * MAD) of the baseline."""
+
+
+def robust_sd(values: Sequence[float]) -> float:
+    """1.4826 * the median absolute deviation: the standard deviation for normal noise, unmoved by
+    a few outliers."""
+    if len(values) < 2:
+        return 0.0
+    centre = median(values)
+    return 1.4826 * median(abs(v - centre) for v in values)
 
 
 @dataclass(frozen=True)
@@ -146,7 +163,7 @@ def check_signal(
     test = mann_whitney_greater([sign * b for b in baseline], [sign * p for p in points])
     effect = sign * (observed - base)
     floor = EFFECT_FLOORS.get(spec.kind, 0.0)
-    min_effect = max(tolerance * abs(base), floor)
+    min_effect = max(tolerance * abs(base), floor, NOISE_MULTIPLE * robust_sd(baseline))
     compare_failed = test.p_value < alpha and effect > min_effect
     direction = "worse" if effect > 0 else "better or equal"
     note = (
@@ -192,8 +209,11 @@ def run_check(
         verdict = CheckVerdict.NO_DATA
     else:
         verdict = CheckVerdict.PASS
-    streak = previous[-1].consecutive_failures if previous else 0
-    consecutive = streak + 1 if verdict == CheckVerdict.FAIL else 0
+    # Failures count per signal: two flukes on two different signals are not a regression.
+    consecutive = max(
+        (_signal_streak(previous, c.signal) + 1 for c in checks if c.compare_failed or c.slo_failed),
+        default=0,
+    )
     note = "; ".join(c.note for c in checks) or "no signals configured"
     observation = Observation(
         time=at,
@@ -203,6 +223,7 @@ def run_check(
                 value=c.observed_median,
                 samples=len(sample.get(c.signal) or ()),
                 error=None if not c.no_data else "no data",
+                failed=c.compare_failed or c.slo_failed,
             )
             for c in checks
         ],
@@ -211,6 +232,16 @@ def run_check(
         note=note[:512],
     )
     return CheckResult(observation=observation, signals=checks)
+
+
+def _signal_streak(history: Sequence[Observation], signal: str) -> int:
+    """Checks in a row, newest first, in which ``signal`` failed."""
+    n = 0
+    for obs in reversed(history):
+        if not any(v.signal == signal and v.failed for v in obs.values):
+            break
+        n += 1
+    return n
 
 
 class GuardAction(StrEnum):

@@ -199,6 +199,8 @@ class SignalValue(StanchModel):
     """Why there is no value (query failed, empty result)."""
     points: Annotated[list[float], Capped(60, keep="last")] = []
     """Baseline only: the window's raw points, kept for the guard's rank test after a restart."""
+    failed: bool | None = None
+    """Guard checks only: whether this signal failed the check (failures count per signal)."""
 
 
 class Baseline(StanchModel):
