@@ -43,16 +43,27 @@ class SignalSampler:
         start: datetime,
         end: datetime,
         step_seconds: float,
+        templates: Mapping[str, str] | None = None,
     ) -> tuple[SignalSamples, ...]:
-        """Every signal in ``signals``, queried concurrently over ``[start, end]``, in the given order."""
+        """Every signal in ``signals``, queried concurrently over ``[start, end]``, in the given order.
+        ``templates`` (e.g. a policy's) take precedence over the sampler's own."""
         step = timedelta(seconds=max(step_seconds, 1.0))
-        results = await asyncio.gather(*(self._one(name, values, start, end, step) for name in signals))
+        table = {**self._templates, **(templates or {})}
+        results = await asyncio.gather(
+            *(self._one(table, name, values, start, end, step) for name in signals)
+        )
         return tuple(results)
 
     async def _one(
-        self, name: str, values: Mapping[str, str], start: datetime, end: datetime, step: timedelta
+        self,
+        table: Mapping[str, str],
+        name: str,
+        values: Mapping[str, str],
+        start: datetime,
+        end: datetime,
+        step: timedelta,
     ) -> SignalSamples:
-        template = self._templates.get(name)
+        template = table.get(name)
         if template is None:
             return SignalSamples(name, None, f"no signal template named {name!r}")
         try:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -80,12 +80,14 @@ from stanch.core.models import (
     MitigationSpec,
     MitigationStatus,
     PolicyDecision,
+    SignalTemplate,
     parse_duration,
 )
 from stanch.core.settings import Settings
 from stanch.wiring.handlers.startup import MEMO_SETTINGS
 from stanch.wiring.logs import bind_object
 from stanch.wiring.metrics import Metrics
+from stanch.wiring.mitigation_policy import PolicyContext, PolicyEvaluator, policy_context
 
 PLURAL = "mitigations"
 RUNTIME = "stanch_mitigation_runtime"
@@ -99,16 +101,14 @@ IDLE_RECHECK = timedelta(seconds=30)
 
 
 class PolicyDecider(Protocol):
-    """The single policy step: a decision for this Mitigation (design invariant 4)."""
+    """The single policy step: a decision for this Mitigation object (design invariant 4)."""
 
-    async def __call__(
-        self, name: str, namespace: str, spec: MitigationSpec, now: datetime
-    ) -> PolicyDecision: ...
+    async def __call__(self, obj: Mapping[str, Any], now: datetime) -> PolicyDecision: ...
 
 
-async def default_deny(name: str, namespace: str, spec: MitigationSpec, now: datetime) -> PolicyDecision:
-    """Until policy evaluation is wired, no policy means dry run only."""
-    return default_decision(spec, now)
+async def default_deny(obj: Mapping[str, Any], now: datetime) -> PolicyDecision:
+    """Without a policy evaluator, no policy means dry run only."""
+    return default_decision(MitigationSpec.model_validate(obj["spec"]), now)
 
 
 @dataclass
@@ -147,22 +147,26 @@ class StaleReadError(Exception):
 # --- building the machine state -------------------------------------------------------------------
 
 
-def machine_state(obj: dict[str, Any], runtime: Runtime) -> MachineState:
+def machine_state(obj: dict[str, Any], runtime: Runtime, context: PolicyContext) -> MachineState:
     meta = obj["metadata"]
     spec = MitigationSpec.model_validate(obj["spec"])
     status = MitigationStatus.model_validate(
         {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
     )
-    templates = signal_templates(runtime.settings.signal_templates)
     return MachineState(
         identity=MitigationIdentity(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"]),
         spec=spec,
         status=status,
-        guard=resolve_guard(spec),
-        signals=templates,
+        guard=resolve_guard(spec, context.guard_defaults),
+        signals=_templates(runtime, context),
         approved_by_annotation=(meta.get("annotations") or {}).get(APPROVED_BY_ANNOTATION),
         deleting=bool(meta.get("deletionTimestamp")),
     )
+
+
+def _templates(runtime: Runtime, context: PolicyContext) -> dict[str, SignalTemplate]:
+    """The operator's templates, overridden by the deciding policy's."""
+    return {**signal_templates(runtime.settings.signal_templates), **context.templates}
 
 
 def initial_observations(state: MachineState, incident_resolved: bool) -> list[Observation]:
@@ -204,11 +208,14 @@ def _world(reads: TargetReads) -> World:
 class Pass:
     """One pass of the loop over one Mitigation: reduce, persist, act, feed back."""
 
-    def __init__(self, runtime: Runtime, obj: dict[str, Any], incident_resolved: bool) -> None:
+    def __init__(
+        self, runtime: Runtime, obj: dict[str, Any], incident_resolved: bool, context: PolicyContext
+    ) -> None:
         self.runtime = runtime
         self.obj = obj
         self.log = bind_object(obj)
-        self.state = machine_state(obj, runtime)
+        self.context = context
+        self.state = machine_state(obj, runtime, context)
         self.incident_resolved = incident_resolved
         self.result = PassResult(phase=self.state.status.phase)
 
@@ -223,6 +230,15 @@ class Pass:
             await self._persist(transition)
             self._report(transition, before)
             self.state = transition.state
+            policy = self.state.status.policy
+            if policy is not None and policy.policy and observation.__class__ is PolicyDecided:
+                # The deciding policy's guard defaults and templates apply from the baseline on.
+                self.context = await policy_context(self.runtime.kube, policy.policy)
+                self.state = replace(
+                    self.state,
+                    guard=resolve_guard(self.state.spec, self.context.guard_defaults),
+                    signals=_templates(self.runtime, self.context),
+                )
             if before != self.state.status.phase:
                 await self._link_incident(before)
             queue.extend(await self._run_effects(transition))
@@ -295,12 +311,7 @@ class Pass:
             elif isinstance(effect, QuerySignals):
                 out.append(await self._query(effect))
             elif isinstance(effect, EvaluatePolicy):
-                decision = await self.runtime.decide(
-                    self.state.identity.name,
-                    self.state.identity.namespace,
-                    self.state.spec,
-                    self.runtime.clock(),
-                )
+                decision = await self.runtime.decide(self.obj, self.runtime.clock())
                 out.append(PolicyDecided(decision=decision))
             elif isinstance(effect, WakeAt):
                 if self.result.wake_at is None or effect.at < self.result.wake_at:
@@ -419,7 +430,9 @@ async def drive_once(runtime: Runtime, namespace: str, name: str) -> PassResult:
     if obj is None:
         return PassResult(gone=True, finished=True)
     resolved = await incident_resolved(runtime, obj)
-    return await Pass(runtime, obj, resolved).run()
+    policy = ((obj.get("status") or {}).get("policy") or {}).get("policy")
+    context = await policy_context(runtime.kube, policy)
+    return await Pass(runtime, obj, resolved, context).run()
 
 
 def _lock(memo: kopf.Memo) -> asyncio.Lock:
@@ -531,11 +544,13 @@ async def on_delete(runtime: Runtime, body: kopf.Body, memo: kopf.Memo) -> None:
 async def start_runtime(memo: kopf.Memo, metrics: Metrics) -> None:
     config = memo[MEMO_SETTINGS]
     assert isinstance(config, Settings)
+    kube = KubeClient.from_env()
     memo[RUNTIME] = Runtime(
-        kube=KubeClient.from_env(),
+        kube=kube,
         prometheus=PrometheusClient(config.prometheus_url),
         settings=config,
         metrics=metrics,
+        decide=PolicyEvaluator(kube),
     )
 
 
