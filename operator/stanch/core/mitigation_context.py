@@ -24,6 +24,7 @@ from stanch.core.models import (
     PolicyDecision,
     PolicyDecisionKind,
     SignalKind,
+    SignalRef,
     SignalTemplate,
     TimelineEntry,
     TimelineKind,
@@ -70,8 +71,7 @@ def resolve_guard(spec: MitigationSpec, policy_defaults: GuardSpec | None = None
     base = policy_defaults.merged_over(BUILTIN_GUARD) if policy_defaults else BUILTIN_GUARD
     guard = spec.guard.merged_over(base)
     if not guard.signals:
-        guard = guard.model_copy(update={"signals": [{"name": n} for n in DEFAULT_GUARD_SIGNALS]})
-        guard = GuardSpec.model_validate(guard.model_dump())
+        guard = guard.model_copy(update={"signals": [SignalRef(name=n) for n in DEFAULT_GUARD_SIGNALS]})
     return guard
 
 
