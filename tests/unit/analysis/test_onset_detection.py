@@ -113,7 +113,7 @@ def test_pure_noise_never_has_an_onset(seed: int, level: float, sigma: float, n:
 def test_a_clear_step_is_always_found_near_where_it_happened(
     seed: int, base: float, sigma: float, at: int, jump: float
 ) -> None:
-    height = max(1.2 * ERRORS.of(base), jump * max(sigma, 0.002))
+    height = max(2 * ERRORS.of(base), jump * max(sigma, 0.002))
     values = step(base, base + height, at_index=at, sigma=sigma, seed=seed)
     shift = find_shift(points(values), ERRORS)
     assert shift is not None

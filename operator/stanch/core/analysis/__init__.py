@@ -61,6 +61,36 @@ def _onset_text(onset: Onset) -> str:
     return f"{onset.signal} rose from {levels} at {onset.time.isoformat()} (change point)"
 
 
+def build_context(
+    spec: IncidentSpec,
+    evidence: Evidence,
+    *,
+    now: datetime,
+    created_at: datetime,
+    partial: Sequence[str] = (),
+) -> RuleContext:
+    """Scope and correlations worked out once, for every rule to read."""
+    lookback = parse_duration(spec.lookback)
+    onset = resolve_onset(spec, evidence, created_at)
+    revisions = compare_revisions(evidence)
+    scope_impact = impact(evidence, onset, revisions.bad)
+    return RuleContext(
+        spec=spec,
+        evidence=evidence,
+        now=now,
+        onset=onset,
+        trend=symptom_trend(evidence, onset),
+        impact=scope_impact,
+        correlated=correlate(all_changes(evidence, spec.target.namespace), onset.time, lookback),
+        lookback=lookback,
+        metrics_available=bool(points_of(evidence, ERROR_RATIO) or points_of(evidence, LATENCY)),
+        logs_available=not any(p in LOG_COLLECTORS for p in partial),
+        target_missing=target_missing(evidence, partial),
+        partial=frozenset(partial),
+        revisions=revisions,
+    )
+
+
 def investigate(
     spec: IncidentSpec,
     evidence: Evidence,
@@ -77,39 +107,21 @@ def investigate(
     condition); ``previous`` is the Incident's current status, used only to keep condition
     transition times and to post Events for what changed since.
     """
-    lookback = parse_duration(spec.lookback)
-    onset = resolve_onset(spec, evidence, created_at)
-    revisions = compare_revisions(evidence)
-    correlated = correlate(all_changes(evidence, spec.target.namespace), onset.time, lookback)
-    metrics_available = bool(points_of(evidence, ERROR_RATIO) or points_of(evidence, LATENCY))
+    ctx = build_context(spec, evidence, now=now, created_at=created_at, partial=partial)
     scope = Scope(
-        onset=onset.time,
-        onset_source=onset.source,
-        impact=impact(evidence, onset, revisions.bad),
-        trend=symptom_trend(evidence, onset),
-    )
-    missing = target_missing(evidence, partial)
-    ctx = RuleContext(
-        spec=spec,
-        evidence=evidence,
-        now=now,
-        onset=onset,
-        trend=scope.trend,
-        impact=scope.impact,
-        correlated=correlated,
-        lookback=lookback,
-        metrics_available=metrics_available,
-        logs_available=not any(p in LOG_COLLECTORS for p in partial),
-        target_missing=missing,
-        partial=frozenset(partial),
-        revisions=revisions,
+        onset=ctx.onset.time,
+        onset_source=ctx.onset.source,
+        impact=ctx.impact,
+        trend=ctx.trend,
     )
     hypotheses = rank(ctx)
     top = top_text(hypotheses)
     timeline = build_timeline(
-        TimelineInput(spec, evidence, onset, correlated, mitigations, created_at, now, lookback)
+        TimelineInput(spec, evidence, ctx.onset, ctx.correlated, mitigations, created_at, now, ctx.lookback)
     )
-    seen = Observed(scope, hypotheses, top, partial, metrics_available, missing, _onset_text(onset))
+    seen = Observed(
+        scope, hypotheses, top, partial, ctx.metrics_available, ctx.target_missing, _onset_text(ctx.onset)
+    )
     return Findings(
         scope=scope,
         timeline=timeline,
@@ -124,6 +136,8 @@ __all__ = [
     "EventTuple",
     "Findings",
     "LogLine",
+    "RuleContext",
+    "build_context",
     "group_log_signatures",
     "investigate",
     "is_error_line",
