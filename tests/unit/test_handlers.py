@@ -43,6 +43,10 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
         "incident-resolve-on-create",
         "incident-resolve-on-resume",
         "mitigation-finalize",
+        "mitigation-requested-by",
+        "policy-validate",
+        "policy-validate-on-update",
+        "policy-validate-on-resume",
     }
     assert {str(h.id) for h in registry._spawning.get_all_handlers()} == {
         "incident-investigate",
@@ -53,6 +57,8 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
         "incident-poke-replicaset",
         "incident-poke-pod",
         "mitigation-wake",
+        "incident-auto-mitigate",
+        "mitigation-notify",
     }
     activity_ids = {str(h.id) for h in registry._activities.get_all_handlers()}
     assert activity_ids == {
@@ -62,6 +68,8 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
         "stanch-incident-clients-close",
         "stanch-mitigation-clients",
         "stanch-mitigation-clients-close",
+        "policy-notify-start",
+        "policy-notify-stop",
     }
 
 

@@ -252,6 +252,11 @@ def test_requested_by() -> None:
     }
     assert requested_by(claimed) == "alice (unverified annotation); field manager kubectl-create"
     assert requested_by({}) == "field manager unknown"
+    with_kopf = {"managedFields": [{"manager": "kopf"}, {"manager": "kubectl-client-side-apply"}]}
+    assert requested_by(with_kopf) == "field manager kubectl-client-side-apply"
+    assert requested_by({**ours, "managedFields": [{"manager": "kopf"}, {"manager": "stanch"}]}).startswith(
+        "policy:"
+    )
 
 
 # --- notifications ------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from stanch.core.policy.evaluation import CREATED_BY_ANNOTATION
 REQUESTED_BY_ANNOTATION = "stanch.dev/requested-by"
 """Optional, set by the requester (or their tooling); not verified by the API server."""
 MAX_ACTOR = 256
+OWN_MANAGER = "stanch"
+OPERATOR_MANAGERS = frozenset({OWN_MANAGER, "kopf"})
 
 
 def requested_by(metadata: Mapping[str, Any]) -> str:
@@ -24,10 +26,12 @@ def requested_by(metadata: Mapping[str, Any]) -> str:
     annotations = metadata.get("annotations") or {}
     creator = annotations.get(CREATED_BY_ANNOTATION)
     managers = [str(m.get("manager")) for m in metadata.get("managedFields") or () if m.get("manager")]
-    manager = managers[0] if managers else None
-    if isinstance(creator, str) and creator.startswith("policy:") and manager == "stanch":
-        # Only trusted when our own operator wrote the object; anyone can type the annotation.
+    if isinstance(creator, str) and creator.startswith("policy:") and OWN_MANAGER in managers:
+        # Only when our own client wrote the object; anyone can type the annotation.
         return creator[:MAX_ACTOR]
+    # Our own writes (Kopf's finalizer and status, our client) come after the creator's; skip them.
+    foreign = [m for m in managers if m not in OPERATOR_MANAGERS]
+    manager = foreign[0] if foreign else (managers[0] if managers else None)
     claimed = annotations.get(REQUESTED_BY_ANNOTATION)
     parts = []
     if isinstance(claimed, str) and claimed.strip():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import kopf
 
-from stanch.wiring.handlers import incident, mitigation, startup
+from stanch.wiring.handlers import incident, mitigation, policy, startup
 from stanch.wiring.metrics import Metrics
 
 
@@ -14,6 +14,7 @@ def build_registry(metrics: Metrics) -> kopf.OperatorRegistry:
     startup.register(registry)
     incident.register(registry, metrics)
     mitigation.register(registry, metrics)
+    policy.register(registry, metrics)
     return registry
 
 
