@@ -92,7 +92,13 @@ class Cluster:
                 new = apply_ops(self.objects[key], effect.wire_ops())
             except PatchError as err:
                 return None if effect.best_effort else ApplyFailed(effect.step, str(err), conflict=True)
-            if new.get("spec") != self.objects[key].get("spec"):
+            old = self.objects[key]
+            # As the API server does: a Deployment's generation moves with its spec *and* its
+            # annotations (they are copied to its ReplicaSets); other kinds' only with the spec.
+            annotations_changed = key[0] == "Deployment" and new["metadata"].get("annotations") != old[
+                "metadata"
+            ].get("annotations")
+            if new.get("spec") != old.get("spec") or annotations_changed:
                 new["metadata"]["generation"] = new["metadata"].get("generation", 0) + 1
             self.objects[key] = new
             self.mutations.append(f"{effect.step}:{effect.key.kind}")
@@ -458,3 +464,38 @@ def test_no_data_during_bake_never_succeeds() -> None:
     assert st.status.verdict is not None
     assert st.status.verdict.result.value == "NoData"
     assert any(isinstance(e, WakeAt) for e in reduce(st, Tick(), now=now).effects)
+
+
+def test_undo_after_someone_edited_the_released_target_needs_attention_and_clobbers_nothing() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}, temporary=True), Tick(), cluster, T0)
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.SUCCEEDED
+    # After the lock is released, a human annotates the Deployment: its generation moves on.
+    dep = cluster.objects[("Deployment", "web")]
+    dep["metadata"].setdefault("annotations", {})["team"] = "payments"
+    dep["metadata"]["generation"] += 1
+    st, _ = step(st, IncidentResolved(), cluster, T0 + timedelta(hours=1))
+    for i in range(10):  # the operator keeps ticking; the answer must settle, not loop
+        if st.status.phase != P.REVERTING:
+            break
+        st, _ = step(st, Tick(), cluster, T0 + timedelta(hours=1, seconds=30 * (i + 1)))
+    assert st.status.phase == P.NEEDS_ATTENTION
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 6
+    assert cluster.objects[("Deployment", "web")]["metadata"]["annotations"]["team"] == "payments"
+
+
+def test_target_changed_between_snapshot_and_lock_is_snapshotted_again() -> None:
+    cluster = new_cluster()
+    st = state({"scale": {"factor": "2"}})
+    t = reduce(st, PolicyDecided(ALLOW), now=T0)
+    t = reduce(t.state, TargetObserved(cluster.world()), now=T0)
+    assert t.state.status.snapshot is not None
+    assert t.state.status.snapshot["target"]["spec"]["replicas"] == 3
+    # Before the lock lands, an HPA-less human scale to 4 moves the generation.
+    dep = cluster.objects[("Deployment", "web")]
+    dep["spec"]["replicas"] = 4
+    dep["metadata"]["generation"] += 1
+    t = reduce(t.state, TargetObserved(cluster.world()), now=T0)
+    assert t.state.status.snapshot is not None
+    assert t.state.status.snapshot["target"]["spec"]["replicas"] == 4

@@ -64,6 +64,7 @@ from stanch.core.plans import (
     detect_drift,
     is_applied,
     lock_patch,
+    locked_generation,
     plan,
     revert_effects,
     take_snapshot,
@@ -178,6 +179,19 @@ def _unlock(state: MachineState) -> tuple[Effect, ...]:
     return (unlock_patch(snap["target"], state.identity.name),)
 
 
+def _after_unlock(applied: AppliedChange | None) -> AppliedChange | None:
+    """What we expect of the target once our lock is released.
+
+    Releasing the lock removes an annotation, which moves a Deployment's generation by one; a
+    later undo (a temporary mitigation when its Incident is resolved) is conditional on that. If
+    the release did not happen as planned, someone else touched the annotations and the undo's
+    precondition rightly fails: drift, never a clobbering revert.
+    """
+    if applied is None or applied.generation is None:
+        return applied
+    return applied.model_copy(update={"generation": applied.generation + 1})
+
+
 def _finish(state: MachineState, phase: MitigationPhase) -> tuple[Effect, ...]:
     return (*_unlock(state), Finish(phase.value))
 
@@ -189,7 +203,7 @@ def _intent(state: MachineState, step: str, now: datetime, *, attempt: int = 1) 
         step=step,
         started_at=now,
         attempt=attempt,
-        expected_generation=meta(target).get("generation"),
+        expected_generation=snap.get("lockedGeneration", meta(target).get("generation")),
         expected_resource_version=meta(target).get("resourceVersion"),
     )
 
@@ -411,6 +425,8 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
         if status.snapshot is None:
             try:
                 snapshot = take_snapshot(state.spec, world, mitigation=state.identity.name, now=now)
+                if not state.spec.dry_run:
+                    snapshot["lockedGeneration"] = locked_generation(snapshot["target"], state.identity.name)
                 p = plan(
                     state.spec, snapshot, mitigation=state.identity.name, mitigation_uid=state.identity.uid
                 )
@@ -469,6 +485,15 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
         # Resume with a snapshot: the lock is ours (go on) or still to take.
         if holder == state.identity.name:
             return _query_baseline(state, now)
+        if world.target is not None and meta(world.target).get("generation") != meta(
+            status.snapshot["target"]
+        ).get("generation"):
+            # Changed between our snapshot and our lock: nothing of ours is on it yet, so the
+            # snapshot is simply stale. Start over from what is there now.
+            fresh = replace(
+                state, status=status.model_copy(update={"snapshot": None, "plan": None, "intent": None})
+            )
+            return _baseline(fresh, obs, now)
         intent = _intent(state, "Lock", now, attempt=(status.intent.attempt + 1) if status.intent else 1)
         return _transition(
             state,
@@ -745,6 +770,7 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
             effects=_finish(state, P.SUCCEEDED),
             observations=history,
             verdict=verdict,
+            applied=_after_unlock(state.status.applied),
         )
     return _quiet(state)
 
@@ -780,6 +806,10 @@ def _reverting(state: MachineState, obs: Observation, now: datetime) -> Transiti
             if _preconditions_hold(applied_effects, obs.world):
                 return _reverted(state, now, reason="the change never landed: nothing to revert")
             return _drifted(state, now, obs.world, "cannot revert")
+        if intent is not None and intent.attempt >= MAX_ATTEMPTS:
+            # The revert's precondition keeps failing: the target is not what we left. Stop and
+            # say so rather than loop or force it.
+            return _drifted(state, now, obs.world, f"the revert was refused {intent.attempt} times")
         new_intent = _intent(state, "Revert", now, attempt=(intent.attempt + 1) if intent else 1)
         if intent is not None:
             new_intent = new_intent.model_copy(update={"started_at": intent.started_at})

@@ -18,6 +18,7 @@ from stanch.core.plans.common import (
     MutatingEffect,
     PlanError,
     lock_patch,
+    locked_generation,
     unlock_patch,
 )
 from stanch.core.plans.rollback import (
@@ -42,6 +43,7 @@ __all__ = [
     "expected_after",
     "is_applied",
     "lock_patch",
+    "locked_generation",
     "plan",
     "revert_effects",
     "rollback_annotations",

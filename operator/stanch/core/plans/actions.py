@@ -177,6 +177,11 @@ def plan(
 ) -> ActionPlan:
     """The change, from the snapshot alone."""
     target: Mapping[str, Any] = snapshot["target"]
+    locked = snapshot.get("lockedGeneration")
+    if locked is not None:
+        # Our lock annotation bumped the Deployment's generation (annotation changes do); every
+        # precondition of the plan is on the Deployment as we locked it, not as we first read it.
+        target = _with_generation(target, locked)
     tspec = target.get("spec") or {}
     key = deployment_key(target)
     gen = meta(target).get("generation")

@@ -101,10 +101,28 @@ def lock_patch(target: Mapping[str, Any], holder: str, *, stale_holder: str | No
     return Patch(
         key=key,
         ops=ops,
-        precondition=Precondition(uid=meta(target).get("uid"), tests=tests),
+        # Conditional on the generation too: the lock then lands on exactly the Deployment we
+        # snapshotted, and its own generation bump is known in advance (see locked_generation).
+        precondition=Precondition(
+            uid=meta(target).get("uid"), generation=meta(target).get("generation"), tests=tests
+        ),
         step="Lock",
         description=f"lock {key.display()} for {holder}",
     )
+
+
+def locked_generation(target: Mapping[str, Any], holder: str) -> int | None:
+    """The Deployment's generation once our lock is on it.
+
+    The API server bumps a Deployment's generation on every annotation change (annotations are
+    copied to its ReplicaSets), so taking the lock moves it by exactly one; already holding it moves
+    nothing. The lock patch is conditional on the snapshotted generation, so this is exact.
+    """
+    generation = meta(target).get("generation")
+    if generation is None:
+        return None
+    holding = (meta(target).get("annotations") or {}).get(LOCK_ANNOTATION) == holder
+    return int(generation) if holding else int(generation) + 1
 
 
 def unlock_patch(target: Mapping[str, Any], holder: str) -> Patch:
