@@ -6,6 +6,7 @@ import importlib
 import os
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,11 +138,33 @@ def test_run_hands_validated_settings_to_the_operator(
     assert config.liveness_endpoint == "http://127.0.0.1:8080/healthz"
 
 
-def test_report_is_plainly_not_implemented(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(["report", "shop/checkout-5xx"], capsys)
-    assert code == 2
-    assert out == ""
-    assert "not implemented yet (issue 4)" in err
+def test_report_dispatches_with_its_files(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from stanch.wiring import report_command
+
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def fake(namespace: str, name: str, **kwargs: Any) -> int:
+        calls.append((namespace, name, kwargs))
+        return 1
+
+    monkeypatch.setattr(report_command, "report_command", fake)
+    argv = [
+        "report",
+        "shop/checkout-5xx",
+        "--out",
+        str(tmp_path / "r.md"),
+        "--chart",
+        str(tmp_path / "c.png"),
+    ]
+    code, _, _ = run_cli(argv, capsys)
+    assert code == 1, "the command's own exit code is passed through"
+    ((namespace, name, kwargs),) = calls
+    assert (namespace, name) == ("shop", "checkout-5xx")
+    assert kwargs["out"] == tmp_path / "r.md"
+    assert kwargs["chart"] == tmp_path / "c.png"
+    assert kwargs["alerts"] is None
 
 
 def test_report_argument_shape(capsys: pytest.CaptureFixture[str]) -> None:

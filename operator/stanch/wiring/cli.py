@@ -138,9 +138,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     commands.add_parser("version", help="print versions", description="Print Stanch's version.")
 
     report = commands.add_parser(
-        "report", help="render an Incident as a post-incident document (not implemented yet)"
+        "report",
+        allow_abbrev=False,
+        help="render an Incident as a post-incident document",
+        description="Write a post-incident document (Markdown) from an Incident's status, optionally a"
+        " chart of its error signal and suggested alerts. Reads the cluster of KUBECONFIG.",
     )
     report.add_argument("incident", metavar="NAMESPACE/NAME")
+    report.add_argument("--out", type=Path, metavar="FILE", help="write the Markdown here (default: stdout)")
+    report.add_argument(
+        "--chart", type=Path, metavar="FILE.png", help="draw the signals and changes as a PNG"
+    )
+    report.add_argument(
+        "--alerts", type=Path, metavar="FILE.yaml", help="write suggested alerts as a PrometheusRule"
+    )
     return parser
 
 
@@ -228,8 +239,11 @@ def _cmd_report(args: argparse.Namespace, err: TextIO) -> int:
             file=err,
         )
         return EXIT_USAGE
-    print(f"{_prog()} report: not implemented yet (issue 4); nothing was rendered", file=err)
-    return EXIT_USAGE
+    # Imported here so the other commands do not pay for the report's imports.
+    from stanch.wiring.report_command import report_command
+
+    namespace, name = args.incident.split("/", 1)
+    return report_command(namespace, name, out=args.out, chart=args.chart, alerts=args.alerts, err=err)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
