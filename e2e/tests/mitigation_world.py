@@ -1,7 +1,9 @@
 """Helpers for the real-cluster mitigation tests: manifests, waits, signals and world knobs.
 
-Guards in these tests are short (interval 2 s, bake ~16 s, baseline ~10 s) and the operator runs
+Guards in these tests are short (interval 3 s, bake 18 s, baseline 20 s) and the operator runs
 with signal templates over 10 s rate windows, so a regression shows within a couple of scrapes.
+The baseline is long enough (about 20 one-second points) for the guard's rank test to be able to
+reject at its alpha with the 3 points of one check; shorter baselines cannot show a regression.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ FAST_SIGNALS = {
 }
 FAST_GUARD: dict[str, Any] = {
     "signals": [{"name": "error_ratio"}],
-    "baselineWindow": "10s",
-    "bakeTime": "16s",
-    "interval": "2s",
+    "baselineWindow": "20s",
+    "bakeTime": "18s",
+    "interval": "3s",
     "failureLimit": 2,
 }
 ALL_ACTIONS = ("Rollback", "Scale", "Restart", "Canary", "ConfigToggle", "Pause")
@@ -75,6 +77,11 @@ def mitigation(
         "metadata": {"name": name},
         "spec": {"target": {"name": target}, **action, "guard": guard or FAST_GUARD, **spec},
     }
+
+
+def settle(seconds: float = 22) -> None:
+    """Let Prometheus collect a full baseline window of a freshly started workload."""
+    time.sleep(seconds)
 
 
 def status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -135,18 +142,18 @@ def wait_error_ratio(
 
 @contextmanager
 def world_keys(kube: Kube, keys: dict[str, str]) -> Iterator[None]:
-    """Set simulator world keys for the duration of a test."""
-    kube.run(
-        "patch", "configmap", "world", "-n", "stanch-sim", "--type", "merge", "-p", json.dumps({"data": keys})
-    )
+    """Set simulator world keys for the duration of a test, then put back what was there."""
+    before = kube.get("configmap", "world", "stanch-sim").get("data") or {}
+    patch = {"data": keys}
+    kube.run("patch", "configmap", "world", "-n", "stanch-sim", "--type", "merge", "-p", json.dumps(patch))
     try:
         yield
     finally:
-        ops = [{"op": "remove", "path": "/data/" + k.replace("~", "~0").replace("/", "~1")} for k in keys]
-        for op in ops:
-            kube.ok(
-                "patch", "configmap", "world", "-n", "stanch-sim", "--type", "json", "-p", json.dumps([op])
-            )
+        # null deletes a key in a merge patch.
+        restore = {"data": {k: before.get(k) for k in keys}}
+        kube.ok(
+            "patch", "configmap", "world", "-n", "stanch-sim", "--type", "merge", "-p", json.dumps(restore)
+        )
 
 
 def deployment_state(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -158,3 +165,12 @@ def revisions(kube: Kube, namespace: str, app: str) -> list[int]:
     """The ReplicaSet revisions of a Deployment, sorted."""
     rss = kube.items("replicasets", namespace, selector=f"app={app}")
     return sorted(int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]) for rs in rss)
+
+
+def effects_applied(operator: OperatorProcess, step: str) -> int:
+    """How many mutations of ``step`` the operator's processes (all runs) got accepted."""
+    return sum(
+        1
+        for r in operator.log_records()
+        if r.get("event") == "mitigation effect" and r.get("step") == step and r.get("outcome") == "Applied"
+    )

@@ -50,7 +50,7 @@ def test_prometheus_down_during_bake_is_never_success(
     kube.apply(allow_all_policy(namespace), namespace=namespace)
     operator = fast_operator(world, namespace, tmp_path / "operator", prometheus_url=url)
     try:
-        time.sleep(12)  # the baseline window needs scrapes in our Prometheus
+        time.sleep(24)  # the baseline window needs scrapes in our Prometheus
         operator.start()
         guard = {**FAST_GUARD, "bakeTime": "20s", "noData": no_data}
         kube.apply(mitigation("grow", "web", {"scale": {"replicas": 3}}, guard), namespace=namespace)
