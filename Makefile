@@ -71,5 +71,5 @@ scenarios: ## run the incident scenarios (SCENARIOS=DIR for another directory) a
 demo: ## the end-to-end demo (not assembled yet: says what it still needs)
 	bash scripts/demo.sh
 
-bench: ## benchmarks (not built yet)
-	@echo "make bench: not built yet - no benchmark exists in this repository so far." >&2; exit 1
+bench: ## investigation benchmark on the local world: 10/100/1,000 pods (docs/benchmarks.md)
+	$(PY) -m bench.investigation

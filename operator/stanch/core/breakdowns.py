@@ -14,7 +14,6 @@ from collections.abc import Mapping
 DIMENSIONS = ("revision", "node")
 
 _HTTP = 'namespace="{{namespace}}",deployment="{{workload}}"'
-_POD = 'namespace="{{namespace}}",pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+"'
 
 
 def _ratio(by: str) -> str:
@@ -31,23 +30,13 @@ def _p99(by: str) -> str:
     )
 
 
+# Only the breakdowns that tell causes apart: errors per revision ("only the new pods") and per node
+# ("only one node"), latency per revision (a slow release). Each one is a query whose cost grows
+# with the workload's series; add more with --signals when they earn their keep.
 DEFAULT_BREAKDOWN_TEMPLATES: Mapping[str, str] = {
     "error_ratio_by_revision": _ratio("revision"),
     "error_ratio_by_node": _ratio("node"),
     "latency_p99_by_revision": _p99("revision"),
-    "latency_p99_by_node": _p99("node"),
-    "throughput_by_revision": f"sum by (revision) (rate(http_requests_total{{{_HTTP}}}[5m]))",
-    "throughput_by_node": f"sum by (node) (rate(http_requests_total{{{_HTTP}}}[5m]))",
-    # The fullest pod per node, as for the overall signal.
-    "memory_vs_limit_by_node": (
-        f'max by (node) (sum by (node, pod) (container_memory_working_set_bytes{{{_POD},container!=""}})'
-        f' / sum by (node, pod) (kube_pod_container_resource_limits{{{_POD},resource="memory"}}))'
-    ),
-    "cpu_vs_limit_by_node": (
-        f"max by (node) (sum by (node, pod)"
-        f' (rate(container_cpu_usage_seconds_total{{{_POD},container!=""}}[5m]))'
-        f' / sum by (node, pod) (kube_pod_container_resource_limits{{{_POD},resource="cpu"}}))'
-    ),
 }
 
 UNITS: Mapping[str, str] = {

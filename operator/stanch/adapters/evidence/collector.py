@@ -46,8 +46,6 @@ _BREAKDOWN_PRIORITY = (
     ("latency_p99", "node"),
     ("throughput", "revision"),
     ("throughput", "node"),
-    ("memory_vs_limit", "node"),
-    ("cpu_vs_limit", "node"),
 )
 
 
