@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,7 +104,7 @@ async def _sleep_or_poke(flag: asyncio.Event, stopped: kopf.DaemonStopped, secon
             waiter.cancel()
 
 
-def _deployment_of_pod(labels: Mapping[str, str], owners: list[Mapping[str, Any]]) -> str | None:
+def _deployment_of_pod(labels: Mapping[str, str], owners: Sequence[Mapping[str, Any]]) -> str | None:
     pod_hash = labels.get("pod-template-hash")
     for ref in owners:
         if ref.get("kind") == "ReplicaSet" and ref.get("controller") and pod_hash:
