@@ -90,9 +90,12 @@ def status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     return result
 
 
-def wait_phase(kube: Kube, namespace: str, name: str, phases: set[str], timeout: float) -> dict[str, Any]:
-    """Wait for one of ``phases``; fails early (with the status) when another terminal phase is reached."""
-    terminal = {"Rejected", "Succeeded", "Reverted", "Failed", "NeedsAttention"}
+def wait_phase(
+    kube: Kube, namespace: str, name: str, phases: set[str], timeout: float, *, leaving: str | None = None
+) -> dict[str, Any]:
+    """Wait for one of ``phases``; fails early (with the status) when another terminal phase is
+    reached, except ``leaving``, the terminal phase the Mitigation is expected to move on from."""
+    terminal = {"Rejected", "Succeeded", "Reverted", "Failed", "NeedsAttention"} - {leaving}
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:

@@ -96,8 +96,6 @@ OBJECT_WAKE = "stanch_mitigation_wake"
 OBJECT_SEEN = "stanch_mitigation_seen"
 MAX_STEPS_PER_PASS = 200
 """A pass that needs more reducer steps than this is looping; stop and let the next pass resume."""
-IDLE_RECHECK = timedelta(seconds=30)
-"""How often a terminal temporary mitigation looks at its Incident."""
 
 
 class PolicyDecider(Protocol):
@@ -503,7 +501,7 @@ async def run_daemon(runtime: Runtime, body: kopf.Body, memo: kopf.Memo, stopped
             if not (result.phase == MitigationPhase.SUCCEEDED and _watches_incident(body)):
                 log.info("mitigation finished", phase=result.phase.value if result.phase else None)
                 return
-            delay = IDLE_RECHECK.total_seconds()
+            delay = _interval(body)
         elif result.wake_at is not None:
             delay = max((result.wake_at - runtime.clock()).total_seconds(), 0.0)
         else:
