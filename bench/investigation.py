@@ -80,6 +80,7 @@ class SizeResult:
     list_requests_per_refresh: int = 0
     prometheus_queries_per_refresh: int = 0
     end_to_end_ms: list[float] = field(default_factory=list)
+    collector_ms: dict[str, list[float]] = field(default_factory=dict)
 
     def row(self) -> str:
         refresh = statistics.median(self.refresh_ms)
@@ -194,6 +195,8 @@ async def refreshes(world: WorldInfo, ns: str, name: str, runs: int, result: Siz
             started = time.perf_counter()
             outcome = await investigator.run(incident)
             result.refresh_ms.append((time.perf_counter() - started) * 1000)
+            for collector, seconds in outcome.collected.timings.items():
+                result.collector_ms.setdefault(collector, []).append(seconds * 1000)
             delta = {v: n - before.get(v, 0) for v, n in kube.stats.by_verb.items() if n - before.get(v, 0)}
             result.requests_per_refresh = delta
             result.list_requests_per_refresh = delta.get("list", 0)
@@ -311,6 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(COLUMNS))
     for r in results:
         print(r.row())
+    collectors = sorted({c for r in results for c in r.collector_ms})
+    print()
+    print("| pods | " + " | ".join(f"{c} ms" for c in collectors) + " |")
+    print("|---|" + "---|" * len(collectors))
+    for r in results:
+        cells = [
+            f"{statistics.median(r.collector_ms[c]):.0f}" if c in r.collector_ms else "-" for c in collectors
+        ]
+        print(f"| {r.pods} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
     return 0

@@ -6,6 +6,7 @@ steps. Nothing here talks to Kopf.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,6 +121,7 @@ class Investigator:
             signals=tuple(s.name for s in spec.signals),
         )
         collected = await collect(self.kube, self.prometheus, request, self.templates, self.limits)
+        began = time.perf_counter()
         lines = (LogLine(ln.time, ln.pod, ln.revision, ln.message, ln.previous) for ln in collected.log_lines)
         evidence = collected.evidence.model_copy(update={"log_signatures": group_log_signatures(lines)})
         mitigations = previous.mitigations if previous else []
@@ -132,6 +134,7 @@ class Investigator:
             partial=[p.collector for p in collected.partial],
             previous=previous,
         )
+        collected.timings["analysis"] = time.perf_counter() - began
         phase = previous.phase if previous and previous.phase else IncidentPhase.INVESTIGATING
         if phase is IncidentPhase.RESOLVED and not spec.resolved:
             phase = IncidentPhase.INVESTIGATING  # reopened

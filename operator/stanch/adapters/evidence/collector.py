@@ -10,6 +10,7 @@ or runs out of time becomes a :class:`Partial` entry instead of failing the inve
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ class Collected:
     workload_found: bool
     window_start: datetime
     window_end: datetime
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds each collector took (the slowest request of a kind), for logs and the benchmark."""
 
 
 def label_selector(selector: Mapping[str, Any] | None) -> str | None:
@@ -129,13 +132,18 @@ async def collect(
     start = max(min(request.reference, request.now) - request.lookback, request.now - MAX_WINDOW)
     end = request.now
 
+    timings: dict[str, float] = {}
+
     async def guarded(collector: str, work: Awaitable[T], default: T) -> T:
+        began = time.perf_counter()
         try:
             return await asyncio.wait_for(work, limits.seconds_per_collector)
         except TimeoutError:
             partial.append(Partial(collector, f"no answer within {limits.seconds_per_collector:g}s"))
         except Exception as exc:  # a failed collector is recorded, never fatal
             partial.append(Partial(collector, _describe(exc)))
+        finally:
+            timings[collector] = max(timings.get(collector, 0.0), time.perf_counter() - began)
         return default
 
     async def listed(kind: str, limit: int, **selectors: str | None) -> list[dict[str, Any]]:
@@ -146,7 +154,13 @@ async def collect(
     signals = overall_signals(templates, request.signals)
     values = {"namespace": ns, "workload": name}
     metrics_task = asyncio.ensure_future(
-        query_signals(prometheus, all_templates, signals, values, start, end, sem, limits.prometheus_seconds)
+        guarded(
+            "metrics",
+            query_signals(
+                prometheus, all_templates, signals, values, start, end, sem, limits.prometheus_seconds
+            ),
+            [],
+        )
     )
 
     async def get_deployment() -> dict[str, Any] | None:
@@ -238,7 +252,7 @@ async def collect(
         if not is_terminating(p) and p.get("spec", {}).get("nodeName")
     )
     template = (deployment or {}).get("spec", {}).get("template") or {}
-    signal_results = await guarded("metrics", metrics_task, [])
+    signal_results = await metrics_task
     fresh = end - 3 * step_for(start, end)
     metrics, metric_problems = _metric_summaries(signal_results, by_hash, request.reference, fresh)
     partial.extend(Partial(f"metrics:{s}", why) for s, why in metric_problems)
@@ -264,7 +278,7 @@ async def collect(
         metrics=metrics,
         nodes=node_evidence(nodes, per_node),
     )
-    return Collected(evidence, log_lines, _dedupe(partial), found, start, end)
+    return Collected(evidence, log_lines, _dedupe(partial), found, start, end, timings)
 
 
 async def _list_nodes(kube: KubeClient, sem: asyncio.Semaphore, limit: int) -> list[dict[str, Any]]:
