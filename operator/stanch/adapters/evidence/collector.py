@@ -53,6 +53,9 @@ _BREAKDOWN_PRIORITY = (
 @dataclass(frozen=True)
 class CollectorLimits:
     concurrency: int = 8
+    """Kubernetes requests in flight at once."""
+    prometheus_concurrency: int = 4
+    """Prometheus queries in flight at once; separate, so slow queries never starve the API reads."""
     max_pods: int = 5000
     max_events: int = 5000
     max_objects: int = 1000
@@ -128,6 +131,7 @@ async def collect(
     limits = limits or CollectorLimits()
     ns, name = request.namespace, request.name
     sem = asyncio.Semaphore(limits.concurrency)
+    prom_sem = asyncio.Semaphore(limits.prometheus_concurrency)
     partial: list[Partial] = []
     start = max(min(request.reference, request.now) - request.lookback, request.now - MAX_WINDOW)
     end = request.now
@@ -157,7 +161,7 @@ async def collect(
         guarded(
             "metrics",
             query_signals(
-                prometheus, all_templates, signals, values, start, end, sem, limits.prometheus_seconds
+                prometheus, all_templates, signals, values, start, end, prom_sem, limits.prometheus_seconds
             ),
             [],
         )
