@@ -136,8 +136,11 @@ class Investigator:
         )
         collected.timings["analysis"] = time.perf_counter() - began
         phase = previous.phase if previous and previous.phase else IncidentPhase.INVESTIGATING
+        kept_conditions = previous.conditions if previous else []
         if phase is IncidentPhase.RESOLVED and not spec.resolved:
-            phase = IncidentPhase.INVESTIGATING  # reopened
+            # Reopened: investigating again, and no longer claiming to be resolved.
+            phase = IncidentPhase.INVESTIGATING
+            kept_conditions = [c for c in kept_conditions if c.type != "Resolved"]
         status = IncidentStatus(
             phase=phase,
             observed_generation=meta.get("generation"),
@@ -148,7 +151,7 @@ class Investigator:
             evidence=evidence,
             hypotheses=findings.hypotheses,
             mitigations=mitigations,
-            conditions=_merge_conditions(previous.conditions if previous else [], findings.conditions),
+            conditions=_merge_conditions(kept_conditions, findings.conditions),
             last_refreshed=now,
         )
         return Outcome(

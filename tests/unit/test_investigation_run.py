@@ -1,0 +1,153 @@
+"""One investigation end to end with stand-in clients: failures become partial evidence and honest
+conditions, never a crash and never a confident answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from stanch.adapters.kube import KubeClient, KubeError
+from stanch.adapters.prometheus import PrometheusClient, PrometheusError, Series
+from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
+from stanch.wiring.investigation import Investigator
+
+NOW = datetime(2025, 3, 1, 12, 10, tzinfo=UTC)
+
+
+class FakeKube:
+    def __init__(
+        self, objects: dict[str, list[dict[str, Any]]], forbidden: frozenset[str] = frozenset()
+    ) -> None:
+        self.objects = objects
+        self.forbidden = forbidden
+        self.calls: list[str] = []
+
+    async def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        self.calls.append(f"get {kind}")
+        return next((o for o in self.objects.get(kind, []) if o["metadata"]["name"] == name), None)
+
+    async def list(self, kind: str, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
+        self.calls.append(f"list {kind}")
+        if kind in self.forbidden:
+            raise KubeError(403, "Forbidden", f"{kind} is forbidden")
+        return list(self.objects.get(kind, []))
+
+    async def logs(self, pod: str, namespace: str, **_: Any) -> str:
+        self.calls.append("logs")
+        return "2025-03-01T12:09:00Z ERROR upstream payment-gw timeout after 3012ms\n"
+
+
+class FakePrometheus:
+    def __init__(self, down: bool) -> None:
+        self.down = down
+
+    async def query_range(self, query: str, start: datetime, end: datetime, step: timedelta) -> list[Series]:
+        if self.down:
+            raise PrometheusError("unreachable", "connection refused")
+        points = [(start + timedelta(seconds=30 * i), 0.0) for i in range(10)]
+        return [Series({}, points)]
+
+
+def incident() -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "shop",
+            "name": "checkout-5xx",
+            "generation": 2,
+            "creationTimestamp": "2025-03-01T12:05:00Z",
+        },
+        "spec": {"target": {"kind": "Deployment", "name": "checkout"}, "lookback": "10m"},
+    }
+
+
+def deployment_world() -> dict[str, list[dict[str, Any]]]:
+    labels = {"app": "checkout", "pod-template-hash": "abc"}
+    template = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "c:1"}]}}
+    return {
+        "Deployment": [
+            {
+                "metadata": {
+                    "name": "checkout",
+                    "uid": "d",
+                    "annotations": {"deployment.kubernetes.io/revision": "1"},
+                },
+                "spec": {"selector": {"matchLabels": {"app": "checkout"}}, "template": template},
+            }
+        ],
+        "ReplicaSet": [
+            {
+                "metadata": {
+                    "name": "checkout-abc",
+                    "uid": "rs",
+                    "labels": labels,
+                    "creationTimestamp": "2025-02-01T00:00:00Z",
+                    "annotations": {"deployment.kubernetes.io/revision": "1"},
+                    "ownerReferences": [
+                        {"uid": "d", "controller": True, "kind": "Deployment", "name": "checkout"}
+                    ],
+                },
+                "spec": {"template": template},
+            }
+        ],
+        "Pod": [
+            {
+                "metadata": {
+                    "name": "checkout-abc-x",
+                    "labels": labels,
+                    "ownerReferences": [
+                        {"uid": "rs", "controller": True, "kind": "ReplicaSet", "name": "checkout-abc"}
+                    ],
+                },
+                "spec": {"nodeName": "n1", "containers": [{"name": "app"}]},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+            }
+        ],
+    }
+
+
+def investigator(kube: FakeKube, prometheus: FakePrometheus) -> Investigator:
+    return Investigator(
+        cast(KubeClient, kube),
+        cast(PrometheusClient, prometheus),
+        DEFAULT_SIGNAL_TEMPLATES,
+        clock=lambda: NOW,
+    )
+
+
+def condition(outcome: Any, type_: str) -> Any:
+    return next(c for c in outcome.status.conditions if c.type == type_)
+
+
+async def test_prometheus_down_and_forbidden_lists_are_partial_not_fatal() -> None:
+    kube = FakeKube(deployment_world(), forbidden=frozenset({"HorizontalPodAutoscaler"}))
+    outcome = await investigator(kube, FakePrometheus(down=True)).run(incident())
+    partial = {p.collector: p.reason for p in outcome.collected.partial}
+    assert "hpas" in partial
+    assert "RBAC" in partial["hpas"]
+    assert "metrics:error_ratio" in partial
+    assert condition(outcome, "NoMetrics").status.value == "True"
+    assert condition(outcome, "PartialEvidence").status.value == "True"
+    # How far confidence drops is the analysis core's rule; what this layer owes it is the facts.
+    for h in outcome.status.hypotheses:
+        assert any("metrics" in line for line in h.contradicting), h
+    overall = (
+        next(m for m in outcome.status.evidence.metrics if m.signal == "error_ratio")
+        if outcome.status.evidence
+        else None
+    )
+    assert overall is not None
+    assert overall.now is None, "no data is never a zero"
+    assert overall.error is not None
+    assert outcome.status.evidence is not None
+    assert outcome.status.evidence.pod_health.total == 1
+    assert outcome.status.evidence.log_signatures, "the sampled log's error is a signature"
+    assert outcome.patch is not None, "a first investigation is always written"
+    assert kube.calls.count("get Deployment") == 1
+
+
+async def test_vanished_workload_says_so() -> None:
+    outcome = await investigator(FakeKube({}), FakePrometheus(down=False)).run(incident())
+    assert condition(outcome, "TargetMissing").status.value == "True"
+    assert any(p.collector == "deployment" for p in outcome.collected.partial)
+    assert all(h.confidence < 50 for h in outcome.status.hypotheses), outcome.status.hypotheses
+    assert outcome.status.target == "Deployment/shop/checkout"
