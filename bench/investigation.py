@@ -236,10 +236,9 @@ async def end_to_end(
                     raise SystemExit(f"no investigation after 60s:\n{operator.tail()}")
                 await asyncio.sleep(0.02)
             result.end_to_end_ms.append((time.perf_counter() - started) * 1000)
-        # While the operator still runs, so it can remove its finalizers.
-        for run in range(runs):
+            # Gone before the next run, so its refreshes do not compete with the next measurement;
+            # deleted while the operator runs, so it can remove its finalizer.
             await kube.delete("Incident", f"bench-{run}", ns)
-        for run in range(runs):
             for _ in range(100):
                 if await kube.get("Incident", f"bench-{run}", ns) is None:
                     break

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from stanch.adapters.evidence.logs import LogLimits, SampledLine, choose, read_logs
-from stanch.adapters.evidence.metrics import SignalResult, query_signals, step_for
+from stanch.adapters.evidence.metrics import BREAKDOWN_POINTS, SignalResult, query_signals, step_for
 from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES, UNITS, overall_signals
@@ -257,7 +257,7 @@ async def collect(
     )
     template = (deployment or {}).get("spec", {}).get("template") or {}
     signal_results = await metrics_task
-    fresh = end - 3 * step_for(start, end)
+    fresh = end - 3 * step_for(start, end, BREAKDOWN_POINTS)
     metrics, metric_problems = _metric_summaries(signal_results, by_hash, request.reference, fresh)
     partial.extend(Partial(f"metrics:{s}", why) for s, why in metric_problems)
 

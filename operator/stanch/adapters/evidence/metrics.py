@@ -19,6 +19,8 @@ from stanch.core.signals import TemplateError, render
 # What the evidence keeps (the chart and onset detection get at most 60 points per series): asking
 # for more only multiplies Prometheus's work, which grows with series x steps.
 TARGET_POINTS = 60
+# Breakdowns keep no points, only before/now/peak per revision or node: a coarser step will do.
+BREAKDOWN_POINTS = 20
 MIN_STEP = timedelta(seconds=1)
 
 
@@ -32,9 +34,9 @@ class SignalResult:
     error: str | None = None
 
 
-def step_for(start: datetime, end: datetime) -> timedelta:
+def step_for(start: datetime, end: datetime, points: int = TARGET_POINTS) -> timedelta:
     span = max((end - start).total_seconds(), 1.0)
-    return max(MIN_STEP, timedelta(seconds=round(span / TARGET_POINTS) or 1))
+    return max(MIN_STEP, timedelta(seconds=round(span / points) or 1))
 
 
 async def query_signals(
@@ -48,7 +50,7 @@ async def query_signals(
     seconds: float,
 ) -> list[SignalResult]:
     """Every signal overall, plus each ``<signal>_by_<dimension>`` template that exists."""
-    step = step_for(start, end)
+    steps = {"overall": step_for(start, end), "breakdown": step_for(start, end, BREAKDOWN_POINTS)}
     jobs: list[tuple[str, str, str | None]] = []
     for signal in signals:
         jobs.append((signal, "overall", templates.get(signal)))
@@ -67,6 +69,7 @@ async def query_signals(
             return SignalResult(signal, dimension, [], str(exc))
         async with semaphore:
             try:
+                step = steps["overall" if dimension == "overall" else "breakdown"]
                 series = await asyncio.wait_for(prometheus.query_range(query, start, end, step), seconds)
             except TimeoutError:
                 return SignalResult(signal, dimension, [], f"timeout: no answer within {seconds:g}s")
