@@ -462,6 +462,7 @@ def config_changes(
             ConfigChange(
                 object=_ref("ConfigMap", cm),
                 changed_at=changed,
+                created_at=parse_time(_meta(cm).get("creationTimestamp")),
                 summary=f"ConfigMap {name} ({keys} keys): {what}"[:512],
                 referenced=referenced,
             )
@@ -494,6 +495,7 @@ def config_changes(
             ConfigChange(
                 object=_ref("Service", svc),
                 changed_at=changed,
+                created_at=parse_time(_meta(svc).get("creationTimestamp")),
                 summary=f"Service {name} selects the pods; {ready}/{len(endpoints)} endpoints ready; {what}"[
                     :512
                 ],
@@ -519,6 +521,7 @@ def config_changes(
             ConfigChange(
                 object=_ref("HorizontalPodAutoscaler", hpa),
                 changed_at=changed,
+                created_at=parse_time(_meta(hpa).get("creationTimestamp")),
                 summary=summary[:512],
                 referenced=True,
             )
@@ -536,6 +539,7 @@ def config_changes(
                 ConfigChange(
                     object=_ref("ResourceQuota", quota),
                     changed_at=changed,
+                    created_at=parse_time(_meta(quota).get("creationTimestamp")),
                     summary=f"{summary}; {what}"[:512],
                 )
             )
@@ -546,6 +550,7 @@ def config_changes(
                 ConfigChange(
                     object=_ref("LimitRange", lr),
                     changed_at=changed,
+                    created_at=parse_time(_meta(lr).get("creationTimestamp")),
                     summary=f"LimitRange {_meta(lr).get('name')}: {what}"[:512],
                 )
             )

@@ -271,6 +271,9 @@ class ConfigChange(StanchModel):
     """The changed object (ConfigMap, Secret, Service, HPA, ResourceQuota, LimitRange …)."""
     changed_at: AwareDatetime | None = None
     """Change time from metadata (managedFields or creation time)."""
+    created_at: AwareDatetime | None = None
+    """Creation time of the object: a change at this time is its creation, and an object created
+    together with the workload is part of the initial deploy, not a change."""
     summary: Annotated[str, StringConstraints(max_length=512)] = ""
     """What changed, as far as can be told without reading Secret data."""
     referenced: bool = False
