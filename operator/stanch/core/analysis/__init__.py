@@ -26,7 +26,14 @@ from stanch.core.analysis.log_signatures import (
 )
 from stanch.core.analysis.milestones import Observed, conditions, events
 from stanch.core.analysis.ranking import rank, top_text
-from stanch.core.analysis.scope import Onset, impact, resolve_onset, symptom_trend
+from stanch.core.analysis.scope import (
+    Onset,
+    elevated_nodes,
+    impact,
+    resolve_onset,
+    signal_impact,
+    symptom_trend,
+)
 from stanch.core.analysis.series import ERROR_RATIO, LATENCY, points_of
 from stanch.core.analysis.timeline import TimelineInput, build_timeline
 from stanch.core.models import (
@@ -72,8 +79,11 @@ def build_context(
     """Scope and correlations worked out once, for every rule to read."""
     lookback = parse_duration(spec.lookback)
     onset = resolve_onset(spec, evidence, created_at)
-    revisions = compare_revisions(evidence)
-    scope_impact = impact(evidence, onset, revisions.bad)
+    baseline = signal_impact(evidence, ERROR_RATIO, onset.time).before
+    revisions = compare_revisions(evidence, baseline)
+    scope_impact = impact(
+        evidence, onset, revisions.bad | revisions.elevated, elevated_nodes(evidence, baseline)
+    )
     return RuleContext(
         spec=spec,
         evidence=evidence,

@@ -51,29 +51,52 @@ def pct(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class RevisionComparison:
-    """Per-revision error ratios: which revisions are worse than the healthiest one."""
+    """Per-revision error ratios: which revisions are worse than the healthiest one still serving
+    (``bad``), and which are clearly above the error ratio before the onset (``elevated``)."""
 
     values: Mapping[str, ScopedValue]
     best: float | None
     bad: frozenset[str]
+    elevated: frozenset[str] = frozenset()
+    baseline: float | None = None
+    """Overall error ratio before the onset, the reference of ``elevated``."""
 
     def indistinguishable(self, revision: str) -> bool:
         """The revision's pods do no worse than the others (the data to tell exists)."""
         value = self.values.get(revision)
-        if value is None or value.current is None or self.best is None or len(self.values) < 2:
+        if value is None or value.current is None or self.best is None or len(self.serving) < 2:
             return False
         return revision not in self.bad
 
+    @property
+    def serving(self) -> dict[str, ScopedValue]:
+        """Revisions whose pods still report (a completed rollout leaves only the new one)."""
+        return {k: v for k, v in self.values.items() if v.current is not None}
 
-def compare_revisions(evidence: Evidence) -> RevisionComparison:
+    @property
+    def retired(self) -> dict[str, ScopedValue]:
+        """Revisions whose series stopped but who have a value from while they served."""
+        return {k: v for k, v in self.values.items() if v.current is None and v.before is not None}
+
+
+def clearly_above(value: float, reference: float) -> bool:
+    """``value`` exceeds ``reference`` by at least the error-ratio effect floor."""
+    return value - reference >= floor_for(ERROR_RATIO).of(reference)
+
+
+def compare_revisions(evidence: Evidence, baseline: float | None = None) -> RevisionComparison:
     values = by_scope(evidence, ERROR_RATIO, "revision")
+    elevated = frozenset(
+        k
+        for k, v in values.items()
+        if v.current is not None and baseline is not None and clearly_above(v.current, baseline)
+    )
     currents = [v.current for v in values.values() if v.current is not None]
     if len(currents) < 2:
-        return RevisionComparison(values, None, frozenset())
+        return RevisionComparison(values, None, frozenset(), elevated, baseline)
     best = min(currents)
-    margin = floor_for(ERROR_RATIO).of(best)
-    bad = frozenset(k for k, v in values.items() if v.current is not None and v.current - best >= margin)
-    return RevisionComparison(values, best, bad)
+    bad = frozenset(k for k, v in values.items() if v.current is not None and clearly_above(v.current, best))
+    return RevisionComparison(values, best, bad, elevated, baseline)
 
 
 @dataclass(frozen=True)

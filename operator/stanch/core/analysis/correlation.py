@@ -31,6 +31,10 @@ FULL_STRENGTH = timedelta(minutes=5)
 DECAY = timedelta(minutes=10)
 """Beyond :data:`FULL_STRENGTH`, weight falls by a factor e every this long."""
 SCALING_REASONS = frozenset({"ScalingReplicaSet", "SuccessfulRescale"})
+WITH_WORKLOAD = timedelta(minutes=2)
+"""An object created this close to revision 1 (the Deployment's creation) was created together with
+the workload: part of the initial deploy, not a change."""
+_CREATION_SKEW = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Change:
     object: ObjectRef | None = None
     revision: RolloutRevision | None = None
     config: ConfigChange | None = None
+    with_workload: bool = False
+    """Created together with the workload (see :data:`WITH_WORKLOAD`): never a cause."""
 
     @property
     def is_scaling(self) -> bool:
@@ -82,6 +88,8 @@ class Correlated:
 
     def sentence(self, symptom: str = "error spike") -> str:
         """``error spike 4m10s after revision 7: image api:1.4.2 → api:1.5.0``."""
+        if self.change.with_workload:
+            return f"{self.change.label} was created together with the workload (initial deploy), not changed"
         if self.offset >= timedelta(0):
             return f"{symptom} {describe_offset(self.offset)} after {self.change.describe()}"
         if self.offset >= -GRACE_AFTER_ONSET:
@@ -129,7 +137,24 @@ def revision_changes(rollouts: Sequence[RolloutRevision], namespace: str | None)
     return out
 
 
-def config_changes(changes: Sequence[ConfigChange]) -> list[Change]:
+def workload_created(rollouts: Sequence[RolloutRevision]) -> datetime | None:
+    """When the workload was created: revision 1's creation, if it is still retained."""
+    return next((r.created_at for r in rollouts if r.revision == 1 and r.created_at is not None), None)
+
+
+def created_with_workload(change: ConfigChange, workload_created_at: datetime | None) -> bool:
+    """The change is the object's creation, within :data:`WITH_WORKLOAD` of the workload's own:
+    a Service or ConfigMap shipped with the Deployment, not a change made to it."""
+    if change.changed_at is None or change.created_at is None or workload_created_at is None:
+        return False
+    if abs(change.changed_at - change.created_at) > _CREATION_SKEW:
+        return False  # updated since it was created
+    return abs(change.created_at - workload_created_at) <= WITH_WORKLOAD
+
+
+def config_changes(
+    changes: Sequence[ConfigChange], workload_created_at: datetime | None = None
+) -> list[Change]:
     return [
         Change(
             time=c.changed_at,
@@ -138,6 +163,7 @@ def config_changes(changes: Sequence[ConfigChange]) -> list[Change]:
             detail=c.summary,
             object=c.object,
             config=c,
+            with_workload=created_with_workload(c, workload_created_at),
         )
         for c in changes
         if c.changed_at is not None
@@ -161,7 +187,7 @@ def all_changes(evidence: Evidence, namespace: str | None) -> list[Change]:
     return sorted(
         [
             *revision_changes(evidence.rollouts, namespace),
-            *config_changes(evidence.config_changes),
+            *config_changes(evidence.config_changes, workload_created(evidence.rollouts)),
             *scaling_changes(evidence.events_by_reason),
         ],
         key=lambda c: c.time,
@@ -170,5 +196,8 @@ def all_changes(evidence: Evidence, namespace: str | None) -> list[Change]:
 
 def correlate(changes: Sequence[Change], onset: datetime, lookback: timedelta) -> list[Correlated]:
     """Each change with its offset and proximity to the onset, strongest first."""
-    out = [Correlated(c, onset - c.time, proximity(onset - c.time, lookback)) for c in changes]
+    out = [
+        Correlated(c, onset - c.time, 0.0 if c.with_workload else proximity(onset - c.time, lookback))
+        for c in changes
+    ]
     return sorted(out, key=lambda c: (-c.proximity, abs(c.offset)))

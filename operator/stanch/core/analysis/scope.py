@@ -10,6 +10,7 @@ from stanch.core.analysis.onset import EffectFloor, Shift, find_shift, floor_for
 from stanch.core.analysis.series import (
     ERROR_RATIO,
     LATENCY,
+    by_scope,
     mean,
     noise_sigma,
     overall,
@@ -85,17 +86,39 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else max(0.0, value)
 
 
-def affected_pods(evidence: Evidence, bad_revisions: Collection[str]) -> int | None:
-    """Pods not ready, plus the ready pods of revisions whose own metrics show the errors."""
+def elevated_nodes(evidence: Evidence, baseline: float | None) -> frozenset[str]:
+    """Nodes whose pods' error ratio is clearly above the error ratio before the onset."""
+    if baseline is None:
+        return frozenset()
+    floor = floor_for(ERROR_RATIO)
+    return frozenset(
+        k
+        for k, v in by_scope(evidence, ERROR_RATIO, "node").items()
+        if v.current is not None and v.current - baseline >= floor.of(baseline)
+    )
+
+
+def affected_pods(
+    evidence: Evidence, bad_revisions: Collection[str], bad_nodes: Collection[str] = ()
+) -> int | None:
+    """Pods not ready, plus the ready pods of revisions (or nodes) whose own metrics show the
+    errors. A pod belongs to one revision and one node, so the larger of the two counts is taken
+    rather than their sum."""
     health = evidence.pod_health
     if health.total == 0:
         return None
-    affected = health.total - health.ready
-    affected += sum(g.ready for g in health.by_revision if g.key in bad_revisions)
+    by_revision = sum(g.ready for g in health.by_revision if g.key in bad_revisions)
+    by_node = sum(g.ready for g in health.by_node if g.key in bad_nodes)
+    affected = health.total - health.ready + max(by_revision, by_node)
     return min(health.total, affected)
 
 
-def impact(evidence: Evidence, onset: Onset, bad_revisions: Collection[str] = ()) -> ImpactSummary:
+def impact(
+    evidence: Evidence,
+    onset: Onset,
+    bad_revisions: Collection[str] = (),
+    bad_nodes: Collection[str] = (),
+) -> ImpactSummary:
     errors = signal_impact(evidence, ERROR_RATIO, onset.time)
     latency = signal_impact(evidence, LATENCY, onset.time)
     return ImpactSummary(
@@ -105,7 +128,7 @@ def impact(evidence: Evidence, onset: Onset, bad_revisions: Collection[str] = ()
         latency_before_seconds=_seconds(latency.before),
         latency_now_seconds=_seconds(latency.now),
         latency_peak_seconds=_seconds(latency.peak),
-        affected_pods=affected_pods(evidence, bad_revisions),
+        affected_pods=affected_pods(evidence, bad_revisions, bad_nodes),
         total_pods=evidence.pod_health.total if evidence.pod_health.total else None,
     )
 
@@ -138,7 +161,12 @@ def trend(points: Sequence[MetricPoint], shift: Shift | None, floor: EffectFloor
     values = [p.value for p in points]
     if shift is not None and mean(values[-3:]) - shift.baseline < recovery_tolerance(shift, floor):
         return Trend.RECOVERED
-    tail = values[-TREND_TAIL:]
+    # Only the samples since the signal reached its new level: the rise itself (or a rate window
+    # still filling) is the onset, not a trend.
+    since = values[shift.end :] if shift is not None else values
+    if len(since) < 4:
+        return Trend.UNKNOWN
+    tail = since[-TREND_TAIL:]
     b, se = slope(tail)
     sigma = noise_sigma(values)
     reference = shift.baseline if shift is not None else mean(values)

@@ -64,8 +64,10 @@ def by_scope(evidence: Evidence, signal: str, kind: str) -> dict[str, ScopedValu
         parsed = parse_scope(m.scope)
         if m.signal != signal or parsed is None or parsed[0] != kind or m.error:
             continue
-        if m.now is None:
+        if m.now is None and m.before is None:
             continue
+        # A group whose series stopped (a scaled-down revision) is kept with ``now=None``: its
+        # ``before`` still says how it did while it served.
         out[parsed[1]] = ScopedValue(parsed[1], m.before, m.now, m.peak)
     return out
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from stanch.core.analysis.context import RuleContext
 from stanch.core.analysis.rules.capacity import resource_exhaustion, scheduling_capacity, traffic_surge
-from stanch.core.analysis.rules.config import config_change, key_flip
+from stanch.core.analysis.rules.config import config_change, key_change, key_flip, switched_off
 from stanch.core.analysis.rules.deploys import new_revision_failing, new_revision_worse, recent_deploy
 from stanch.core.analysis.rules.logs import credential_expiry, dependency_failure
 from stanch.core.analysis.rules.nodes import node_problem
@@ -41,6 +41,7 @@ __all__ = [
     "config_change",
     "credential_expiry",
     "dependency_failure",
+    "key_change",
     "key_flip",
     "new_revision_failing",
     "new_revision_worse",
@@ -48,6 +49,7 @@ __all__ = [
     "recent_deploy",
     "resource_exhaustion",
     "scheduling_capacity",
+    "switched_off",
     "traffic_surge",
     "transient_blip",
 ]

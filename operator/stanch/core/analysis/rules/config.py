@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from stanch.core.analysis.context import RuleContext
 from stanch.core.analysis.correlation import Correlated, describe_offset
 from stanch.core.analysis.rules.make import hypothesis
 from stanch.core.models import ConfigChange, Hypothesis, HypothesisCategory, SuggestedMitigation, TimelineKind
 
-# The config collector describes a single ConfigMap key flip as ``key NAME: OLD → NEW`` (values may be
-# quoted; ``data.NAME`` and ``->`` are accepted too). Anything else is not a flip we can undo.
+# A single ConfigMap key change is described as ``key NAME: OLD → NEW`` when the old value is known
+# (values may be quoted; ``data.NAME`` and ``->`` are accepted too), or ``key NAME changed to NEW``
+# when only the new value is (see ``stanch.core.config_memory``); either may end with
+# `` (updated by MANAGER)``. Anything else is not a flip we can undo.
+_SUFFIX = re.compile(r"\s+\((?:updated )?by [^()]*\)\s*$")
 _KEY_FLIP = re.compile(
     r"^\s*(?:key\s+|data\.)?(?P<key>[-._a-zA-Z0-9]+)\s*:\s*(?P<old>.*?)\s*(?:→|->)\s*(?P<new>.*?)\s*$"
 )
+_KEY_SET = re.compile(r"^\s*key\s+(?P<key>[-._a-zA-Z0-9]+)\s+changed to\s+(?P<new>.*?)\s*$")
+_SWITCHED_ON = {
+    "true": "false",
+    "on": "off",
+    "enabled": "disabled",
+    "enable": "disable",
+    "1": "0",
+    "yes": "no",
+}
+"""Boolean-like values that switch something on, and the value that switches it off again."""
+_ENDPOINTS = re.compile(r"\b(?P<ready>\d+)/(?P<total>\d+) endpoints ready\b")
 
 
 def _unquote(value: str) -> str:
@@ -22,37 +37,97 @@ def _unquote(value: str) -> str:
     return value
 
 
-def key_flip(change: ConfigChange) -> tuple[str, str, str] | None:
-    """``(key, old, new)`` when the change is one ConfigMap key set from one value to another."""
+@dataclass(frozen=True)
+class KeyChange:
+    """One ConfigMap key set to ``new``; ``old`` is ``None`` when the previous value is unknown."""
+
+    key: str
+    old: str | None
+    new: str
+
+    @property
+    def undo_value(self) -> str | None:
+        """The value to set back: the old one, else the opposite of a boolean-like switch-on."""
+        return self.old if self.old is not None else switched_off(self.new)
+
+
+def switched_off(value: str) -> str | None:
+    """``false`` for ``true`` (``off`` for ``on`` …, same case); ``None`` when ``value`` is not a
+    boolean-like value that switches something on."""
+    off = _SWITCHED_ON.get(value.strip().lower())
+    if off is None:
+        return None
+    if value.isupper():
+        return off.upper()
+    return off.capitalize() if value[:1].isupper() else off
+
+
+def key_change(change: ConfigChange) -> KeyChange | None:
+    """The single ConfigMap key a change set, with its old value when known."""
     if change.object.kind != "ConfigMap" or ";" in change.summary:
         return None
-    match = _KEY_FLIP.match(change.summary)
+    summary = _SUFFIX.sub("", change.summary)
+    match = _KEY_SET.match(summary)
+    if match is not None:
+        return KeyChange(match.group("key"), None, _unquote(match.group("new")))
+    match = _KEY_FLIP.match(summary)
     if match is None:
         return None
-    return match.group("key"), _unquote(match.group("old")), _unquote(match.group("new"))
+    return KeyChange(match.group("key"), _unquote(match.group("old")), _unquote(match.group("new")))
+
+
+def key_flip(change: ConfigChange) -> tuple[str, str, str] | None:
+    """``(key, old, new)`` when the change is one ConfigMap key set from a known value to another."""
+    found = key_change(change)
+    if found is None or found.old is None:
+        return None
+    return found.key, found.old, found.new
 
 
 def _suggestion(ctx: RuleContext, change: ConfigChange) -> SuggestedMitigation | None:
-    flip = key_flip(change)
-    if flip is None:
+    found = key_change(change)
+    if found is None or found.undo_value is None:
         return None
-    key, old, _ = flip
+    value = found.undo_value
+    how = "back to" if found.old is not None else "to the opposite of the new value,"
     return ctx.suggest(
-        f"set {key} in ConfigMap {change.object.name} back to {old!r}",
-        config_toggle={"configMap": change.object.name, "key": key, "value": old},
+        f"set {found.key} in ConfigMap {change.object.name} {how} {value!r}",
+        config_toggle={"configMap": change.object.name, "key": found.key, "value": value},
     )
+
+
+def endpoints(change: ConfigChange) -> tuple[int, int] | None:
+    """``(ready, total)`` endpoints of a Service change, from the collector's summary."""
+    if change.object.kind != "Service":
+        return None
+    match = _ENDPOINTS.search(change.summary)
+    return (int(match.group("ready")), int(match.group("total"))) if match else None
+
+
+HEALTHY_SERVICE_FACTOR = 0.4
+"""A Service whose endpoints are all ready routes traffic to the pods as it should: its change is
+weak evidence of a cause."""
 
 
 def _confidence(corr: Correlated, change: ConfigChange) -> float:
     confidence = 25 + 40 * corr.proximity
     if change.referenced:
         confidence += 10
+    counts = endpoints(change)
+    if counts is not None:
+        ready, total = counts
+        if total and ready == total:
+            confidence *= HEALTHY_SERVICE_FACTOR
+        elif ready == 0:
+            confidence += 10
     return confidence
 
 
 def config_change(ctx: RuleContext) -> Hypothesis | None:
     """The closest configuration change before the onset; a single ConfigMap key flip can be
-    toggled back, anything else has to be reverted where it was made."""
+    toggled back, anything else has to be reverted where it was made. Objects created together with
+    the workload are not changes (correlation gives them no weight); a Service is judged by its
+    endpoints."""
     candidates = [c for c in ctx.causal_changes(TimelineKind.CONFIG_CHANGE) if not c.change.is_scaling]
     if not candidates:
         return None
@@ -70,6 +145,26 @@ def config_change(ctx: RuleContext) -> Hypothesis | None:
         contradicting.append(f"the pod template does not reference {chosen.change.label} directly")
     if change.object.kind == "Secret":
         contradicting.append("Secret contents are never read: only the change time is known")
+    counts = endpoints(change)
+    if counts is not None and counts[1] and counts[0] == counts[1]:
+        contradicting.append(
+            f"all {counts[1]} endpoints of {chosen.change.label} are ready and its selector matches the "
+            "pods: it routes traffic to them as it should"
+        )
+    elif counts is not None and counts[0] == 0:
+        supporting.append(f"{chosen.change.label} has no ready endpoint: its traffic goes nowhere")
+    found = key_change(change)
+    statement = (
+        f"{chosen.change.describe()} is the likely cause: the errors began "
+        f"{describe_offset(chosen.offset)} after it changed"
+    )
+    if found is not None and found.old is None and found.undo_value is not None:
+        inference = (
+            f"the previous value of {found.key} is unknown; {found.undo_value!r} is inferred as the "
+            f"opposite of {found.new!r}"
+        )
+        statement += f" ({inference})"
+        contradicting.append(inference + ": check it before applying")
     suggestion = _suggestion(ctx, change)
     if suggestion is None:
         contradicting.append(
@@ -78,8 +173,7 @@ def config_change(ctx: RuleContext) -> Hypothesis | None:
         )
     return hypothesis(
         HypothesisCategory.CONFIG_CHANGE,
-        f"{chosen.change.describe()} is the likely cause: the errors began "
-        f"{describe_offset(chosen.offset)} after it changed",
+        statement,
         _confidence(chosen, change),
         supporting,
         contradicting,

@@ -3,7 +3,7 @@ the older revision's pods."""
 
 from __future__ import annotations
 
-from stanch.core.analysis.context import FAILING_REASONS, RuleContext, pct
+from stanch.core.analysis.context import FAILING_REASONS, RuleContext, clearly_above, pct
 from stanch.core.analysis.correlation import describe_offset
 from stanch.core.analysis.rules.make import hypothesis
 from stanch.core.models import (
@@ -92,6 +92,39 @@ def recent_deploy(ctx: RuleContext) -> Hypothesis | None:
     )
 
 
+def _worse_than_before(ctx: RuleContext, rev: RolloutRevision) -> tuple[list[str], float]:
+    """The rollout completed, so no older pod serves to compare with: compare the new revision's
+    error ratio now with the older revisions' while they served and with the overall error ratio
+    before the onset. Only for a deploy right before the onset — an old revision erring now says
+    nothing about its code."""
+    key = str(rev.revision)
+    value = ctx.revisions.values.get(key)
+    deploy = ctx.deploy_of(rev.revision)
+    if value is None or value.current is None or deploy is None or deploy.proximity < 1.0:
+        return [], 0.0
+    older = {
+        k: v
+        for k, v in ctx.revisions.retired.items()
+        if k.isdigit() and int(k) < rev.revision and v.before is not None
+    }
+    references = [v.before for v in older.values() if v.before is not None]
+    baseline = ctx.revisions.baseline
+    if baseline is not None:
+        references.append(baseline)
+    if not references or not all(clearly_above(value.current, r) for r in references):
+        return [], 0.0
+    lines = []
+    if older:
+        old_key, old = min(older.items(), key=lambda kv: kv[1].before or 0.0)
+        lines.append(
+            f"pods of revision {key} error at {pct(value.current)}; pods of revision {old_key} erred at "
+            f"{pct(old.before)} while they served (none is left to compare with now)"
+        )
+    if baseline is not None:
+        lines.append(f"the error ratio was {pct(baseline)} before the onset, with the older revision serving")
+    return lines, 80.0 if older else 70.0
+
+
 def new_revision_worse(ctx: RuleContext) -> Hypothesis | None:
     """Only the new revision's pods are bad (per-revision error ratio, or errors only in its logs
     while older pods still run): the code or config in that revision."""
@@ -101,8 +134,9 @@ def new_revision_worse(ctx: RuleContext) -> Hypothesis | None:
     key = str(rev.revision)
     supporting = []
     confidence = 0.0
+    what = "only its pods are affected"
     if key in ctx.revisions.bad:
-        others = {k: v for k, v in ctx.revisions.values.items() if k != key and k not in ctx.revisions.bad}
+        others = {k: v for k, v in ctx.revisions.serving.items() if k != key and k not in ctx.revisions.bad}
         if others:
             other_key, other = min(others.items(), key=lambda kv: kv[1].current or 0.0)
             supporting.append(
@@ -110,6 +144,11 @@ def new_revision_worse(ctx: RuleContext) -> Hypothesis | None:
                 f"revision {other_key} error at {pct(other.current)}"
             )
             confidence = 80
+    elif len(ctx.revisions.serving) < 2:
+        lines, confidence = _worse_than_before(ctx, rev)
+        supporting += lines
+        if lines:
+            what = "its pods err far more than the previous revision's did while they served"
     old_pods = sum(g.total for g in ctx.evidence.pod_health.by_revision if g.key != key)
     own_logs = [
         s for s in ctx.evidence.log_signatures if s.revision == rev.revision and s.count >= MIN_LOG_COUNT
@@ -131,7 +170,7 @@ def new_revision_worse(ctx: RuleContext) -> Hypothesis | None:
         confidence -= 20
     return hypothesis(
         HypothesisCategory.RECENT_DEPLOY,
-        f"{_describe(rev)} is failing: only its pods are affected (its code or configuration)",
+        f"{_describe(rev)} is failing: {what} (its code or configuration)",
         confidence,
         supporting,
         contradicting,
