@@ -56,10 +56,12 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
         "incident-poke-deployment",
         "incident-poke-replicaset",
         "incident-poke-pod",
+        "incident-remember-configmap",
         "mitigation-wake",
         "incident-auto-mitigate",
         "mitigation-notify",
     }
+    assert {str(h.id) for h in registry._indexing.get_all_handlers()} == {"stanch_configmap_references"}
     activity_ids = {str(h.id) for h in registry._activities.get_all_handlers()}
     assert activity_ids == {
         "stanch-login",

@@ -18,6 +18,7 @@ from stanch.adapters.evidence import Collected, CollectorLimits, EvidenceRequest
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.analysis import EventTuple, LogLine, group_log_signatures, investigate
+from stanch.core.config_memory import ConfigMapMemory, describe_key_changes
 from stanch.core.gathering import parse_time
 from stanch.core.models import (
     Condition,
@@ -97,12 +98,15 @@ class Investigator:
         *,
         limits: CollectorLimits | None = None,
         clock: Callable[[], datetime] = _now,
+        config_memory: ConfigMapMemory | None = None,
     ) -> None:
         self.kube = kube
         self.prometheus = prometheus
         self.templates = dict(templates)
         self.limits = limits or CollectorLimits()
         self.clock = clock
+        self.config_memory = config_memory
+        """ConfigMap values remembered from the watch: turns "data updated" into "key K: OLD → NEW"."""
 
     async def run(self, body: Mapping[str, Any]) -> Outcome:
         """Investigate the Incident ``body`` (a live Kopf body or a plain dict) once."""
@@ -123,7 +127,12 @@ class Investigator:
         collected = await collect(self.kube, self.prometheus, request, self.templates, self.limits)
         began = time.perf_counter()
         lines = (LogLine(ln.time, ln.pod, ln.revision, ln.message, ln.previous) for ln in collected.log_lines)
-        evidence = collected.evidence.model_copy(update={"log_signatures": group_log_signatures(lines)})
+        update: dict[str, Any] = {"log_signatures": group_log_signatures(lines)}
+        if self.config_memory is not None:
+            update["config_changes"] = describe_key_changes(
+                collected.evidence.config_changes, namespace, self.config_memory
+            )
+        evidence = collected.evidence.model_copy(update=update)
         mitigations = previous.mitigations if previous else []
         findings = investigate(
             spec,

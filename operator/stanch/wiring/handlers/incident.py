@@ -22,6 +22,7 @@ import stanch
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.conditions import rfc3339, set_condition
+from stanch.core.config_memory import ConfigMapMemory, referenced_config_maps
 from stanch.core.models import IncidentPhase, IncidentSpec
 from stanch.core.settings import Settings
 from stanch.wiring.handlers.startup import MEMO_SETTINGS
@@ -30,6 +31,8 @@ from stanch.wiring.logs import bind_object
 from stanch.wiring.metrics import Metrics
 
 MEMO_INVESTIGATOR = "stanch_investigator"
+CONFIGMAP_REFERENCES = "stanch_configmap_references"
+"""Id of the Kopf index of ConfigMaps referenced by Deployments (also its handler kwarg name)."""
 MEMO_POKES = "stanch_incident_pokes"
 PLURAL = "incidents"
 # However often the workload changes, an Incident is refreshed at most this often.
@@ -118,6 +121,26 @@ def register(
     registry: kopf.OperatorRegistry, metrics: Metrics, clock: Callable[[], datetime] | None = None
 ) -> None:
     now = clock or (lambda: datetime.now(UTC))
+    config_memory = ConfigMapMemory()
+
+    # Which ConfigMaps each Deployment's pod template references. Kopf fills every index before any
+    # handler runs, so the ConfigMap handler below already knows the references of the initial
+    # listing (and remembers the values a later flip replaces).
+    @kopf.index("apps", "v1", "deployments", id=CONFIGMAP_REFERENCES, registry=registry)
+    def configmap_references(namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[str, frozenset[str]]:
+        return {namespace or "": referenced_config_maps([spec.get("template") or {}])}
+
+    @kopf.on.event("", "v1", "configmaps", id="incident-remember-configmap", registry=registry)
+    async def configmap_seen(
+        body: kopf.Body, name: str, namespace: str | None, type: str | None, **kwargs: Any
+    ) -> None:
+        references = kwargs.get(CONFIGMAP_REFERENCES)
+        namespace = namespace or ""
+        referenced = references is not None and any(name in names for names in references.get(namespace, ()))
+        if type == "DELETED" or not referenced:
+            config_memory.forget(namespace, name)  # never keep what no watched workload uses
+        else:
+            config_memory.observe(body)
 
     @kopf.on.startup(id="stanch-incident-clients", registry=registry)
     async def start_clients(memo: kopf.Memo, **_: Any) -> None:
@@ -125,7 +148,9 @@ def register(
         assert isinstance(config, Settings)
         kube = KubeClient.from_env()
         prometheus = PrometheusClient(config.prometheus_url, timeout=PROMETHEUS_TIMEOUT)
-        memo[MEMO_INVESTIGATOR] = Investigator(kube, prometheus, config.signal_templates, clock=now)
+        memo[MEMO_INVESTIGATOR] = Investigator(
+            kube, prometheus, config.signal_templates, clock=now, config_memory=config_memory
+        )
         memo[MEMO_POKES] = Pokes()
 
     @kopf.on.cleanup(id="stanch-incident-clients-close", registry=registry)
