@@ -20,6 +20,7 @@ from stanch.core.models import (
     Evidence,
     HypothesisCategory,
     MetricSummary,
+    NodeEvidence,
     ObjectRef,
     PodHealth,
     Trend,
@@ -303,3 +304,28 @@ def test_a_non_boolean_value_with_an_unknown_old_value_has_no_automatic_undo() -
     h = config_change(ctx)
     assert h is not None
     assert h.suggested_mitigation is None
+
+
+# --- a failing rollout is not a node problem ----------------------------------------------------------
+
+
+def test_crashlooping_new_pods_on_one_ready_node_do_not_blame_the_node() -> None:
+    evidence = Evidence(
+        rollouts=[
+            revision(2, ONSET_MINUTES - 0.5, "shop/orders:2.1.0", changes=["image a → b"], current=True),
+            revision(1, ONSET_MINUTES - 1.2, "shop/orders:2.0.0"),
+        ],
+        metrics=[metric("error_ratio", flat(0.0))],
+        pod_health=PodHealth(
+            total=4,
+            ready=3,
+            by_revision=[group("2", 1, 0, 4, CrashLoopBackOff=1), group("1", 3, 3)],
+            by_node=[group("n0", 2, 1, 4, CrashLoopBackOff=1), group("n1", 1, 1), group("n2", 1, 1)],
+        ),
+        nodes=[NodeEvidence(name=n, ready=True, pods=p) for n, p in (("n0", 2), ("n1", 1), ("n2", 1))],
+    )
+    findings = run(evidence)
+    assert findings.hypotheses[0].category is HypothesisCategory.RECENT_DEPLOY
+    node = next(h for h in findings.hypotheses if h.category is HypothesisCategory.NODE_INFRASTRUCTURE)
+    assert node.confidence < 50
+    assert any("whatever node they run on" in c for c in node.contradicting)

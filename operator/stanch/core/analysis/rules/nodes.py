@@ -54,6 +54,16 @@ def node_problem(ctx: RuleContext) -> Hypothesis | None:
         confidence = confidence + 10 if confidence else 50
     if suspect is None:
         return None
+    node_fine = node is None and any(n.name == suspect and n.ready is True for n in ctx.evidence.nodes)
+    failing = [g for g in ctx.evidence.pod_health.by_revision if g.total and _unhealthy(g)]
+    if node_fine and not per_node and len(failing) == 1 and len(ctx.evidence.pod_health.by_revision) >= 2:
+        # The not-ready pods are the ones of a revision that fails wherever it runs (a crash-looping
+        # or unpullable rollout lands on whichever node the scheduler picked).
+        confidence -= 30
+        contradicting.append(
+            f"node {suspect} is Ready with no pressure; the unhealthy pods belong to revision "
+            f"{failing[0].key}, whose pods fail whatever node they run on"
+        )
     hosting = [n for n in ctx.evidence.nodes if n.pods] or groups
     if len(hosting) < 2:
         confidence -= 15
