@@ -19,19 +19,31 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+import yaml
 
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.operator_process import OperatorProcess
 from e2e.scenario.format import Scenario, Step, Workload, seconds
 from e2e.scenario.proxy import OutageProxy
+from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
 
-# Time is compressed: short windows and fast loops so a scenario takes about a minute.
-FAST_OPERATOR_ENV = {
-    "STANCH_INVESTIGATION_INTERVAL": "5s",
-    "STANCH_SIGNAL_WINDOW": "30s",
-}
-FAST_GUARD = {"interval": "3s", "baselineWindow": "15s", "bakeTime": "24s", "failureLimit": 2}
+# Time is compressed: short rate windows and fast loops so a scenario takes about a minute. The
+# default templates' 5m windows would need a 5-minute baseline; these are the same queries at 15s.
+RATE_WINDOW = "15s"
+FAST_OPERATOR_ENV = {"STANCH_INVESTIGATION_INTERVAL": "5s"}
+
+
+def fast_signals_file(directory: Path) -> Path:
+    templates = {**DEFAULT_SIGNAL_TEMPLATES, **DEFAULT_BREAKDOWN_TEMPLATES}
+    path = directory / "signals.yaml"
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({k: v.replace("[5m]", f"[{RATE_WINDOW}]") for k, v in templates.items()}))
+    return path
+
+
+FAST_GUARD = {"interval": "3s", "baselineWindow": "20s", "bakeTime": "24s", "failureLimit": 2}
 TERMINAL = {"Succeeded", "Reverted", "Failed", "NeedsAttention", "Rejected"}
 CONFIDENT = 50
 _WORLD_LOCK = threading.Lock()
@@ -73,8 +85,9 @@ class ScenarioRun:
         self.workdir = workdir
         prom = urlparse(world.prometheus_url)
         self.proxy = OutageProxy(prom.hostname or "127.0.0.1", prom.port or 9090)
+        env = {**FAST_OPERATOR_ENV, "STANCH_SIGNALS_FILE": str(fast_signals_file(workdir))}
         self.operator = OperatorProcess(
-            world.kubeconfig, self.proxy.url, [self.ns], workdir / "operator", env=FAST_OPERATOR_ENV
+            world.kubeconfig, self.proxy.url, [self.ns], workdir / "operator", env=env
         )
         self.outcome = Outcome(scenario.name, scenario.title)
         self.t0 = 0.0
