@@ -12,17 +12,21 @@ from stanch.core.analysis.rules import (
     key_flip,
     new_revision_worse,
     recent_deploy,
+    scaled_down,
     switched_off,
 )
 from stanch.core.analysis.scope import trend
 from stanch.core.models import (
     ConfigChange,
+    EventGroup,
     Evidence,
     HypothesisCategory,
     MetricSummary,
     NodeEvidence,
     ObjectRef,
     PodHealth,
+    ReasonCount,
+    RolloutRevision,
     Trend,
 )
 
@@ -329,3 +333,90 @@ def test_crashlooping_new_pods_on_one_ready_node_do_not_blame_the_node() -> None
     node = next(h for h in findings.hypotheses if h.category is HypothesisCategory.NODE_INFRASTRUCTURE)
     assert node.confidence < 50
     assert any("whatever node they run on" in c for c in node.contradicting)
+
+
+# --- scaled to zero; revision 1 is the workload's creation; pending pods have no node --------------
+
+
+def _scaled_to_zero(message: str) -> Evidence:
+    return Evidence(
+        rollouts=[
+            RolloutRevision(
+                revision=1,
+                replica_set="inventory-5d8f",
+                created_at=at(ONSET_MINUTES - 0.8),
+                images=["shop/inventory:1.0.0"],
+                current=True,
+            )
+        ],
+        metrics=[metric("error_ratio", step(0.0, 1.0))],
+        events_by_reason=[
+            EventGroup(
+                reason="ScalingReplicaSet",
+                type="Normal",
+                count=2,
+                first_seen=at(14.0),
+                sample_message=message,
+            )
+        ],
+        config_changes=[_service("Service inventory selects the pods; 0/0 endpoints ready; created")],
+    )
+
+
+def test_a_workload_scaled_to_zero_is_scaled_back() -> None:
+    findings = run(_scaled_to_zero("Scaled down replica set inventory-5d8f from 3 to 0"))
+    top = findings.hypotheses[0]
+    assert top.category is HypothesisCategory.CAPACITY
+    assert top.confidence >= 80
+    assert top.suggested_mitigation is not None
+    assert top.suggested_mitigation.scale is not None
+    assert top.suggested_mitigation.scale.replicas == 3
+    categories = {h.category for h in findings.hypotheses}
+    assert HypothesisCategory.RECENT_DEPLOY not in categories  # revision 1 is not a deploy
+    assert HypothesisCategory.CONFIG_CHANGE not in categories
+
+
+def test_scaled_to_zero_without_the_event_scales_to_one_and_says_why() -> None:
+    h = scaled_down(
+        build_context(
+            spec(), _scaled_to_zero("Scaled up replica set inventory-5d8f to 3"), now=NOW, created_at=NOW
+        )
+    )
+    assert h is not None
+    assert h.suggested_mitigation is not None
+    assert h.suggested_mitigation.scale is not None
+    assert h.suggested_mitigation.scale.replicas == 1
+    assert any("unknown" in c for c in h.contradicting)
+
+
+def test_pods_running_are_not_scaled_to_zero() -> None:
+    evidence = _scaled_to_zero("Scaled down replica set inventory-5d8f from 3 to 0").model_copy(
+        update={"pod_health": PodHealth(total=2, ready=2)}
+    )
+    assert scaled_down(build_context(spec(), evidence, now=NOW, created_at=NOW)) is None
+
+
+def test_pending_pods_are_not_a_node() -> None:
+    evidence = Evidence(
+        rollouts=[
+            revision(
+                2,
+                ONSET_MINUTES - 0.3,
+                "shop/pricing:4.1.0",
+                changes=["nodeSelector +accelerator"],
+                current=True,
+            ),
+            revision(1, ONSET_MINUTES - 1, "shop/pricing:4.0.0"),
+        ],
+        metrics=[metric("error_ratio", flat(0.0))],
+        pod_health=PodHealth(
+            total=4,
+            ready=3,
+            reasons=[ReasonCount(reason="Unschedulable", count=1)],
+            by_revision=[group("2", 1, 0, Unschedulable=1), group("1", 3, 3)],
+            by_node=[group("<unscheduled>", 1, 0, Unschedulable=1), group("n1", 3, 3)],
+        ),
+        nodes=[NodeEvidence(name="n1", ready=True, pods=3)],
+    )
+    findings = run(evidence)  # must not fail on a node named "<unscheduled>"
+    assert all(h.category is not HypothesisCategory.NODE_INFRASTRUCTURE for h in findings.hypotheses)

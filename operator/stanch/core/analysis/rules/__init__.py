@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from stanch.core.analysis.context import RuleContext
-from stanch.core.analysis.rules.capacity import resource_exhaustion, scheduling_capacity, traffic_surge
+from stanch.core.analysis.rules.capacity import (
+    resource_exhaustion,
+    scaled_down,
+    scheduling_capacity,
+    traffic_surge,
+)
 from stanch.core.analysis.rules.config import config_change, key_change, key_flip, switched_off
 from stanch.core.analysis.rules.deploys import new_revision_failing, new_revision_worse, recent_deploy
 from stanch.core.analysis.rules.logs import credential_expiry, dependency_failure
@@ -28,6 +33,7 @@ RULES: tuple[Rule, ...] = (
     config_change,
     resource_exhaustion,
     scheduling_capacity,
+    scaled_down,
     traffic_surge,
     node_problem,
     dependency_failure,
@@ -48,6 +54,7 @@ __all__ = [
     "node_problem",
     "recent_deploy",
     "resource_exhaustion",
+    "scaled_down",
     "scheduling_capacity",
     "switched_off",
     "traffic_surge",

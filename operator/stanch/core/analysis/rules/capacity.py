@@ -4,6 +4,7 @@ growing beyond what the workload can serve."""
 from __future__ import annotations
 
 import math
+import re
 
 from stanch.core.analysis.context import RuleContext, pct
 from stanch.core.analysis.onset import find_shift, floor_for
@@ -15,6 +16,7 @@ AT_LIMIT = 0.9
 """Memory or CPU over this fraction of the limit counts as at the limit."""
 RESOURCE_WORDS = ("resources", "limits", "requests", "memory", "cpu")
 SURGE_RATIO = 1.5
+_SCALED_DOWN = re.compile(r"Scaled down replica set (?P<rs>\S+) from (?P<old>\d+) to (?P<new>\d+)")
 """Throughput this many times its level before the onset is a surge even without a change point."""
 
 
@@ -173,4 +175,48 @@ def traffic_surge(ctx: RuleContext) -> Hypothesis | None:
         supporting,
         contradicting,
         ctx.suggest(f"scale out x{factor:g} to absorb the extra traffic", scale={"factor": factor}),
+    )
+
+
+def _scale_down_of(ctx: RuleContext, replica_set: str) -> tuple[int, int] | None:
+    """``(from, to)`` of the latest scale-down of the current ReplicaSet (not a rollout step, which
+    scales the older ReplicaSets down)."""
+    for event in ctx.evidence.events_by_reason:
+        if event.reason != "ScalingReplicaSet":
+            continue
+        match = _SCALED_DOWN.search(event.sample_message)
+        if match is not None and match.group("rs") == replica_set:
+            return int(match.group("old")), int(match.group("new"))
+    return None
+
+
+def scaled_down(ctx: RuleContext) -> Hypothesis | None:
+    """The workload runs no pods at all: someone (or something) scaled it to zero. Scaling back to
+    the count it had is the fix; rolling back would not bring pods back."""
+    rev = ctx.current_revision
+    health = ctx.evidence.pod_health
+    if rev is None or ctx.target_missing or health.total or any(r.replicas for r in ctx.rollouts):
+        return None
+    if "pods" in ctx.partial:
+        return None  # not knowing the pods is not the same as having none
+    scaled = _scale_down_of(ctx, rev.replica_set)
+    supporting = [f"no pod of {ctx.spec.target.name} exists; no retained ReplicaSet has replicas"]
+    contradicting = []
+    if scaled is not None and scaled[1] == 0:
+        replicas = scaled[0]
+        supporting.append(f"ReplicaSet {rev.replica_set} was scaled down from {scaled[0]} to 0")
+        confidence = 85.0
+        how = f"back to {replicas} (its count before the scale-down)"
+    else:
+        replicas = 1
+        confidence = 70.0
+        how = "to 1: the count before is unknown, raise it to what the workload needs"
+        contradicting.append("no scale-down event found: the replica count before is unknown")
+    return hypothesis(
+        HypothesisCategory.CAPACITY,
+        f"{ctx.spec.target.name} was scaled to 0 replicas: nothing serves its traffic",
+        confidence,
+        supporting,
+        contradicting,
+        ctx.suggest(f"scale {ctx.spec.target.name} {how}", scale={"replicas": replicas}),
     )

@@ -6,6 +6,7 @@ from stanch.core.analysis.context import FAILING_REASONS, RuleContext, pct
 from stanch.core.analysis.onset import floor_for
 from stanch.core.analysis.rules.make import hypothesis
 from stanch.core.analysis.series import ERROR_RATIO, by_scope
+from stanch.core.gathering import UNSCHEDULED
 from stanch.core.models import Hypothesis, HypothesisCategory, PodGroup
 
 
@@ -34,7 +35,8 @@ def node_problem(ctx: RuleContext) -> Hypothesis | None:
                 f"pods on node {suspect} error at {pct(per_node[suspect])}; on other nodes at most "
                 f"{pct(max(v for k, v in per_node.items() if k != suspect))}"
             )
-    groups = ctx.evidence.pod_health.by_node
+    # Pending pods are grouped under a placeholder, not a node: nothing to evacuate there.
+    groups = [g for g in ctx.evidence.pod_health.by_node if g.key != UNSCHEDULED]
     unhealthy = [g for g in groups if g.total and _unhealthy(g)]
     if len(groups) >= 2 and len(unhealthy) == 1 and (suspect is None or unhealthy[0].key == suspect):
         group = unhealthy[0]
