@@ -3,9 +3,11 @@ conditions, never a crash and never a confident answer."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+from stanch.adapters.evidence import CollectorLimits
 from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.prometheus import PrometheusClient, PrometheusError, Series
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
@@ -151,3 +153,30 @@ async def test_vanished_workload_says_so() -> None:
     assert any(p.collector == "deployment" for p in outcome.collected.partial)
     assert all(h.confidence < 50 for h in outcome.status.hypotheses), outcome.status.hypotheses
     assert outcome.status.target == "Deployment/shop/checkout"
+
+
+class SlowBreakdowns(FakePrometheus):
+    """Answers overall queries at once and never answers a breakdown (``sum by``)."""
+
+    async def query_range(self, query: str, start: datetime, end: datetime, step: timedelta) -> list[Series]:
+        if "sum by (revision)" in query or "sum by (node)" in query or "sum by (le, revision)" in query:
+            await asyncio.sleep(60)
+        return await super().query_range(query, start, end, step)
+
+
+async def test_queries_past_the_budget_are_timeouts_and_the_rest_is_kept() -> None:
+    limits = CollectorLimits(prometheus_budget=0.3)
+    inv = Investigator(
+        cast(KubeClient, FakeKube(deployment_world())),
+        cast(PrometheusClient, SlowBreakdowns(down=False)),
+        DEFAULT_SIGNAL_TEMPLATES,
+        limits=limits,
+        clock=lambda: NOW,
+    )
+    outcome = await inv.run(incident())
+    partial = {p.collector: p.reason for p in outcome.collected.partial}
+    assert "budget" in partial["metrics:error_ratio_by_revision"]
+    assert "metrics:error_ratio" not in partial
+    assert outcome.status.evidence is not None
+    overall = next(m for m in outcome.status.evidence.metrics if m.signal == "error_ratio")
+    assert overall.now == 0.0, "the overall answer arrived in time and is kept"

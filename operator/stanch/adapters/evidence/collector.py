@@ -62,6 +62,9 @@ class CollectorLimits:
     max_nodes: int = 5000
     seconds_per_collector: float = 10.0
     prometheus_seconds: float = 8.0
+    """Per query."""
+    prometheus_budget: float = 15.0
+    """All signal queries of one refresh together; what answered in time is kept."""
     logs: LogLimits = field(default_factory=LogLimits)
 
 
@@ -157,15 +160,26 @@ async def collect(
     all_templates = {**DEFAULT_BREAKDOWN_TEMPLATES, **templates}
     signals = overall_signals(templates, request.signals)
     values = {"namespace": ns, "workload": name}
-    metrics_task = asyncio.ensure_future(
-        guarded(
-            "metrics",
-            query_signals(
-                prometheus, all_templates, signals, values, start, end, prom_sem, limits.prometheus_seconds
-            ),
-            [],
-        )
-    )
+
+    async def metrics_timed() -> list[SignalResult]:
+        began = time.perf_counter()
+        try:
+            return await query_signals(
+                prometheus,
+                all_templates,
+                signals,
+                values,
+                start,
+                end,
+                prom_sem,
+                limits.prometheus_seconds,
+                limits.prometheus_budget,
+            )
+        finally:
+            timings["metrics"] = time.perf_counter() - began
+
+    # Not under the per-collector timeout: query_signals keeps the answers that arrived in time.
+    metrics_task = asyncio.ensure_future(metrics_timed())
 
     async def get_deployment() -> dict[str, Any] | None:
         async with sem:
@@ -256,7 +270,11 @@ async def collect(
         if not is_terminating(p) and p.get("spec", {}).get("nodeName")
     )
     template = (deployment or {}).get("spec", {}).get("template") or {}
-    signal_results = await metrics_task
+    try:
+        signal_results = await metrics_task
+    except Exception as exc:  # a failed collector is recorded, never fatal
+        partial.append(Partial("metrics", _describe(exc)))
+        signal_results = []
     fresh = end - 3 * step_for(start, end, BREAKDOWN_POINTS)
     metrics, metric_problems = _metric_summaries(signal_results, by_hash, request.reference, fresh)
     partial.extend(Partial(f"metrics:{s}", why) for s, why in metric_problems)
