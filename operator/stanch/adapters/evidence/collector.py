@@ -238,6 +238,14 @@ async def collect(
         lrs,
         nodes,
     ) = results
+    # A capped list is a sample: say so rather than present its counts as the whole.
+    for collector, got, cap in (
+        ("pods", pods, limits.max_pods),
+        ("events", warnings, limits.max_events),
+        ("events", rs_events, limits.max_events),
+    ):
+        if len(got) >= cap:
+            partial.append(Partial(collector, f"more than {cap} objects; only the first {cap} were read"))
     owned = owned_replica_sets(deployment, replica_sets) if deployment else []
     by_hash = revisions_by_hash(owned)
     rs_names = {rs["metadata"]["name"] for rs in owned}
