@@ -17,7 +17,7 @@ fields are left unset: baseline 10m, bake 5m, checks every 30s, tolerance 10 %, 
 a row); ``--guard fast`` uses the e2e tests' guard and 10 s rate windows instead.
 
 Usage: ``python -m bench.mitigation [--runs 5] [--noise-runs 20] [--guard default|fast]
-[--warmup 120] [--parallel 10] [--json FILE]``.
+[--interval 10s] [--warmup 120] [--parallel 10] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ from e2e.tests.mitigation_world import (
     allow_all_policy,
     fast_operator,
     mitigation,
+    shutdown,
     status,
     world_keys,
 )
@@ -112,12 +114,34 @@ def _operator(world: WorldInfo, namespace: str, log_dir: Path, guard: str) -> Op
     return OperatorProcess(world.kubeconfig, world.prometheus_url, [namespace], log_dir)
 
 
-def one_run(world: WorldInfo, kind: str, guard: str, warmup: float, workdir: Path) -> Run:
+_STARTING = threading.Lock()
+
+
+def one_run(
+    world: WorldInfo, kind: str, guard: str, warmup: float, workdir: Path, interval: str | None
+) -> Run:
+    try:
+        return _one_run(world, kind, guard, warmup, workdir, interval)
+    except Exception as exc:  # a broken run is reported, not allowed to hide the others
+        return Run(
+            kind=kind,
+            namespace="",
+            phase=None,
+            verdict=None,
+            note=f"error: {type(exc).__name__}: {exc}"[:300],
+        )
+
+
+def _one_run(
+    world: WorldInfo, kind: str, guard: str, warmup: float, workdir: Path, interval: str | None
+) -> Run:
     kube = Kube(world.kubectl, world.kubeconfig)
     namespace = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
     kube.run("create", "namespace", namespace)
     operator = _operator(world, namespace, workdir / namespace, guard)
-    guard_spec = FAST_GUARD if guard == "fast" else {}
+    guard_spec: dict[str, Any] = dict(FAST_GUARD) if guard == "fast" else {}
+    if interval:
+        guard_spec["interval"] = interval
     try:
         if kind == "revert":
             replicas, action = 4, {"scale": {"replicas": 2}}
@@ -132,7 +156,10 @@ def one_run(world: WorldInfo, kind: str, guard: str, warmup: float, workdir: Pat
             Kube.wait_for(lambda: _ready(kube, namespace, replicas), 120, "ready pods")
             kube.apply(allow_all_policy(namespace), namespace=namespace)
             time.sleep(warmup)
-            operator.start()
+            # Starting 20 Python processes at once on a small machine takes longer than the
+            # fixture's liveness timeout; start them one at a time.
+            with _STARTING:
+                operator.start(timeout=120)
             manifest = mitigation("bench", "web", action, guard_spec)
             if not guard_spec:
                 del manifest["spec"]["guard"]
@@ -162,15 +189,24 @@ def one_run(world: WorldInfo, kind: str, guard: str, warmup: float, workdir: Pat
                 run.seconds_to_revert = round((reverted - bad).total_seconds(), 1)
         return run
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
         kube.ok("delete", "namespace", namespace, "--wait=false")
 
 
 def run_all(
-    world: WorldInfo, kind: str, n: int, guard: str, warmup: float, parallel: int, workdir: Path
+    world: WorldInfo,
+    kind: str,
+    n: int,
+    guard: str,
+    warmup: float,
+    parallel: int,
+    workdir: Path,
+    interval: str | None,
 ) -> list[Run]:
+    if n == 0:
+        return []
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, n))) as pool:
-        futures = [pool.submit(one_run, world, kind, guard, warmup, workdir) for _ in range(n)]
+        futures = [pool.submit(one_run, world, kind, guard, warmup, workdir, interval) for _ in range(n)]
         return [f.result() for f in futures]
 
 
@@ -183,6 +219,7 @@ def summary(revert: list[Run], noise: list[Run]) -> dict[str, Any]:
         "timed_runs": len(times),
         "seconds_to_revert": sorted(times),
         "median_seconds_to_revert": statistics.median(times) if times else None,
+        "errors": [r.note for r in revert + noise if r.phase is None],
         "noise_runs": len(noise),
         "false_reverts": len(false_reverts),
         "noise_outcomes": {
@@ -200,15 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guard", choices=("default", "fast"), default="default")
     parser.add_argument("--warmup", type=float, default=120.0, help="seconds of metrics before acting")
     parser.add_argument("--parallel", type=int, default=10)
+    parser.add_argument(
+        "--interval", help="override only the guard interval (e.g. 10s), other fields as --guard"
+    )
     parser.add_argument("--json", type=Path, help="also write every run as JSON here")
     args = parser.parse_args(argv)
     local = LocalWorld()
     world = local.healthy() or local.up()
     with tempfile.TemporaryDirectory(prefix="stanch-bench-") as tmp:
         workdir = Path(tmp)
-        revert = run_all(world, "revert", args.runs, args.guard, args.warmup, args.parallel, workdir)
-        noise = run_all(world, "noise", args.noise_runs, args.guard, args.warmup, args.parallel, workdir)
-    result = {"guard": args.guard, "warmup": args.warmup, **summary(revert, noise)}
+        common = (args.guard, args.warmup, args.parallel, workdir, args.interval)
+        revert = run_all(world, "revert", args.runs, *common)
+        noise = run_all(world, "noise", args.noise_runs, *common)
+    result = {"guard": args.guard, "interval": args.interval, "warmup": args.warmup, **summary(revert, noise)}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps({**result, "runs": [asdict(r) for r in revert + noise]}, indent=2))

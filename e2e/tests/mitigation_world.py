@@ -177,3 +177,13 @@ def effects_applied(operator: OperatorProcess, step: str) -> int:
         for r in operator.log_records()
         if r.get("event") == "mitigation effect" and r.get("step") == step and r.get("outcome") == "Applied"
     )
+
+
+def shutdown(operator: OperatorProcess, kube: Kube, namespace: str) -> None:
+    """Delete the test's Mitigations while the operator can still release their finalizers, then
+    stop it; otherwise the namespace would hang in Terminating on our finalizer."""
+    try:
+        if operator.proc is not None and operator.proc.poll() is None:
+            kube.ok("delete", "mitigations", "--all", "-n", namespace, "--timeout=60s")
+    finally:
+        operator.stop()

@@ -16,6 +16,7 @@ from e2e.tests.mitigation_world import (
     fast_operator,
     mitigation,
     settle,
+    shutdown,
     wait_error_ratio,
     wait_phase,
     world_keys,
@@ -67,7 +68,7 @@ def test_config_toggle_kept_when_better_and_reverted_when_worse(
         kube.apply(mitigation("flag-on", "shop", on), namespace=namespace)
         st = wait_phase(kube, namespace, "flag-on", {"Reverted"}, 90)
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
     assert st["verdict"]["result"] == "Worse", st["verdict"]
     assert _flag(kube, namespace) == "false", "the previous value is restored"
     assert audit_events(st).count("Reverted") == 1
@@ -95,7 +96,7 @@ def test_bad_canary_is_aborted_and_the_stable_workload_untouched(
             kube.apply(mitigation("try-3", "api", canary, FAST_GUARD), namespace=namespace)
             st = wait_phase(kube, namespace, "try-3", {"Reverted"}, 120)
         finally:
-            operator.stop()
+            shutdown(operator, kube, namespace)
     assert st["verdict"]["result"] == "Worse", st["verdict"]
     assert st["canary"]
     kube.wait_for(
@@ -104,3 +105,35 @@ def test_bad_canary_is_aborted_and_the_stable_workload_untouched(
     after = deployment_state(kube, namespace, "api")
     assert after["spec"]["template"] == before["spec"]["template"]
     assert after["spec"]["replicas"] == 3
+
+
+def test_good_canary_is_promoted_into_the_workload(
+    world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
+) -> None:
+    broken, fixed = f"registry.example/{namespace}/api:2.0", f"registry.example/{namespace}/api:2.1"
+    images = json.loads(
+        (kube.get("configmap", "world", "stanch-sim").get("data") or {}).get("images") or "{}"
+    )
+    images[broken] = {"error-ratio": "0.4"}
+    with world_keys(kube, {"images": json.dumps(images)}):
+        kube.apply(deployment("api", replicas=3, image=broken), namespace=namespace)
+        kube.wait_for(lambda: len(ready_pods(kube, namespace, "api")) == 3, 60, "3 ready pods")
+        wait_error_ratio(world.prometheus_url, namespace, "api", lambda v: v > 0.25, 60, "the broken image")
+        settle()
+        kube.apply(allow_all_policy(namespace), namespace=namespace)
+        operator = fast_operator(world, namespace, tmp_path / "operator")
+        operator.start()
+        try:
+            canary = {"canary": {"image": fixed, "replicas": 1}}
+            kube.apply(mitigation("fix-21", "api", canary), namespace=namespace)
+            st = wait_phase(kube, namespace, "fix-21", {"Succeeded"}, 120)
+        finally:
+            shutdown(operator, kube, namespace)
+        assert st["verdict"]["result"] == "Healthy", st["verdict"]
+        assert "Promoted" in audit_events(st)
+        dep = deployment_state(kube, namespace, "api")
+        assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == fixed
+        kube.wait_for(
+            lambda: not kube.ok("get", "deployment", st["canary"], "-n", namespace), 30, "canary removed"
+        )
+        wait_error_ratio(world.prometheus_url, namespace, "api", lambda v: v < 0.05, 90, "the fix rolled out")

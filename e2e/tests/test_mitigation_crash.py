@@ -22,6 +22,7 @@ from e2e.tests.mitigation_world import (
     fast_operator,
     mitigation,
     settle,
+    shutdown,
     status,
     wait_phase,
 )
@@ -85,7 +86,7 @@ def test_killed_operator_resumes_and_applies_once(
         operator.start()
         st = wait_phase(kube, namespace, "double", {"Succeeded"}, 120)
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
 
     dep = deployment_state(kube, namespace, "web")
     assert seen_at_kill in (2, 4)

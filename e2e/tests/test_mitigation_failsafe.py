@@ -19,6 +19,7 @@ from e2e.tests.mitigation_world import (
     deployment_state,
     fast_operator,
     mitigation,
+    shutdown,
     status,
     wait_phase,
 )
@@ -66,7 +67,7 @@ def test_prometheus_down_during_bake_is_never_success(
             assert st["phase"] != "Succeeded", st
             assert deployment_state(kube, namespace, "web")["spec"]["replicas"] == 3
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
         stop("prometheus", state)
     assert "Succeeded" not in [a.get("toPhase") for a in st.get("audit") or []]
     checks = [o["check"] for o in st.get("observations") or []]
@@ -88,7 +89,7 @@ def test_dry_run_records_the_plan_and_changes_nothing(
         kube.apply(mitigation("preview", "web", {"scale": {"replicas": 6}}, dryRun=True), namespace=namespace)
         st = wait_phase(kube, namespace, "preview", {"Succeeded"}, 60)
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
     plan = st["plan"]
     assert "6" in plan["summary"], plan
     assert plan["patch"] or plan["changes"]
@@ -111,7 +112,7 @@ def test_no_policy_denies_a_real_change(
         kube.apply(mitigation("sneaky", "web", {"scale": {"replicas": 6}}), namespace=namespace)
         st = wait_phase(kube, namespace, "sneaky", {"Rejected"}, 60)
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
     assert st["policy"]["decision"] == "Deny"
     assert st["policy"]["reasons"]
     after = deployment_state(kube, namespace, "web")

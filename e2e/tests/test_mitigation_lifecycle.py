@@ -17,6 +17,7 @@ from e2e.tests.mitigation_world import (
     fast_operator,
     mitigation,
     settle,
+    shutdown,
     status,
     wait_phase,
 )
@@ -61,7 +62,7 @@ def test_manual_approval_by_annotation_then_delete_mid_bake_reverts_first(
         kube.run("delete", "mitigation", "grow", "-n", namespace, "--wait=false")
         kube.wait_for(lambda: not kube.ok("get", "mitigation", "grow", "-n", namespace), 60, "finalizer done")
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
     dep = deployment_state(kube, namespace, "web")
     assert dep["spec"]["replicas"] == 2, "reverted before the Mitigation went away"
     assert LOCK_ANNOTATION not in (dep["metadata"].get("annotations") or {})
@@ -113,7 +114,7 @@ def test_temporary_mitigation_is_linked_and_undone_when_the_incident_resolves(
         )
         st = wait_phase(kube, namespace, "surge", {"Reverted"}, 90, leaving="Succeeded")
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
     assert any(a["event"] == "Reverting" and "incident resolved" in a["reason"] for a in st["audit"]), st[
         "audit"
     ]

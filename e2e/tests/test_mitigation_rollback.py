@@ -16,6 +16,7 @@ from e2e.tests.mitigation_world import (
     fast_operator,
     mitigation,
     revisions,
+    shutdown,
     wait_error_ratio,
     wait_phase,
 )
@@ -69,7 +70,7 @@ def test_rollback_recovers_and_matches_kubectl_undo(
         kube.apply(mitigation("undo-bad-deploy", "api", {"rollback": {}}), namespace=namespace)
         st = wait_phase(kube, namespace, "undo-bad-deploy", {"Succeeded"}, 120)
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
 
     assert st["verdict"]["result"] == "Healthy", st["verdict"]
     assert st["snapshot"], "the pre-change snapshot is recorded"

@@ -17,6 +17,7 @@ from e2e.tests.mitigation_world import (
     fast_operator,
     mitigation,
     settle,
+    shutdown,
     status,
     wait_error_ratio,
     wait_phase,
@@ -43,7 +44,7 @@ def test_overloading_scale_down_is_reverted_once(
             kube.apply(mitigation("shrink", "web", {"scale": {"replicas": 2}}), namespace=namespace)
             st = wait_phase(kube, namespace, "shrink", {"Reverted"}, 120)
         finally:
-            operator.stop()
+            shutdown(operator, kube, namespace)
 
     assert st["verdict"]["result"] == "Worse", st["verdict"]
     numbers = st["verdict"]["numbers"]
@@ -79,7 +80,7 @@ def test_human_edit_during_bake_needs_attention_and_is_kept(
         time.sleep(6)
         assert status(kube, namespace, "grow")["phase"] == "NeedsAttention"
     finally:
-        operator.stop()
+        shutdown(operator, kube, namespace)
     assert st["drift"]["diff"], st.get("drift")
     assert "replicas" in st["drift"]["diff"]
     assert "Reverted" not in audit_events(st)
