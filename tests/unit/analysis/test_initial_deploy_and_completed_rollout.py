@@ -319,7 +319,13 @@ def test_crashlooping_new_pods_on_one_ready_node_do_not_blame_the_node() -> None
             revision(2, ONSET_MINUTES - 0.5, "shop/orders:2.1.0", changes=["image a → b"], current=True),
             revision(1, ONSET_MINUTES - 1.2, "shop/orders:2.0.0"),
         ],
-        metrics=[metric("error_ratio", flat(0.0))],
+        metrics=[
+            metric("error_ratio", flat(0.0)),
+            *(
+                MetricSummary(signal="error_ratio", scope=f"node:{n}", before=0.0, now=0.0)
+                for n in ("n0", "n1")
+            ),
+        ],
         pod_health=PodHealth(
             total=4,
             ready=3,

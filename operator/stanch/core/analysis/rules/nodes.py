@@ -35,6 +35,7 @@ def node_problem(ctx: RuleContext) -> Hypothesis | None:
                 f"pods on node {suspect} error at {pct(per_node[suspect])}; on other nodes at most "
                 f"{pct(max(v for k, v in per_node.items() if k != suspect))}"
             )
+    by_metrics = suspect is not None
     # Pending pods are grouped under a placeholder, not a node: nothing to evacuate there.
     groups = [g for g in ctx.evidence.pod_health.by_node if g.key != UNSCHEDULED]
     unhealthy = [g for g in groups if g.total and _unhealthy(g)]
@@ -58,7 +59,7 @@ def node_problem(ctx: RuleContext) -> Hypothesis | None:
         return None
     node_fine = node is None and any(n.name == suspect and n.ready is True for n in ctx.evidence.nodes)
     failing = [g for g in ctx.evidence.pod_health.by_revision if g.total and _unhealthy(g)]
-    if node_fine and not per_node and len(failing) == 1 and len(ctx.evidence.pod_health.by_revision) >= 2:
+    if node_fine and not by_metrics and len(failing) == 1 and len(ctx.evidence.pod_health.by_revision) >= 2:
         # The not-ready pods are the ones of a revision that fails wherever it runs (a crash-looping
         # or unpullable rollout lands on whichever node the scheduler picked).
         confidence -= 30
