@@ -10,6 +10,7 @@ from stanch.core.analysis.rules import (
     config_change,
     key_change,
     key_flip,
+    new_revision_failing,
     new_revision_worse,
     recent_deploy,
     scaled_down,
@@ -426,3 +427,60 @@ def test_pending_pods_are_not_a_node() -> None:
     )
     findings = run(evidence)  # must not fail on a node named "<unscheduled>"
     assert all(h.category is not HypothesisCategory.NODE_INFRASTRUCTURE for h in findings.hypotheses)
+
+
+def test_a_new_revision_pinned_to_a_label_nobody_has_is_the_deploy() -> None:
+    evidence = Evidence(
+        rollouts=[
+            revision(
+                2,
+                ONSET_MINUTES - 0.3,
+                "shop/pricing:4.1.0",
+                changes=[
+                    "image app: shop/pricing:4.0.0 → shop/pricing:4.1.0",
+                    "nodeSelector +accelerator=tpu-v9",
+                ],
+                current=True,
+            ),
+            revision(1, ONSET_MINUTES - 1, "shop/pricing:4.0.0"),
+        ],
+        metrics=[metric("error_ratio", flat(0.0))],
+        pod_health=PodHealth(
+            total=4,
+            ready=3,
+            reasons=[ReasonCount(reason="Unschedulable", count=1)],
+            by_revision=[group("2", 1, 0, Unschedulable=1), group("1", 3, 3)],
+            by_node=[group("<unscheduled>", 1, 0, Unschedulable=1), group("n1", 3, 3)],
+        ),
+        events_by_reason=[
+            EventGroup(
+                reason="FailedScheduling",
+                count=3,
+                sample_message="0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector",
+            )
+        ],
+    )
+    top = run(evidence).hypotheses[0]
+    assert top.category is HypothesisCategory.RECENT_DEPLOY
+    assert "cannot be scheduled" in top.statement
+    assert top.suggested_mitigation is not None
+    assert top.suggested_mitigation.rollback is not None
+    assert top.suggested_mitigation.rollback.to_revision == 1
+
+
+def test_pending_pods_without_a_placement_change_stay_a_capacity_question() -> None:
+    evidence = Evidence(
+        rollouts=[
+            revision(2, ONSET_MINUTES - 0.3, "shop/pricing:4.1.0", changes=["image a → b"], current=True),
+            revision(1, ONSET_MINUTES - 1, "shop/pricing:4.0.0"),
+        ],
+        metrics=[metric("error_ratio", flat(0.0))],
+        pod_health=PodHealth(
+            total=4,
+            ready=3,
+            reasons=[ReasonCount(reason="Unschedulable", count=1)],
+            by_revision=[group("2", 1, 0, Unschedulable=1), group("1", 3, 3)],
+        ),
+    )
+    ctx = build_context(spec(), evidence, now=NOW, created_at=NOW)
+    assert new_revision_failing(ctx) is None

@@ -184,6 +184,44 @@ def _failing(group: PodGroup | None) -> list[str]:
     return [f"{r.reason}x{r.count}" for r in group.reasons if r.reason in FAILING_REASONS and r.count > 0]
 
 
+SCHEDULING_WORDS = ("nodeselector", "affinity", "toleration", "topologyspread", "requests")
+"""Template changes that decide where (and whether) a pod can be scheduled."""
+
+
+def _new_revision_unschedulable(ctx: RuleContext, rev: RolloutRevision, group: PodGroup) -> Hypothesis | None:
+    """The new revision's pods stay Pending while older pods run, and the revision changed where its
+    pods may go (a nodeSelector nobody has, an affinity, a larger request): the deploy, not the
+    cluster's capacity."""
+    pending = sum(r.count for r in group.reasons if r.reason == "Unschedulable")
+    changes = [c for c in rev.changes if any(w in c.lower() for w in SCHEDULING_WORDS)]
+    older_running = sum(g.ready for g in ctx.evidence.pod_health.by_revision if g.key != str(rev.revision))
+    if not pending or not changes:
+        return None
+    supporting = [
+        f"revision {rev.revision}: {pending} of {group.total} pod(s) cannot be scheduled",
+        f"revision {rev.revision} changed where its pods may run: {'; '.join(changes)}",
+    ]
+    contradicting = []
+    confidence = 85.0
+    if older_running:
+        supporting.append(f"{older_running} pod(s) of older revisions are scheduled and ready")
+    else:
+        confidence -= 15
+        contradicting.append("no older pod is running to show the cluster has room for the old template")
+    deploy = ctx.deploy_of(rev.revision)
+    if deploy is not None:
+        (supporting if deploy.possible_cause else contradicting).append(deploy.sentence())
+    contradicting.append(_no_rollback_line(ctx, rev))
+    return hypothesis(
+        HypothesisCategory.RECENT_DEPLOY,
+        f"{_describe(rev)} cannot be scheduled: no node satisfies its new placement constraints",
+        confidence,
+        supporting,
+        contradicting,
+        rollback_from(ctx, rev),
+    )
+
+
 def new_revision_failing(ctx: RuleContext) -> Hypothesis | None:
     """The new revision's pods crash-loop or cannot pull their image while older pods run."""
     rev = ctx.current_revision
@@ -191,6 +229,8 @@ def new_revision_failing(ctx: RuleContext) -> Hypothesis | None:
         return None
     group = ctx.pod_group(rev.revision)
     failing = _failing(group)
+    if group is not None and not failing:
+        return _new_revision_unschedulable(ctx, rev, group)
     if group is None or not failing:
         return None
     image_problem = any(
