@@ -253,7 +253,8 @@ class GuardSpec(StanchModel):
     bake_time: Duration | None = None
     """How long to watch after the change is applied before declaring it Healthy (default 5m)."""
     interval: Duration | None = None
-    """Time between guard checks (default 30s)."""
+    """Time between guard checks (default 10s: with two failed checks in a row a clear regression is
+    reverted within about 20 s of showing up; see docs/benchmarks.md)."""
     tolerance: Annotated[float, Field(ge=0, le=10)] | None = None
     """Relative degradation versus the baseline allowed before a check fails, as a fraction
     (0.1 = 10 % worse; default 0.1)."""
@@ -296,7 +297,7 @@ class GuardSpec(StanchModel):
 BUILTIN_GUARD = GuardSpec(
     baseline_window="10m",
     bake_time="5m",
-    interval="30s",
+    interval="10s",
     tolerance=0.1,
     failure_limit=2,
     no_data=NoDataAction.HOLD,
