@@ -8,6 +8,7 @@ from stanch.core.analysis import build_context
 from stanch.core.analysis.onset import Shift, find_shift, floor_for
 from stanch.core.analysis.rules import (
     config_change,
+    dependency_failure,
     key_change,
     key_flip,
     new_revision_failing,
@@ -22,6 +23,7 @@ from stanch.core.models import (
     EventGroup,
     Evidence,
     HypothesisCategory,
+    LogSignature,
     MetricSummary,
     NodeEvidence,
     ObjectRef,
@@ -484,3 +486,53 @@ def test_pending_pods_without_a_placement_change_stay_a_capacity_question() -> N
     )
     ctx = build_context(spec(), evidence, now=NOW, created_at=NOW)
     assert new_revision_failing(ctx) is None
+
+
+def test_one_bad_node_inside_an_elevated_revision_counts_that_nodes_pods() -> None:
+    evidence = Evidence(
+        rollouts=[revision(1, ONSET_MINUTES - 100, "shop/gateway:1.0.0", current=True)],
+        metrics=[
+            metric("error_ratio", step(0.0, 0.3)),
+            _by_revision("1", before=0.0, now=0.3),
+            MetricSummary(signal="error_ratio", scope="node:n1", before=0.0, now=0.9),
+            MetricSummary(signal="error_ratio", scope="node:n0", before=0.0, now=0.0),
+        ],
+        pod_health=PodHealth(
+            total=6, ready=6, by_revision=[group("1", 6, 6)], by_node=[group("n1", 2, 2), group("n0", 4, 4)]
+        ),
+    )
+    assert run(evidence).scope.impact.affected_pods == 2
+
+
+# --- what the logs say ---------------------------------------------------------------------------------
+
+
+def _logged(signature: str, count: int) -> LogSignature:
+    return LogSignature(
+        signature=signature, count=count, pods=1, first_seen=at(ONSET_MINUTES), sample=signature
+    )
+
+
+def test_the_workloads_own_saturation_is_not_a_failing_dependency() -> None:
+    evidence = Evidence(
+        metrics=[metric("error_ratio", step(0.0, 0.3))],
+        log_signatures=[
+            _logged(
+                "ERROR <n> Service Unavailable: worker pool exhausted (queue depth <n>) request_id=<hex>", 270
+            )
+        ],
+    )
+    assert dependency_failure(build_context(spec(), evidence, now=NOW, created_at=NOW)) is None
+
+
+def test_a_handful_of_dependency_lines_is_thin_evidence() -> None:
+    def confidence(count: int) -> int:
+        evidence = Evidence(
+            metrics=[metric("error_ratio", step(0.0, 0.3))],
+            log_signatures=[_logged("ERROR dial tcp payments:443: connection refused", count)],
+        )
+        h = dependency_failure(build_context(spec(), evidence, now=NOW, created_at=NOW))
+        assert h is not None
+        return h.confidence
+
+    assert confidence(3) < 50 <= confidence(300)

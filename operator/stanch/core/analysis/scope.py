@@ -102,14 +102,25 @@ def affected_pods(
     evidence: Evidence, bad_revisions: Collection[str], bad_nodes: Collection[str] = ()
 ) -> int | None:
     """Pods not ready, plus the ready pods of revisions (or nodes) whose own metrics show the
-    errors. A pod belongs to one revision and one node, so the larger of the two counts is taken
-    rather than their sum."""
+    errors. A pod belongs to one revision and one node, so the two counts are never added: the
+    breakdown that tells elevated pods from healthy ones wins (one bad node inside an elevated
+    revision counts that node's pods), else the larger count."""
     health = evidence.pod_health
     if health.total == 0:
         return None
     by_revision = sum(g.ready for g in health.by_revision if g.key in bad_revisions)
     by_node = sum(g.ready for g in health.by_node if g.key in bad_nodes)
-    affected = health.total - health.ready + max(by_revision, by_node)
+    node_splits = bool(by_node) and any(g.ready and g.key not in bad_nodes for g in health.by_node)
+    revision_splits = bool(by_revision) and any(
+        g.ready and g.key not in bad_revisions for g in health.by_revision
+    )
+    if node_splits and not revision_splits:
+        elevated = by_node  # one node's pods err; the revision's ratio only averages them in
+    elif revision_splits and not node_splits:
+        elevated = by_revision
+    else:
+        elevated = max(by_revision, by_node)
+    affected = health.total - health.ready + elevated
     return min(health.total, affected)
 
 

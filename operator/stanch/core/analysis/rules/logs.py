@@ -21,6 +21,15 @@ _TARGET = re.compile(
     r"(?P<name>\[?[A-Za-z0-9][A-Za-z0-9.:\-\]]*[A-Za-z0-9\]])",
     re.IGNORECASE,
 )
+SATURATION_PATTERN = re.compile(
+    r"pool exhausted|queue (?:is )?full|overloaded|too many requests|rate limit|server busy|"
+    r"capacity exceeded|no free workers?",
+    re.IGNORECASE,
+)
+"""The workload refusing work itself (its own pool or queue is full): not a dependency failing,
+even when it answers "503 Service Unavailable"."""
+FEW_LINES = 10
+"""Fewer matching log lines than this are thin evidence of a failing dependency."""
 _NOT_A_NAME = frozenset({"connect", "the", "a", "an", "server", "service", "host", "upstream", "timeout"})
 
 CREDENTIAL_PATTERN = re.compile(
@@ -63,7 +72,11 @@ def _only_new_revision(ctx: RuleContext, matching: list[LogSignature]) -> int | 
 def dependency_failure(ctx: RuleContext) -> Hypothesis | None:
     """Callers failing on one dependency: rolling this workload back would not help, so no action is
     suggested — the owner of the dependency has to act."""
-    matching = [s for s in ctx.evidence.log_signatures if DEPENDENCY_PATTERN.search(s.signature)]
+    matching = [
+        s
+        for s in ctx.evidence.log_signatures
+        if DEPENDENCY_PATTERN.search(s.signature) and not SATURATION_PATTERN.search(s.signature)
+    ]
     if not matching:
         return None
     names = Counter[str]()
@@ -92,6 +105,10 @@ def dependency_failure(ctx: RuleContext) -> Hypothesis | None:
         contradicting.append(
             f"errors name several dependencies: {', '.join(n for n, _ in names.most_common(3))}"
         )
+    lines = sum(s.count for s in matching)
+    if lines < FEW_LINES:
+        confidence -= 30
+        contradicting.append(f"only {lines} log line(s) mention it")
     if share < 0.3:
         contradicting.append(f"only {share * 100:.0f}% of the logged errors are about dependencies")
     subject = f"dependency {dependency}" if dependency else "a dependency"
