@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from math import comb
 from statistics import median
 
 from stanch.core.guard.ranks import mann_whitney_greater
@@ -164,12 +165,30 @@ def check_signal(
     effect = sign * (observed - base)
     floor = EFFECT_FLOORS.get(spec.kind, 0.0)
     min_effect = max(tolerance * abs(base), floor, NOISE_MULTIPLE * robust_sd(baseline))
-    compare_failed = test.p_value < alpha and effect > min_effect
+    smallest_p = 1.0 / comb(len(baseline) + len(points), len(points))
+    if smallest_p >= alpha:
+        # Too few points for the rank test ever to reach alpha: its silence would read as "healthy"
+        # while the error ratio goes 0 → 0.5. Judge on the strongest evidence such samples can
+        # give instead — every point past the worst of the baseline — plus the same minimum effect.
+        separated = min(sign * p for p in points) > max(sign * b for b in baseline)
+        # A handful of baseline points understates its own spread; demand twice its full range too.
+        spread = max(baseline) - min(baseline)
+        compare_failed = separated and effect > max(min_effect, 2 * spread)
+        method = (
+            f"too few points for the rank test (n={len(baseline)}/{len(points)}, smallest p "
+            f"{smallest_p:.2g} ≥ alpha {alpha:g}): judged on full separation, "
+            + ("separated" if separated else "not separated")
+        )
+    else:
+        compare_failed = test.p_value < alpha and effect > min_effect
+        method = (
+            f"mann-whitney U={test.u:.1f} p={test.p_value:.2g} alpha={alpha:g} "
+            f"n={test.n_baseline}/{test.n_after}"
+        )
     direction = "worse" if effect > 0 else "better or equal"
     note = (
         f"{spec.name}: median {_fmt(base)} → {_fmt(observed)} ({direction} by {_fmt(abs(effect))}, "
-        f"min effect {_fmt(min_effect)}); mann-whitney U={test.u:.1f} p={test.p_value:.2g} "
-        f"alpha={alpha:g} n={test.n_baseline}/{test.n_after}{slo_note}"
+        f"min effect {_fmt(min_effect)}); {method}{slo_note}"
     )
     return SignalCheck(
         spec.name, base, observed, min_effect, test.p_value, compare_failed, slo_failed, False, note
