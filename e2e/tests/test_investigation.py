@@ -290,11 +290,6 @@ def test_healthy_workload_has_no_confident_cause(
     assert status["evidence"]["podHealth"]["ready"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis core blames a workload's first revision at >=50% with no errors at all"
-    " (reported to the analysis owner); strict: passes once fixed, then drop this mark",
-)
 def test_fresh_healthy_deploy_is_not_blamed(kube: Kube, namespace: str, stanch_op: OperatorProcess) -> None:
     baseline(kube, namespace, deployment("catalog", replicas=2))
     kube.apply(incident("catalog-false-alarm", "catalog"), namespace=namespace)
