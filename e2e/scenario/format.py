@@ -130,7 +130,12 @@ class MitigateStep(Strict):
         if self.action is not None:
             # The same model the CRD is generated from: a typo fails here, not in the cluster.
             MitigationSpec.model_validate(
-                {"target": {"kind": "Deployment", "name": self.target}, **self.action, "guard": self.guard}
+                {
+                    "target": {"kind": "Deployment", "name": self.target},
+                    **self.action,
+                    "guard": self.guard,
+                    **({"incidentRef": {"name": self.incident}} if self.incident else {}),
+                }
             )
         return self
 

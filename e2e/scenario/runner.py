@@ -277,7 +277,7 @@ class ScenarioRun:
         name = m.name or f"{self.sc.name}-fix"[:60]
         spec: dict[str, Any] = {"guard": {**FAST_GUARD, **m.guard}, "dryRun": m.dry_run}
         if m.incident:
-            spec["incidentRef"] = m.incident
+            spec["incidentRef"] = {"name": m.incident}
         if m.suggested:
             if not m.incident:
                 raise AssertionError("mitigate.suggested needs mitigate.incident")
