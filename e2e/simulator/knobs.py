@@ -51,6 +51,9 @@ class Behaviour:
     bad_node_effect: str = "fail"
     depends_on: tuple[Dependency, ...] = ()
     cert_expired: bool = False
+    # A cold start: a new pod answers this share of requests with 503 for its first seconds.
+    warmup_s: float = 0.0
+    warmup_error_ratio: float = 0.0
     config_map: str = ""
     # flag name -> knob overrides applied while the flag is on
     flags: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
@@ -82,6 +85,8 @@ KNOBS: Mapping[str, _Knob] = {
     "bad-node-effect": _Knob("bad_node_effect", "node-effect"),
     "depends-on": _Knob("depends_on", "deps"),
     "cert-expired": _Knob("cert_expired", "bool"),
+    "warmup": _Knob("warmup_s", "duration"),
+    "warmup-error-ratio": _Knob("warmup_error_ratio", "ratio"),
     "config-map": _Knob("config_map", "str"),
 }
 

@@ -348,6 +348,8 @@ def _pod_rates(
         if fault.kind == "slow":
             node_factor *= 2.0
         node_latency += fault.latency_ms / 1000.0
+    if b.warmup_error_ratio > 0 and uptime_min * 60.0 < b.warmup_s:
+        causes.append(Cause(APP, b.warmup_error_ratio, 503))
     if b.cert_expired or wkey in inputs.world.cert_expired:
         causes.append(Cause(CERT, CERT_ERROR_RATIO, 502))
 

@@ -219,3 +219,11 @@ def test_bad_knob_values_keep_defaults_and_are_reported() -> None:
     assert next(iter(p.pods.values())).behaviour.error_ratio == 0.0
     assert any("error-ratio" in msg for msg in p.problems)
     assert any("latency-mss" in msg for msg in p.problems)
+
+
+def test_warmup_knob_makes_a_new_pod_fail_only_while_it_warms_up() -> None:
+    cold = [pod("profile-1", knobs={"warmup": "20s", "warmup-error-ratio": "0.5"})]
+    warming = plan(Inputs(cold, parse_world({}), T0 + 5))
+    warm = plan(Inputs(cold, parse_world({}), T0 + 60))
+    assert warming.pods[cold[0].key].error_ratio == pytest.approx(0.5, abs=0.05)
+    assert warm.pods[cold[0].key].error_ratio < 0.05
