@@ -47,6 +47,20 @@ FAST_GUARD = {"interval": "3s", "baselineWindow": "20s", "bakeTime": "24s", "fai
 TERMINAL = {"Succeeded", "Reverted", "Failed", "NeedsAttention", "Rejected"}
 CONFIDENT = 50
 _WORLD_LOCK = threading.Lock()
+# Stanch denies by default; a scenario without policies of its own runs under a platform team's
+# ordinary staging policy: the common actions allowed automatically, within limits.
+DEFAULT_POLICY: dict[str, Any] = {
+    "apiVersion": "stanch.dev/v1alpha1",
+    "kind": "MitigationPolicy",
+    "metadata": {"name": "scenario-staging"},
+    "spec": {
+        "actions": [
+            {"action": a, "tier": "Auto"}
+            for a in ("Rollback", "Restart", "Canary", "ConfigToggle", "Pause", "Evacuate")
+        ]
+        + [{"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 20, "maxScaleFactor": 4}}],
+    },
+}
 
 
 @dataclass
@@ -162,7 +176,7 @@ class ScenarioRun:
                 self.kube.apply(_service(wl.name), namespace=self.ns)
         for hpa in w.hpas:
             self.kube.apply(_hpa(hpa.workload, hpa.min, hpa.max), namespace=self.ns)
-        for pol in w.policies:
+        for pol in w.policies or [DEFAULT_POLICY]:
             self.kube.apply(pol, namespace=self.ns)
         for wl in w.workloads:
             if wl.replicas:
