@@ -55,10 +55,12 @@ DEFAULT_POLICY: dict[str, Any] = {
     "metadata": {"name": "scenario-staging"},
     "spec": {
         "actions": [
-            {"action": a, "tier": "Auto"}
-            for a in ("Rollback", "Restart", "Canary", "ConfigToggle", "Pause", "Evacuate")
+            {"action": a, "tier": "Auto"} for a in ("Rollback", "Restart", "Canary", "ConfigToggle", "Pause")
         ]
-        + [{"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 20, "maxScaleFactor": 4}}],
+        + [
+            {"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 20, "maxScaleFactor": 4}},
+            {"action": "Evacuate", "tier": "Auto", "limits": {"evacuateNodes": {"names": ["kwok-node-*"]}}},
+        ],
     },
 }
 

@@ -345,9 +345,11 @@ def limit_violations(rule: ActionRule, spec: MitigationSpec, facts: TargetFacts)
         elif limits.max_scale_factor is not None and replicas is not None:
             if current is None:
                 out.append("current replica count unknown, cannot check maxScaleFactor")
-            elif current == 0 and replicas > 0:
-                out.append(f"scaling 0 → {replicas} replicas exceeds any maxScaleFactor")
-            elif current and replicas / current > limits.max_scale_factor:
+            elif current == 0:
+                # From zero every count is an "infinite" factor; bringing a workload back from zero
+                # is the recovery, not a runaway scale-up, so maxReplicas alone bounds it (below).
+                pass
+            elif replicas / current > limits.max_scale_factor:
                 out.append(
                     f"{current} → {replicas} replicas is a factor of {replicas / current:.2g},"
                     f" exceeds maxScaleFactor {limits.max_scale_factor:g}"
