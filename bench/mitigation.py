@@ -63,6 +63,8 @@ class Run:
     seconds_to_revert: float | None = None
     checks: int = 0
     note: str = ""
+    verdict_reason: str = ""
+    failed_checks: list[str] | None = None
 
 
 def _ready(kube: Kube, namespace: str, n: int) -> bool:
@@ -177,6 +179,12 @@ def _one_run(
             verdict=(st.get("verdict") or {}).get("result"),
             checks=len(st.get("observations") or []),
             note=str(st.get("message", ""))[:300],
+            verdict_reason=str((st.get("verdict") or {}).get("reason", ""))[:1000],
+            failed_checks=[
+                f"{o.get('time')}: {o.get('note', '')}"[:600]
+                for o in st.get("observations") or []
+                if o.get("check") != "Pass"
+            ][:10],
         )
         applied = _effect_time(operator, "Apply")
         reverted = _effect_time(operator, "Revert")
