@@ -68,7 +68,7 @@ SCENARIOS ?= e2e/scenarios
 scenarios: ## run the incident scenarios (SCENARIOS=DIR for another directory) and print the scorecard
 	$(PY) -m e2e.scenario $(SCENARIOS) --out out/scenarios
 
-demo: ## the end-to-end demo (not assembled yet: says what it still needs)
+demo: $(VENV)/.installed cluster-deps cluster-binaries ## a bad deploy diagnosed and rolled back, a harmful scale-down reverted (local world)
 	bash scripts/demo.sh
 
 bench: ## investigation benchmark on the local world: 10/100/1,000 pods (docs/benchmarks.md)

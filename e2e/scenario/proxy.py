@@ -19,6 +19,8 @@ class OutageProxy:
         self.port: int = self._server.getsockname()[1]
         self._down_until = 0.0
         self._closed = False
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
         threading.Thread(target=self._accept, name="prom-proxy", daemon=True).start()
 
     @property
@@ -26,8 +28,16 @@ class OutageProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def outage(self, seconds: float) -> None:
-        """Refuse every connection for ``seconds``: to the operator, Prometheus is gone."""
+        """Refuse every connection for ``seconds``: to the operator, Prometheus is gone. Open
+        keep-alive connections are cut too, or a pooled client would never notice."""
         self._down_until = time.monotonic() + seconds
+        with self._lock:
+            open_sockets, self._open = self._open, set()
+        for s in open_sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
 
     @property
     def down(self) -> bool:
@@ -54,6 +64,8 @@ class OutageProxy:
             except OSError:
                 client.close()
                 continue
+            with self._lock:
+                self._open |= {client, upstream}
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 

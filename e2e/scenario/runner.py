@@ -385,7 +385,9 @@ class ScenarioRun:
             status = inc.get("status", {})
             o.incident_status = status
             hyps = status.get("hypotheses", [])
-            if hyps:
+            # Judge the diagnosis Stanch gave before anyone acted on it: once a mitigation runs,
+            # the rollback itself becomes the newest change and the ranking moves on.
+            if hyps and self.mitigation_created_at is None:
                 top = hyps[0]
                 o.top_category = top.get("category")
                 o.categories = [h.get("category") for h in hyps]
