@@ -499,3 +499,10 @@ def test_target_changed_between_snapshot_and_lock_is_snapshotted_again() -> None
     t = reduce(t.state, TargetObserved(cluster.world()), now=T0)
     assert t.state.status.snapshot is not None
     assert t.state.status.snapshot["target"]["spec"]["replicas"] == 4
+
+
+def test_status_names_the_action_for_the_printer_column() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
+    assert st.status.action is not None
+    assert st.status.action.value == "Scale"

@@ -104,7 +104,14 @@ def _transition(
         time=now, actor=actor[:256], event=event, from_phase=before, to_phase=after, reason=reason[:1024]
     )
     new_status = state.status.model_copy(
-        update={**status, "phase": after, "message": reason[:1024], "audit": [*state.status.audit, entry]}
+        update={
+            **status,
+            "phase": after,
+            "message": reason[:1024],
+            "audit": [*state.status.audit, entry],
+            # For the printer column: `kubectl get mit` shows what each Mitigation does.
+            "action": state.spec.action,
+        }
     )
     new_status = type(new_status).model_validate(new_status.model_dump())  # re-apply the caps
     warn = (after in WARNING_PHASES and after != before) or event in {"ApplyFailed", "Blocked", "Drift"}
