@@ -35,7 +35,7 @@ from e2e.operator_process import OperatorProcess
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
+from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 from stanch.wiring.investigation import Investigator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ async def create_events(kube: KubeClient, ns: str, pods: list[dict[str, Any]]) -
 def templates(window: str) -> dict[str, str]:
     """The default templates with their rate window replaced (see docs/benchmarks.md for why)."""
     merged = {**DEFAULT_SIGNAL_TEMPLATES, **DEFAULT_BREAKDOWN_TEMPLATES}
-    return {k: v.replace("[5m]", f"[{window}]") for k, v in merged.items()}
+    return with_rate_window(merged, window)
 
 
 async def refreshes(world: WorldInfo, ns: str, name: str, runs: int, result: SizeResult, window: str) -> None:

@@ -27,7 +27,7 @@ from e2e.operator_process import OperatorProcess
 from e2e.scenario.format import Scenario, Step, Workload, seconds
 from e2e.scenario.proxy import OutageProxy
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
+from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 
 # Time is compressed: short rate windows and fast loops so a scenario takes about a minute. The
 # default templates' 5m windows would need a 5-minute baseline; these are the same queries at 15s.
@@ -39,7 +39,7 @@ def fast_signals_file(directory: Path) -> Path:
     templates = {**DEFAULT_SIGNAL_TEMPLATES, **DEFAULT_BREAKDOWN_TEMPLATES}
     path = directory / "signals.yaml"
     directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({k: v.replace("[5m]", f"[{RATE_WINDOW}]") for k, v in templates.items()}))
+    path.write_text(yaml.safe_dump(with_rate_window(templates, RATE_WINDOW)))
     return path
 
 

@@ -25,7 +25,7 @@ from e2e.kube import Kube, deployment
 from e2e.operator_process import OperatorProcess
 from e2e.tests.test_workloads import ready_pods, rollout_complete
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
+from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 
 BASELINE_SECONDS = 25
 WINDOW = "15s"
@@ -36,7 +36,7 @@ def investigation_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Short signal windows and a fast refresh for the operator started by the ``operator`` fixture."""
     templates = {**DEFAULT_SIGNAL_TEMPLATES, **DEFAULT_BREAKDOWN_TEMPLATES}
     signals = tmp_path / "signals.yaml"
-    signals.write_text(yaml.safe_dump({k: v.replace("[5m]", f"[{WINDOW}]") for k, v in templates.items()}))
+    signals.write_text(yaml.safe_dump(with_rate_window(templates, WINDOW)))
     monkeypatch.setenv("STANCH_SIGNALS_FILE", str(signals))
     monkeypatch.setenv("STANCH_INVESTIGATION_INTERVAL", "3s")
 

@@ -109,3 +109,15 @@ def test_rendering_every_placeholder_leaves_no_slot(values: dict[str, str]) -> N
     template = "x{" + ",".join(f'{k}="{{{{{k}}}}}"' for k in values) + "}"
     expected = "x{" + ",".join(f'{k}="{escape_label_value(v)}"' for k, v in values.items()) + "}"
     assert render("t", template, {**VALUES, **values}) == expected
+
+
+def test_with_rate_window_replaces_only_the_rate_window() -> None:
+    from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
+
+    fast = with_rate_window(DEFAULT_SIGNAL_TEMPLATES, "15s")
+    assert set(fast) == set(DEFAULT_SIGNAL_TEMPLATES)
+    assert all("[5m]" not in q for q in fast.values())
+    assert "[15s]" in fast["error_ratio"]
+    assert fast["error_ratio"] == DEFAULT_SIGNAL_TEMPLATES["error_ratio"].replace("[5m]", "[15s]")
+    with pytest.raises(ValueError, match="rate window"):
+        with_rate_window(DEFAULT_SIGNAL_TEMPLATES, "15 seconds")

@@ -147,3 +147,17 @@ def render(name: str, template: str, values: Mapping[str, str]) -> str:
     if missing:
         raise TemplateError(name, f"no value for placeholder(s) {', '.join(missing)}")
     return _SLOT.sub(lambda m: escape_label_value(values[m.group(1)]), template)
+
+
+DEFAULT_RATE_WINDOW = "5m"
+
+
+def with_rate_window(templates: Mapping[str, str], window: str) -> dict[str, str]:
+    """The templates with the default templates' ``[5m]`` rate window replaced by ``window``.
+
+    The default window suits a 15-30 s scrape interval; a Prometheus that scrapes every second
+    (the local world, fast tests) sees as many samples in ``[15s]``.
+    """
+    if not re.fullmatch(r"\d+(ms|s|m|h)", window):
+        raise ValueError(f"rate window {window!r} is not a Prometheus duration like 15s or 2m")
+    return {k: v.replace(f"[{DEFAULT_RATE_WINDOW}]", f"[{window}]") for k, v in templates.items()}
