@@ -64,7 +64,7 @@ EFFECT_FLOORS: Mapping[SignalKind | None, float] = {
 }
 """Smallest absolute move worth reverting for, by signal kind."""
 
-NOISE_MULTIPLE = 2.0
+NOISE_MULTIPLE = 3.0
 """The effect must also exceed this many robust standard deviations (1.4826 * MAD) of the baseline."""
 
 
