@@ -121,6 +121,8 @@ class LocalWorld:
             return None
         if not self._http_ok(f"{info.prometheus_url}/-/ready"):
             return None
+        if info.simulator_url and not self._scraped(info.prometheus_url):
+            return None
         if info.simulator_url and not self._http_ok(f"{info.simulator_url}/healthz"):
             return None
         return info
@@ -314,7 +316,21 @@ class LocalWorld:
         processes.start_detached("prometheus", prometheus.command(binary, config, data, port), self.state)
         url = f"http://127.0.0.1:{port}"
         self._wait(lambda: self._http_ok(f"{url}/-/ready"), 30, "Prometheus /-/ready")
+        if simulator_url:
+            # /-/ready only means the TSDB is open; tests query straight away, so the world is up
+            # once the first scrape of the simulator has landed.
+            self._wait(lambda: self._scraped(url), 30, "Prometheus first scrape of the simulator")
         return url
+
+    @staticmethod
+    def _scraped(prometheus_url: str) -> bool:
+        try:
+            reply = httpx.get(
+                f"{prometheus_url}/api/v1/query", params={"query": 'up{job="workloads"} == 1'}, timeout=2
+            )
+            return reply.status_code == 200 and bool(reply.json()["data"]["result"])
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
 
 
 def node_manifest(name: str, index: int) -> dict[str, Any]:
