@@ -240,3 +240,16 @@ def test_small_noisy_samples_do_not_fail_two_checks_in_a_row() -> None:
                 reverts += 1
                 break
     assert reverts == 0
+
+
+def test_spec_errors_name_each_field_and_the_fix() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from stanch.wiring.handlers.mitigation import spec_errors
+
+    with pytest.raises(ValidationError) as info:
+        MitigationSpec.model_validate({"target": {"name": "web"}, "scale": {}})
+    text = spec_errors(info.value)
+    assert text.startswith("spec.scale: scale needs exactly one of replicas or factor"), text
+    assert "recreate" in text

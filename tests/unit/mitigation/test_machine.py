@@ -506,3 +506,65 @@ def test_status_names_the_action_for_the_printer_column() -> None:
     st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
     assert st.status.action is not None
     assert st.status.action.value == "Scale"
+
+
+# --- specs that cannot be executed ----------------------------------------------------------------
+
+
+def test_unexecutable_spec_ends_failed_once_with_the_field_named_and_the_target_untouched() -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"rollback": {"toRevision": 99}}, "spec.rollback.toRevision 99"),
+        (
+            {"configToggle": {"configMap": "flags", "key": "beta", "value": "0"}},
+            "spec.configToggle.configMap",
+        ),
+        ({"evacuate": {"node": "kwok-node-9"}}, "spec.evacuate.node 'kwok-node-9'"),
+    ]
+    for action, field_name in cases:
+        cluster = new_cluster()
+        before = copy.deepcopy(cluster.objects)
+        st, log = step(state(action), Tick(), cluster, T0)
+        assert st.status.phase == P.FAILED, (action, st.status.message)
+        assert field_name in (st.status.message or ""), st.status.message
+        assert cluster.mutations == []
+        assert cluster.objects == before
+        (valid,) = [c for c in st.status.conditions if c.type == "Valid"]
+        assert (valid.status.value, valid.reason) == ("False", "PlanFailed")
+        assert field_name in valid.message
+        last = log[-1]
+        assert [(e.type, e.reason) for e in last.events] == [("Warning", "PlanFailed")]
+        assert any(isinstance(e, Finish) for e in last.effects)
+        # Terminal: the next wake-up changes nothing and asks for nothing (no retry, no hot loop).
+        again = reduce(st, Tick(), now=T0 + timedelta(seconds=30))
+        assert again.state == st
+        assert again.effects == ()
+        assert again.events == ()
+
+
+def test_missing_target_fails_without_touching_anything() -> None:
+    cluster = Cluster({})
+    st, _ = step(state({"scale": {"replicas": 3}}), Tick(), cluster, T0)
+    assert st.status.phase == P.FAILED
+    assert "spec.target: Deployment/web not found" in (st.status.message or "")
+    assert cluster.mutations == []
+
+
+def test_a_planned_mitigation_is_valid() -> None:
+    st, _ = step(state({"scale": {"replicas": 4}}), Tick(), new_cluster(), T0)
+    (valid,) = [c for c in st.status.conditions if c.type == "Valid"]
+    assert valid.status.value == "True"
+
+
+def test_a_spec_that_does_not_parse_fails_once() -> None:
+    from stanch.core.machine.reducer import invalid_spec
+
+    status, event = invalid_spec(MitigationStatus(phase=P.PENDING), "spec.scale: needs replicas", T0)
+    assert status.phase == P.FAILED
+    assert event is not None
+    assert event.type == "Warning"
+    assert "spec.scale" in event.message
+    assert [a.event for a in status.audit] == ["InvalidSpec"]
+    assert status.conditions[0].reason == "InvalidSpec"
+    again, none = invalid_spec(status, "spec.scale: needs replicas", T0 + timedelta(minutes=1))
+    assert none is None
+    assert again == status

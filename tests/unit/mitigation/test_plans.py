@@ -180,16 +180,39 @@ def test_restart_named_pods_deletes_by_uid() -> None:
     assert "web-gone" in p.summary
 
 
-def test_config_toggle_sets_key_with_previous_value_precondition_and_revert_removes_new_key() -> None:
+def test_config_toggle_of_a_missing_key_cannot_be_executed_and_names_the_fix() -> None:
+    # A typo in the key would otherwise add a flag nobody reads and "succeed" doing nothing.
     cm = {"metadata": {"name": "flags", "uid": "cm-uid"}, "data": {"other": "x"}}
+    s = spec(configToggle={"configMap": "flags", "key": "beta", "value": "off"})
+    with pytest.raises(PlanError, match=r"spec\.configToggle\.key 'beta'.*keys: other.*spelling"):
+        take_snapshot(s, World(target=deployment(), config_map=cm), mitigation="m1", now=NOW)
+    with pytest.raises(PlanError, match=r"keys: none"):
+        take_snapshot(
+            s, World(target=deployment(), config_map={"metadata": cm["metadata"]}), mitigation="m1", now=NOW
+        )
+    with pytest.raises(PlanError, match=r"spec\.configToggle\.configMap 'flags' not found.*existing"):
+        take_snapshot(s, World(target=deployment()), mitigation="m1", now=NOW)
+
+
+def test_config_toggle_set_value_is_conditional_on_the_previous_value() -> None:
+    cm = {"metadata": {"name": "flags", "uid": "cm-uid"}, "data": {"other": "x", "beta": "on"}}
     s = spec(configToggle={"configMap": "flags", "key": "beta", "value": "off"})
     snap, p = planned(s, World(target=deployment(), config_map=cm))
     after = apply_patch(cm, p.apply[0])
     assert after["data"] == {"other": "x", "beta": "off"}
-    with pytest.raises(ValueError, match="test"):  # someone set the key meanwhile: refused
-        apply_patch(with_(cm, ["data", "beta"], "on"), p.apply[0])
+    with pytest.raises(ValueError, match="test"):  # someone changed the key meanwhile: refused
+        apply_patch(with_(cm, ["data", "beta"], "maybe"), p.apply[0])
     (revert,) = revert_effects(p, snap, applied_generation=None, at=NOW)
-    assert apply_patch(after, revert)["data"] == {"other": "x"}
+    assert apply_patch(after, revert)["data"] == {"other": "x", "beta": "on"}
+
+
+def test_unexecutable_specs_name_the_field_and_the_fix() -> None:
+    with pytest.raises(PlanError, match=r"spec\.target: Deployment/web not found.*immutable.*existing"):
+        take_snapshot(spec(scale={"replicas": 2}), World(target=None), mitigation="m1", now=NOW)
+    with pytest.raises(PlanError, match=r"spec\.evacuate\.node 'n9': no such node.*kubectl get nodes"):
+        take_snapshot(spec(evacuate={"node": "n9"}), World(target=deployment()), mitigation="m1", now=NOW)
+    with pytest.raises(PlanError, match=r"spec\.restart\.pods: none of web-a exist"):
+        take_snapshot(spec(restart={"pods": ["web-a"]}), World(target=deployment()), mitigation="m1", now=NOW)
 
 
 def test_config_toggle_revert_restores_previous_value() -> None:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from stanch.core.conditions import set_condition
 from stanch.core.effects import (
     Effect,
     EvaluatePolicy,
@@ -50,8 +51,10 @@ from stanch.core.models import (
     AppliedChange,
     AuditEntry,
     Baseline,
+    Condition,
     Drift,
     MitigationPhase,
+    MitigationStatus,
     Plan,
     PolicyDecisionKind,
     SignalValue,
@@ -197,6 +200,58 @@ def _after_unlock(applied: AppliedChange | None) -> AppliedChange | None:
     if applied is None or applied.generation is None:
         return applied
     return applied.model_copy(update={"generation": applied.generation + 1})
+
+
+VALID = "Valid"
+"""Condition: the spec can be executed on its target (False: which field is wrong and how to fix it)."""
+
+
+def _valid(state: MachineState, now: datetime, *, ok: bool, reason: str, message: str) -> list[Condition]:
+    return _valid_condition(state.status, now, ok=ok, reason=reason, message=message)
+
+
+def _valid_condition(
+    status: MitigationStatus, now: datetime, *, ok: bool, reason: str, message: str
+) -> list[Condition]:
+    """``status.conditions`` with the Valid condition set (its time moves only when it flips)."""
+    updated = set_condition(
+        [c.model_dump(by_alias=True, mode="json") for c in status.conditions],
+        type_=VALID,
+        status="True" if ok else "False",
+        reason=reason,
+        message=message,
+        observed_generation=None,
+        now=now,
+    )
+    return [Condition.model_validate(c) for c in updated]
+
+
+def invalid_spec(
+    status: MitigationStatus, error: str, now: datetime
+) -> tuple[MitigationStatus, KubeEvent | None]:
+    """A Mitigation whose spec does not even parse (it got past an older CRD schema): Failed, once,
+    with the Valid condition naming the field. There is no MachineState without a spec, so this is
+    the reducer's one entry that takes a bare status; nothing was planned, so nothing is touched."""
+    reason = f"cannot be executed: invalid spec: {error}"[:1024]
+    if status.phase in TERMINAL_PHASES:
+        return status, None  # said once already
+    entry = AuditEntry(
+        time=now,
+        actor="stanch",
+        event="InvalidSpec",
+        from_phase=status.phase,
+        to_phase=P.FAILED,
+        reason=reason,
+    )
+    new = status.model_copy(
+        update={
+            "phase": P.FAILED,
+            "message": reason,
+            "audit": [*status.audit, entry],
+            "conditions": _valid_condition(status, now, ok=False, reason="InvalidSpec", message=error),
+        }
+    )
+    return type(new).model_validate(new.model_dump()), KubeEvent("Warning", "InvalidSpec", reason)
 
 
 def _finish(state: MachineState, phase: MitigationPhase) -> tuple[Effect, ...]:
@@ -438,17 +493,27 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
                     state.spec, snapshot, mitigation=state.identity.name, mitigation_uid=state.identity.uid
                 )
             except PlanError as err:
+                # The spec cannot be executed on this target: terminal, nothing touched, the
+                # message names the field and the fix. A retry would fail the same way.
                 return _transition(
                     state,
                     now=now,
                     to=P.FAILED,
                     event="PlanFailed",
-                    reason=str(err),
+                    reason=f"cannot be executed: {err}",
                     effects=(Finish(P.FAILED.value),),
+                    conditions=_valid(state, now, ok=False, reason="PlanFailed", message=str(err)),
                 )
             plan_model = Plan(
                 summary=p.summary[:1024], changes=[c[:1024] for c in p.changes], patch=p.patch_record()
             )
+            state = replace(
+                state,
+                status=status.model_copy(
+                    update={"conditions": _valid(state, now, ok=True, reason="Planned", message=p.summary)}
+                ),
+            )
+            status = state.status
             if state.spec.dry_run:
                 return _transition(
                     state,

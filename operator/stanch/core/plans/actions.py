@@ -49,7 +49,10 @@ def take_snapshot(spec: MitigationSpec, world: World, *, mitigation: str, now: d
     """The pre-change record persisted before anything is touched. Raises PlanError."""
     target = world.target
     if target is None:
-        raise PlanError(f"target {spec.target.display()} not found")
+        raise PlanError(
+            f"spec.target: {spec.target.display()} not found (kubectl get deployments -n <namespace>); "
+            "spec.target is immutable, so delete this Mitigation and create one naming an existing workload"
+        )
     # The HPA is kept for every action: it owns spec.replicas, which drift checks must then ignore.
     snap: dict[str, Any] = {
         "takenAt": rfc3339(now),
@@ -63,6 +66,12 @@ def take_snapshot(spec: MitigationSpec, world: World, *, mitigation: str, now: d
         snap["rollback"] = snapshot_rollback(target, world.replica_sets, spec.rollback.to_revision)
     elif action == ActionKind.RESTART:
         assert spec.restart is not None
+        if spec.restart.pods and not world.pods:
+            raise PlanError(
+                f"spec.restart.pods: none of {', '.join(spec.restart.pods)} exist (they may have been "
+                "replaced already); name current pods (kubectl get pods) or leave pods empty for a "
+                "rolling restart"
+            )
         if not spec.restart.pods and paused:
             raise PlanError(
                 "can't restart a paused Deployment (spec.paused: true), as kubectl refuses too; "
@@ -77,9 +86,19 @@ def take_snapshot(spec: MitigationSpec, world: World, *, mitigation: str, now: d
         assert spec.config_toggle is not None
         cm = world.config_map
         if cm is None:
-            raise PlanError(f"spec.configToggle.configMap {spec.config_toggle.config_map!r} not found")
+            raise PlanError(
+                f"spec.configToggle.configMap {spec.config_toggle.config_map!r} not found in the target's "
+                "namespace; name an existing ConfigMap (kubectl get configmaps)"
+            )
         data = cm.get("data")
         key = spec.config_toggle.key
+        if key not in (data or {}):
+            have = ", ".join(sorted(data or {})[:20]) or "none"
+            raise PlanError(
+                f"spec.configToggle.key {key!r} is not in ConfigMap {spec.config_toggle.config_map!r} "
+                f"(keys: {have}); a toggle changes an existing key: fix the key's spelling, or add the key "
+                "to the ConfigMap first"
+            )
         snap["configMap"] = {
             "name": meta(cm).get("name"),
             "uid": meta(cm).get("uid"),
@@ -92,7 +111,10 @@ def take_snapshot(spec: MitigationSpec, world: World, *, mitigation: str, now: d
         assert spec.evacuate is not None
         node = world.node
         if node is None:
-            raise PlanError(f"spec.evacuate.node {spec.evacuate.node!r} not found")
+            raise PlanError(
+                f"spec.evacuate.node {spec.evacuate.node!r}: no such node; name an existing node "
+                "(kubectl get nodes)"
+            )
         snap["node"] = {
             "name": meta(node).get("name"),
             "uid": meta(node).get("uid"),

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import kopf
+from pydantic import ValidationError
 
 import stanch
 from stanch.adapters.effects import EffectExecutor, EffectResult, Mutation
@@ -62,7 +63,7 @@ from stanch.core.machine.observations import (
     Tick,
     World,
 )
-from stanch.core.machine.reducer import reduce
+from stanch.core.machine.reducer import invalid_spec, reduce
 from stanch.core.machine.state import MachineState, MitigationIdentity, Transition
 from stanch.core.mitigation_context import (
     default_decision,
@@ -427,10 +428,37 @@ async def drive_once(runtime: Runtime, namespace: str, name: str) -> PassResult:
     obj = await runtime.kube.get("Mitigation", name, namespace)
     if obj is None:
         return PassResult(gone=True, finished=True)
+    try:
+        MitigationSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        return await _fail_invalid_spec(runtime, obj, exc)
     resolved = await incident_resolved(runtime, obj)
     policy = ((obj.get("status") or {}).get("policy") or {}).get("policy")
     context = await policy_context(runtime.kube, policy)
     return await Pass(runtime, obj, resolved, context).run()
+
+
+def spec_errors(exc: ValidationError) -> str:
+    """Each problem as ``spec.<field>: <message>``, for status, Event and condition."""
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in ("spec", *err["loc"]))
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts) + "; fix the spec (kubectl edit) or recreate the Mitigation"
+
+
+async def _fail_invalid_spec(runtime: Runtime, obj: dict[str, Any], exc: ValidationError) -> PassResult:
+    """A spec that passed an older CRD schema but does not parse: Failed once, never retried."""
+    status = MitigationStatus.model_validate(
+        {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
+    )
+    new, event = invalid_spec(status, spec_errors(exc), runtime.clock())
+    log = bind_object(obj)
+    if event is not None:
+        await write_status(runtime.kube, "Mitigation", obj, new.to_dict())
+        kopf.event(kopf.Body(obj), type=event.type, reason=event.reason, message=event.message)  # type: ignore[arg-type]
+        log.warning("mitigation spec invalid", reason=event.message)
+    return PassResult(finished=True, phase=new.phase)
 
 
 def _lock(memo: kopf.Memo) -> asyncio.Lock:
