@@ -45,7 +45,6 @@ from stanch.wiring.metrics import Metrics
 
 Clock = Callable[[], datetime]
 MEMO_KUBE = "stanch_policy_kube"
-MEMO_LOCKS = "stanch_policy_target_locks"
 MEMO_NOTIFIER = "stanch_policy_notifier"
 NOTIFY_URL_ENV = "STANCH_NOTIFY_URL"
 NOTIFY_FORMAT_ENV = "STANCH_NOTIFY_FORMAT"
@@ -108,15 +107,13 @@ def make_validate(clock: Clock) -> Callable[..., Any]:
 # --- automatic mitigation -------------------------------------------------------------------------
 
 
-def _lock(memo: kopf.Memo, key: str) -> asyncio.Lock:
-    # Two Incidents about one target are handled concurrently; this makes "look for an active
-    # Mitigation, then create one" atomic within the process. Across replicas, Kopf peering keeps
-    # one operator active at a time.
-    locks: dict[str, asyncio.Lock] = memo.setdefault(MEMO_LOCKS, {})
-    return locks.setdefault(key, asyncio.Lock())
-
-
 def make_auto_mitigate(clock: Clock) -> Callable[..., Any]:
+    # Two Incidents about one target are handled concurrently; a lock per target makes "look for an
+    # active Mitigation, then create one" atomic within the process (across replicas, Kopf peering
+    # keeps one operator active). The locks live here, not in the memo: Kopf gives every Incident its
+    # own memo, so a lock kept there is never shared (two Mitigations were created that way).
+    locks: dict[str, asyncio.Lock] = {}
+
     async def auto_mitigate(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         body = event.get("object") or {}
         if event.get("type") == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
@@ -135,7 +132,7 @@ def make_auto_mitigate(clock: Clock) -> Callable[..., Any]:
         target = suggestion.get("target") or {}
         target_ns = str(target.get("namespace") or incident.spec.target.namespace or namespace)
         kube = kube_of(memo)
-        async with _lock(memo, f"{target_ns}/{target.get('name')}"):
+        async with locks.setdefault(f"{target_ns}/{target.get('name')}", asyncio.Lock()):
             now = clock()
             policies = [load_policy(p, now=now) for p in await store.read_policies(kube, {target_ns})]
             existing: list[PastMitigation] = [
