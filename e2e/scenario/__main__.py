@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     kube = Kube(info.kubectl, info.kubeconfig)
     try:
         with tempfile.TemporaryDirectory(prefix="stanch-scenarios-") as tmp:
-            scores = run_all(scenarios, info, kube, Path(tmp), args.parallel)
+            scores = run_all(scenarios, info, kube, Path(tmp), args.parallel, artefacts=args.out)
     finally:
         if started:
             world.down()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,8 +90,11 @@ class Outcome:
 
 
 class ScenarioRun:
-    def __init__(self, scenario: Scenario, world: WorldInfo, kube: Kube, workdir: Path) -> None:
+    def __init__(
+        self, scenario: Scenario, world: WorldInfo, kube: Kube, workdir: Path, artefacts: Path | None = None
+    ) -> None:
         self.sc = scenario
+        self.artefacts = artefacts
         self.world = world
         self.kube = kube
         self.ns = (
@@ -193,12 +197,25 @@ class ScenarioRun:
     def tear_down(self) -> None:
         with contextlib.suppress(Exception):
             self.operator.stop()
+        with contextlib.suppress(Exception):
+            self._keep_artefacts()
         self.proxy.close()
         with contextlib.suppress(Exception):
             if self.world_keys:
                 self._world_patch(dict.fromkeys(self.world_keys))
         with contextlib.suppress(Exception):
             self.kube.run("delete", "namespace", self.ns, "--wait=false")
+
+    def _keep_artefacts(self) -> None:
+        """What a reviewer needs to see why a scenario failed: the final Incident and Mitigation
+        objects (status, audit) and the operator's logs."""
+        if self.artefacts is None:
+            return
+        self.artefacts.mkdir(parents=True, exist_ok=True)
+        resources = self.kube.run("get", "incidents,mitigations,deployments", "-n", self.ns, "-o", "yaml")
+        (self.artefacts / "resources.yaml").write_text(resources, encoding="utf-8")
+        for log in sorted(self.operator.log_dir.glob("operator-*.log")):
+            shutil.copy(log, self.artefacts / log.name)
 
     # ---- steps -------------------------------------------------------------------------------
     def run_steps(self) -> None:
@@ -306,6 +323,10 @@ class ScenarioRun:
             spec.update(m.action or {})
         if m.approve:
             spec["approval"] = {"approved": True, "approvedBy": "scenario-runner"}
+        if m.incident:
+            # Judge the diagnosis the mitigation was taken from, even when it appeared between two
+            # polls of the scorecard loop.
+            self._snapshot(m.incident)
         target = spec.get("target", {}).get("name")
         if target:
             self.error_ratio_before_mitigation[name] = self.error_ratio(target)

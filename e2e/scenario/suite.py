@@ -17,11 +17,22 @@ DEFAULT_PARALLEL = 3
 
 
 def run_all(
-    scenarios: list[Scenario], world: WorldInfo, kube: Kube, workdir: Path, parallel: int = DEFAULT_PARALLEL
+    scenarios: list[Scenario],
+    world: WorldInfo,
+    kube: Kube,
+    workdir: Path,
+    parallel: int = DEFAULT_PARALLEL,
+    artefacts: Path | None = None,
 ) -> list[Score]:
+    """Scores in the order given; with ``artefacts``, each scenario's final objects and operator logs
+    are kept in ``artefacts/<scenario>/``."""
+
+    def keep(name: str) -> Path | None:
+        return artefacts / name if artefacts is not None else None
+
     def one(sc: Scenario) -> Score:
         print(f"[scenario] {sc.name}: {sc.title}", file=sys.stderr, flush=True)
-        score = judge(sc, ScenarioRun(sc, world, kube, workdir / sc.name).run())
+        score = judge(sc, ScenarioRun(sc, world, kube, workdir / sc.name, keep(sc.name)).run())
         verdict = "pass" if score.passed else f"FAIL {score.failures}"
         print(f"[scenario] {sc.name}: {verdict}", file=sys.stderr, flush=True)
         return score
