@@ -66,6 +66,15 @@ def test_prometheus_down_during_bake_is_never_success(
             st = status(kube, namespace, "grow")
             assert st["phase"] != "Succeeded", st
             assert deployment_state(kube, namespace, "web")["spec"]["replicas"] == 3
+            # Ten or so held checks at a 3 s interval: one Hold in the audit trail and one Event,
+            # while every check is still recorded.
+            assert audit_events(st).count("Hold") == 1, audit_events(st)
+            holds = [
+                e
+                for e in kube.events(namespace)
+                if e["reason"] == "Hold" and e["involvedObject"].get("name") == "grow"
+            ]
+            assert [e.get("count", 1) for e in holds] == [1], holds
     finally:
         shutdown(operator, kube, namespace)
         stop("prometheus", state)

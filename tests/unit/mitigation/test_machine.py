@@ -568,3 +568,54 @@ def test_a_spec_that_does_not_parse_fails_once() -> None:
     again, none = invalid_spec(status, "spec.scale: needs replicas", T0 + timedelta(minutes=1))
     assert none is None
     assert again == status
+
+
+# --- a bounded, meaningful audit trail ------------------------------------------------------------
+
+
+def test_a_long_hold_is_audited_and_announced_once_per_change_of_state() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 4}}), Tick(), cluster, T0)
+    assert st.status.phase == P.BAKING
+    before = len(st.status.audit)
+    now, transitions = T0, []
+    # An hour of checks at the 30 s interval with Prometheus gone (noData: Hold): the bake ends, the
+    # machine holds — and says so once, not 120 times.
+    for _ in range(120):
+        now += timedelta(seconds=30)
+        t = reduce(st, GuardSample(now, series(None, 0)), now=now)
+        st = t.state
+        transitions.append(t)
+    assert st.status.phase == P.BAKING
+    events = [(e.type, e.reason) for t in transitions for e in t.events]
+    assert events == [("Normal", "Check"), ("Normal", "Hold")], events
+    assert [a.event for a in st.status.audit[before:]] == ["Check", "Hold"]
+    assert st.status.verdict is not None
+    assert st.status.verdict.result.value == "NoData"
+    assert len(st.status.observations) == 60  # capped, the latest kept
+    assert st.status.observations[-1].time == now
+    assert "holding" in (st.status.message or "")
+    assert all(any(isinstance(e, WakeAt) for e in t.effects) for t in transitions)
+    # Data comes back and the check fails: a different state, announced once.
+    t = reduce(st, GuardSample(now + timedelta(seconds=30), series(0.4, 6)), now=now + timedelta(seconds=30))
+    assert [e.reason for e in t.events] == ["Hold"]
+    assert t.state.status.verdict is not None
+    assert t.state.status.verdict.result.value == "Inconclusive"
+    # …and back to no data: announced again.
+    t = reduce(
+        t.state, GuardSample(now + timedelta(seconds=60), series(None, 0)), now=now + timedelta(seconds=60)
+    )
+    assert [e.reason for e in t.events] == ["Hold"]
+
+
+def test_checks_with_the_same_result_are_recorded_but_not_announced_each_time() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 4}}), Tick(), cluster, T0)  # bake 5m: all within it
+    now, reasons = T0, []
+    for value in (0.01, 0.01, 0.01, None, None, 0.01):
+        now += timedelta(seconds=30)
+        t = reduce(st, GuardSample(now, series(value, 6 if value is not None else 0)), now=now)
+        st = t.state
+        reasons += [e.message.split(":")[0] for e in t.events]
+    assert reasons == ["check Pass", "check NoData", "check Pass"]
+    assert [o.check.value for o in st.status.observations] == ["Pass"] * 3 + ["NoData"] * 2 + ["Pass"]

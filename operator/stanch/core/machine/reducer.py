@@ -127,6 +127,14 @@ def _transition(
     )
 
 
+def _update(state: MachineState, message: str, effects: tuple[Effect, ...], **status: Any) -> Transition:
+    """Status moves on (a check recorded, the message refreshed) but nothing happened worth an audit
+    entry or an Event: the same outcome as the last one that was recorded."""
+    new_status = state.status.model_copy(update={**status, "message": message[:1024]})
+    new_status = type(new_status).model_validate(new_status.model_dump())  # re-apply the caps
+    return Transition(state=replace(state, status=new_status), effects=effects)
+
+
 def _quiet(state: MachineState, *effects: Effect) -> Transition:
     """No transition: only ask for something (a read, a timer)."""
     return Transition(state=state, effects=effects)
@@ -791,23 +799,35 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
         )
         verdict = judgement.verdict
         if judgement.action == GuardAction.CONTINUE:
+            reason = f"check {result.observation.check.value}: {result.observation.note}"
+            previous = status.observations[-1].check if status.observations else None
+            if previous == result.observation.check:
+                # Same result as the last check: status.observations has it; no audit entry, no Event.
+                return _update(state, reason, (WakeAt(now + interval),), observations=history)
             return _transition(
                 state,
                 now=now,
                 to=None,
                 event="Check",
-                reason=f"check {result.observation.check.value}: {result.observation.note}",
+                reason=reason,
                 effects=(WakeAt(now + interval),),
                 observations=history,
             )
         assert verdict is not None
         if judgement.action == GuardAction.HOLD:
+            reason = f"holding (change kept, not a success): {verdict.reason}"
+            if status.verdict is not None and status.verdict.result == verdict.result:
+                # Still holding for the same reason: one audit entry and Event per change of state,
+                # not one per interval (a long outage would flush the audit trail and spam Events).
+                return _update(
+                    state, reason, (WakeAt(now + interval),), observations=history, verdict=verdict
+                )
             return _transition(
                 state,
                 now=now,
                 to=None,
                 event="Hold",
-                reason=f"holding (change kept, not a success): {verdict.reason}",
+                reason=reason,
                 effects=(WakeAt(now + interval),),
                 observations=history,
                 verdict=verdict,
