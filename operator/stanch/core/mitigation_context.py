@@ -122,6 +122,7 @@ def incident_entry(
         verdict=status.verdict.result if status.verdict else None,
         created_by=status.requested_by,
         created_at=created_at,
+        dry_run=spec.dry_run,
     )
 
 

@@ -13,6 +13,7 @@ No I/O and no clock: ``now`` and ``created_at`` come from the caller.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from stanch.core.analysis.context import RuleContext, compare_revisions, pct
@@ -38,9 +39,11 @@ from stanch.core.analysis.series import ERROR_RATIO, LATENCY, points_of
 from stanch.core.analysis.timeline import TimelineInput, build_timeline
 from stanch.core.models import (
     Evidence,
+    Hypothesis,
     IncidentMitigation,
     IncidentSpec,
     IncidentStatus,
+    MitigationPhase,
     Scope,
     parse_duration,
 )
@@ -75,10 +78,12 @@ def build_context(
     now: datetime,
     created_at: datetime,
     partial: Sequence[str] = (),
+    onset: Onset | None = None,
 ) -> RuleContext:
-    """Scope and correlations worked out once, for every rule to read."""
+    """Scope and correlations worked out once, for every rule to read; ``onset`` fixes the onset
+    instead of detecting it (a diagnosis kept as of the first mitigation)."""
     lookback = parse_duration(spec.lookback)
-    onset = resolve_onset(spec, evidence, created_at)
+    onset = onset or resolve_onset(spec, evidence, created_at)
     baseline = signal_impact(evidence, ERROR_RATIO, onset.time).before
     revisions = compare_revisions(evidence, baseline)
     scope_impact = impact(
@@ -101,6 +106,58 @@ def build_context(
     )
 
 
+ACTED = frozenset(
+    {
+        MitigationPhase.BASELINE,
+        MitigationPhase.APPLYING,
+        MitigationPhase.BAKING,
+        MitigationPhase.SUCCEEDED,
+        MitigationPhase.REVERTING,
+        MitigationPhase.NEEDS_ATTENTION,
+    }
+)
+"""Phases of a Mitigation about to change, changing or having changed the target. From Baseline on:
+the Incident hears of a phase after the Mitigation has moved on, and the target is untouched while
+the baseline is taken, so the diagnosis then is still the one acted on."""
+
+
+@dataclass(frozen=True)
+class KeptDiagnosis:
+    mitigation: str
+    onset: Onset
+    hypotheses: list[Hypothesis]
+    top: str | None
+
+
+def kept_diagnosis(
+    mitigations: Sequence[IncidentMitigation], previous: IncidentStatus | None
+) -> KeptDiagnosis | None:
+    """The diagnosis a standing mitigation acted on, kept as it was.
+
+    Once Stanch has changed the target, its own change is the newest one and the symptom it cured
+    leaves the signal: re-ranking would blame the rollback and suggest rolling "back" to the bad
+    revision. So while a Mitigation that acted on this Incident stands, the onset and hypotheses
+    stay those of the refresh before it (evidence, impact and trend keep refreshing). A Mitigation
+    that was reverted, failed, rejected or only dry-run releases the diagnosis: it was wrong, or
+    nothing changed.
+    """
+    acting = next(
+        (m for m in mitigations if not m.suggested and not m.dry_run and m.phase in ACTED),
+        None,
+    )
+    if acting is None or previous is None or not previous.hypotheses or previous.scope is None:
+        return None
+    scope = previous.scope
+    if scope.onset is None or scope.onset_source is None:
+        return None
+    return KeptDiagnosis(
+        acting.name,
+        Onset(scope.onset, scope.onset_source),
+        list(previous.hypotheses),
+        previous.top_hypothesis,
+    )
+
+
 def investigate(
     spec: IncidentSpec,
     evidence: Evidence,
@@ -117,20 +174,38 @@ def investigate(
     condition); ``previous`` is the Incident's current status, used only to keep condition
     transition times and to post Events for what changed since.
     """
-    ctx = build_context(spec, evidence, now=now, created_at=created_at, partial=partial)
+    kept = kept_diagnosis(mitigations, previous)
+    ctx = build_context(
+        spec,
+        evidence,
+        now=now,
+        created_at=created_at,
+        partial=partial,
+        onset=kept.onset if kept is not None else None,
+    )
     scope = Scope(
         onset=ctx.onset.time,
         onset_source=ctx.onset.source,
         impact=ctx.impact,
         trend=ctx.trend,
     )
-    hypotheses = rank(ctx)
-    top = top_text(hypotheses)
+    if kept is not None:
+        hypotheses, top = kept.hypotheses, kept.top
+    else:
+        hypotheses = rank(ctx)
+        top = top_text(hypotheses)
     timeline = build_timeline(
         TimelineInput(spec, evidence, ctx.onset, ctx.correlated, mitigations, created_at, now, ctx.lookback)
     )
     seen = Observed(
-        scope, hypotheses, top, partial, ctx.metrics_available, ctx.target_missing, _onset_text(ctx.onset)
+        scope,
+        hypotheses,
+        top,
+        partial,
+        ctx.metrics_available,
+        ctx.target_missing,
+        _onset_text(ctx.onset),
+        kept_for=kept.mitigation if kept is not None else None,
     )
     return Findings(
         scope=scope,

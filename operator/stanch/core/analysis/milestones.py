@@ -35,6 +35,8 @@ class Observed:
     metrics_available: bool
     target_missing: bool
     onset_text: str
+    kept_for: str | None = None
+    """The Mitigation whose diagnosis is kept (hypotheses not re-ranked), if any."""
 
 
 def _condition(
@@ -64,8 +66,17 @@ def conditions(seen: Observed, previous: IncidentStatus | None, now: datetime) -
             previous,
             "Investigated",
             True,
-            "Partial" if partial or seen.target_missing or not seen.metrics_available else "Complete",
-            seen.top or "no hypothesis",
+            "DiagnosisKept"
+            if seen.kept_for
+            else "Partial"
+            if partial or seen.target_missing or not seen.metrics_available
+            else "Complete",
+            (seen.top or "no hypothesis")
+            + (
+                f" (diagnosis kept as Mitigation {seen.kept_for} acted on it; evidence keeps refreshing)"
+                if seen.kept_for
+                else ""
+            ),
             now,
         ),
         _condition(

@@ -73,6 +73,8 @@ def _onset_entry(data: TimelineInput) -> TimelineEntry:
             else f"{shift.baseline:.3g} → {shift.level:.3g}"
         )
         summary = f"onset: {onset.signal} rose {levels} (change point)"
+    elif onset.source is OnsetSource.CHANGE_POINT:
+        summary = "onset: a change point in the signal, as found before the mitigation"
     elif onset.source is OnsetSource.STARTED_AT:
         summary = "onset: the reported start (no change point found in the signal)"
     else:

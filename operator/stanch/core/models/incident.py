@@ -438,6 +438,8 @@ class IncidentMitigation(StanchModel):
     """True when listed only (Suggest mode): the Mitigation does not exist."""
     created_at: AwareDatetime | None = None
     """When the Mitigation was created (or suggested); places it on the Incident's timeline."""
+    dry_run: bool = False
+    """True for a dry run: it changed nothing, so the diagnosis is not kept as of it."""
 
 
 class IncidentStatus(StanchModel):

@@ -82,7 +82,11 @@ class AutoMitigation:
     def listing(self, *, suggested: bool) -> IncidentMitigation:
         """The entry in ``Incident.status.mitigations``."""
         return IncidentMitigation(
-            name=self.name, action=self.spec.action, created_by=self.created_by, suggested=suggested
+            name=self.name,
+            action=self.spec.action,
+            created_by=self.created_by,
+            suggested=suggested,
+            dry_run=self.spec.dry_run,
         )
 
 
