@@ -115,6 +115,18 @@ def rank_z(baseline: Sequence[float], elevated: Sequence[float]) -> float:
     return (u - n1 * n2 / 2) / sd if sd else 0.0
 
 
+def _welch_se(a: Sequence[float], b: Sequence[float]) -> float:
+    """Standard error of the difference of means with each side's own spread. Half-normal noise
+    (an error ratio near zero) clusters by chance into a short run of higher values; a pooled sigma
+    below the true spread calls that run a level, each side's own variance does not."""
+
+    def var(xs: Sequence[float]) -> float:
+        m = mean(xs)
+        return sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+
+    return math.sqrt(var(a) / len(a) + var(b) / len(b))
+
+
 def _pooled_sigma(values: Sequence[float], segments: Sequence[tuple[int, int]]) -> float:
     """Noise sigma pooled over the segments (each around its own mean)."""
     sse = 0.0
@@ -198,6 +210,7 @@ def find_shift(points: Sequence[MetricPoint], floor: EffectFloor = DEFAULT_FLOOR
             and effect >= floor.of(base_mean)
             and effect >= Z_SPLIT * se
             and rank_z(values[base_start:base_end], values[s:e]) >= Z_RANK
+            and effect >= Z_SPLIT * _welch_se(values[base_start:base_end], values[s:e])
         ):
             elevated = j
             break
