@@ -50,6 +50,8 @@ from stanch.core.models import (
     ActionKind,
     AppliedChange,
     AuditEntry,
+    AutoSync,
+    AutoSyncPhase,
     Baseline,
     Condition,
     Drift,
@@ -72,6 +74,14 @@ from stanch.core.plans import (
     revert_effects,
     take_snapshot,
     unlock_patch,
+)
+from stanch.core.plans.autosync import (
+    HELD,
+    held_annotations,
+    needs_restore,
+    plan_auto_sync,
+    resume_patch,
+    resumed,
 )
 from stanch.core.plans.common import MutatingEffect, meta
 from stanch.core.plans.jsonpatch import get_path
@@ -103,6 +113,8 @@ def _transition(
     """A transition with its audit entry and Event; ``status`` fields are replaced."""
     before = _phase(state)
     after = to or before
+    if after in TERMINAL_PHASES and before not in TERMINAL_PHASES and "auto_sync" not in status:
+        status = {**status, **_ending_auto_sync(state, effects, now)}
     entry = AuditEntry(
         time=now, actor=actor[:256], event=event, from_phase=before, to_phase=after, reason=reason[:1024]
     )
@@ -167,6 +179,18 @@ def _observe(state: MachineState) -> ObserveTarget:
     return ObserveTarget(_reads(state))
 
 
+def _plan_auto_sync(
+    state: MachineState, snapshot: dict[str, Any], holder: str | None, now: datetime
+) -> AutoSync | None:
+    """The suspension the policy decision asks for; kept as recorded when we already hold the lock
+    (a re-plan after a restart must not take our own switch for someone else's)."""
+    recorded = state.status.auto_sync
+    if holder == state.identity.name and needs_restore(recorded):
+        return recorded
+    decision = state.status.policy
+    return plan_auto_sync(decision.suspend_auto_sync if decision else None, snapshot["target"], now)
+
+
 def _plan(state: MachineState) -> ActionPlan:
     assert state.status.snapshot is not None
     return plan(
@@ -197,7 +221,7 @@ def _unlock(state: MachineState) -> tuple[Effect, ...]:
     return (unlock_patch(snap["target"], state.identity.name),)
 
 
-def _after_unlock(applied: AppliedChange | None) -> AppliedChange | None:
+def _after_unlock(applied: AppliedChange | None, extra: int = 0) -> AppliedChange | None:
     """What we expect of the target once our lock is released.
 
     Releasing the lock removes an annotation, which moves a Deployment's generation by one; a
@@ -207,7 +231,8 @@ def _after_unlock(applied: AppliedChange | None) -> AppliedChange | None:
     """
     if applied is None or applied.generation is None:
         return applied
-    return applied.model_copy(update={"generation": applied.generation + 1})
+    # ``extra``: writes after the unlock (restoring a GitOps switch), one generation step each.
+    return applied.model_copy(update={"generation": applied.generation + 1 + extra})
 
 
 VALID = "Valid"
@@ -263,7 +288,53 @@ def invalid_spec(
 
 
 def _finish(state: MachineState, phase: MitigationPhase) -> tuple[Effect, ...]:
-    return (*_unlock(state), Finish(phase.value))
+    return (*_unlock(state), *_resume(state), Finish(phase.value))
+
+
+def _resume(state: MachineState) -> tuple[Effect, ...]:
+    """Restore the GitOps self-heal suspended with the lock (conditional, idempotent)."""
+    record, snap = state.status.auto_sync, state.status.snapshot
+    if record is None or not snap or state.spec.dry_run or not needs_restore(record):
+        return ()
+    return (resume_patch(record, snap["target"]),)
+
+
+def _ending_auto_sync(state: MachineState, effects: tuple[Effect, ...], now: datetime) -> dict[str, Any]:
+    """The auto-sync record as the Mitigation ends: restoring when the effects restore it; never
+    suspended when it ends before its lock (and with it the suspension) landed."""
+    record = state.status.auto_sync
+    if record is None or record.phase not in (AutoSyncPhase.SUSPENDING, AutoSyncPhase.SUSPENDED):
+        return {}
+    if any(isinstance(e, Patch) and e.step == "Resume" for e in effects):
+        return {"auto_sync": record.model_copy(update={"phase": AutoSyncPhase.RESTORING, "changed_at": now})}
+    if record.phase is AutoSyncPhase.SUSPENDING:
+        update = {
+            "phase": AutoSyncPhase.NOT_SUSPENDED,
+            "reason": "the lock was never taken",
+            "changed_at": now,
+        }
+        return {"auto_sync": record.model_copy(update=update)}
+    return {}
+
+
+def _after_end(state: MachineState, obs: Observation, now: datetime) -> Transition:
+    """A terminal Mitigation still restores what it suspended (also after a restart)."""
+    record = state.status.auto_sync
+    if isinstance(obs, ChangeApplied | ApplyFailed) and obs.step == "Resume" and record is not None:
+        if isinstance(obs, ApplyFailed) and obs.retriable and not obs.conflict:
+            return _quiet(state, WakeAt(now + timedelta(seconds=10)))
+        done = resumed(record, isinstance(obs, ChangeApplied), getattr(obs, "reason", ""), now)
+        return _transition(
+            state,
+            now=now,
+            to=None,
+            event="AutoSyncRestored" if done.phase is AutoSyncPhase.RESTORED else "AutoSyncNotRestored",
+            reason=done.reason,
+            auto_sync=done,
+        )
+    if isinstance(obs, Tick) and record is not None and record.phase is AutoSyncPhase.RESTORING:
+        return _quiet(state, *_resume(state))
+    return _quiet(state)
 
 
 def _intent(state: MachineState, step: str, now: datetime, *, attempt: int = 1) -> StepIntent:
@@ -320,12 +391,14 @@ def _preconditions_hold(effects: tuple[MutatingEffect, ...], world: World) -> bo
 def reduce(state: MachineState, observation: Observation, *, now: datetime) -> Transition:
     """Decide what happens next. Pure: no I/O, time comes in as ``now``."""
     phase = _phase(state)
+    if phase in TERMINAL_PHASES and isinstance(observation, ChangeApplied | ApplyFailed):
+        return _after_end(state, observation, now)
     if isinstance(observation, DeleteRequested) or (state.deleting and phase not in (P.REVERTING,)):
         return _on_delete(state, now)
     if isinstance(observation, IncidentResolved):
         return _on_resolved(state, now)
     if phase in TERMINAL_PHASES:
-        return _quiet(state)
+        return _after_end(state, observation, now)
     handler = {
         P.PENDING: _pending,
         P.AWAITING_APPROVAL: _awaiting,
@@ -495,8 +568,12 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
         if status.snapshot is None:
             try:
                 snapshot = take_snapshot(state.spec, world, mitigation=state.identity.name, now=now)
+                auto_sync = None
                 if not state.spec.dry_run:
                     snapshot["lockedGeneration"] = locked_generation(snapshot["target"], state.identity.name)
+                    auto_sync = _plan_auto_sync(state, snapshot, holder, now)
+                    if held_annotations(auto_sync):
+                        snapshot[HELD] = held_annotations(auto_sync)
                 p = plan(
                     state.spec, snapshot, mitigation=state.identity.name, mitigation_uid=state.identity.uid
                 )
@@ -545,7 +622,7 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
                     snapshot=snapshot,
                 )
             if holder == state.identity.name:
-                return _query_baseline(state, now, plan=plan_model, snapshot=snapshot)
+                return _query_baseline(state, now, plan=plan_model, snapshot=snapshot, auto_sync=auto_sync)
             state2 = replace(
                 state, status=status.model_copy(update={"snapshot": snapshot, "plan": plan_model})
             )
@@ -558,6 +635,7 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
                 reason=f"snapshot taken; plan: {p.summary}",
                 effects=(PersistIntent(intent),),
                 plan=plan_model,
+                auto_sync=auto_sync,
                 snapshot=snapshot,
                 intent=intent,
                 canary=snapshot.get("canary"),
@@ -587,7 +665,13 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
     if isinstance(obs, IntentPersisted) and obs.step == "Lock" and status.snapshot is not None:
         holder = (meta(status.snapshot["target"]).get("annotations") or {}).get(LOCK_ANNOTATION)
         stale = holder if holder and holder != state.identity.name else None
-        return _quiet(state, lock_patch(status.snapshot["target"], state.identity.name, stale_holder=stale))
+        lock = lock_patch(
+            status.snapshot["target"],
+            state.identity.name,
+            stale_holder=stale,
+            held=status.snapshot.get(HELD),
+        )
+        return _quiet(state, lock)
     if isinstance(obs, ChangeApplied) and obs.step == "Lock":
         return _query_baseline(state, now)
     if isinstance(obs, ApplyFailed) and obs.step == "Lock":
@@ -636,7 +720,20 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
 
 
 def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transition:
+    record = status.get("auto_sync", state.status.auto_sync)
+    reason = f"target locked for {state.identity.name}; taking baseline"
+    if record is not None and record.phase is AutoSyncPhase.SUSPENDING:
+        # The switch was set in the lock's own write: the lock landed, so did the suspension.
+        status["auto_sync"] = record.model_copy(
+            update={
+                "phase": AutoSyncPhase.SUSPENDED,
+                "reason": record.reason.replace("suspending", "suspended", 1),
+                "changed_at": now,
+            }
+        )
+        reason += f"; {status['auto_sync'].reason}"
     window, _, _ = _durations(state)
+
     query = QuerySignals(
         signals=tuple(s.name for s in state.guard.signals),
         start=now - window,
@@ -649,7 +746,7 @@ def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transi
         now=now,
         to=None,
         event="Locked",
-        reason=f"target locked for {state.identity.name}; taking baseline",
+        reason=reason,
         effects=(query,),
         intent=None,
         **status,
@@ -862,7 +959,7 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
             effects=_finish(state, P.SUCCEEDED),
             observations=history,
             verdict=verdict,
-            applied=_after_unlock(state.status.applied),
+            applied=_after_unlock(state.status.applied, extra=len(_resume(state))),
         )
     return _quiet(state)
 

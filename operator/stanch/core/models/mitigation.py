@@ -25,6 +25,11 @@ APPROVED_BY_ANNOTATION = "stanch.dev/approved-by"
 LOCK_ANNOTATION = "stanch.dev/active-mitigation"
 """Annotation on the target naming the Mitigation holding its lock (one active mitigation per target)."""
 
+FLUX_RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
+"""Flux's documented per-object switch: with the value ``disabled`` on the live object,
+kustomize-controller neither applies nor prunes it until the annotation is gone."""
+FLUX_RECONCILE_DISABLED = "disabled"
+
 Actor = Annotated[str, StringConstraints(max_length=256)]
 """A user name, a service account, or ``policy:<namespace>/<name>#<rule>``."""
 
@@ -130,6 +135,18 @@ class PolicyDecisionKind(StrEnum):
     REQUIRE_APPROVAL = "RequireApproval"
 
 
+class AutoSyncRequest(StanchModel):
+    """A policy's request to suspend the GitOps controller's self-heal while the Mitigation runs
+    (``gitops.suspendAutoSync``)."""
+
+    tool: Annotated[str, StringConstraints(max_length=64)]
+    """``ArgoCD`` or ``Flux``."""
+    app: Text
+    """What reconciles the target, e.g. ``Kustomization flux-system/apps``."""
+    policy: Annotated[str, StringConstraints(max_length=320)]
+    """The policy that asked for it."""
+
+
 class PolicyDecision(StanchModel):
     """Which policy and rule decided, and why (design invariant 4: no action without it)."""
 
@@ -146,6 +163,46 @@ class PolicyDecision(StanchModel):
     """When the decision was made."""
     gitops_managed: Annotated[str, StringConstraints(max_length=64)] | None = None
     """The GitOps tool managing the target (``ArgoCD``, ``Flux``), when detected."""
+    suspend_auto_sync: AutoSyncRequest | None = None
+    """Set when a matching policy asks for the GitOps controller's self-heal to be suspended for the
+    duration of the Mitigation (never for dry runs or denied requests)."""
+
+
+class AutoSyncPhase(StrEnum):
+    """Where the suspension of a GitOps controller's self-heal stands."""
+
+    SUSPENDING = "Suspending"
+    """Recorded before the change that suspends it (taken together with the target lock)."""
+    SUSPENDED = "Suspended"
+    NOT_SUSPENDED = "NotSuspended"
+    """Asked for but not done; ``reason`` says why (nothing was changed)."""
+    RESTORING = "Restoring"
+    """The Mitigation ended; the restore is under way (a restarted operator finishes it)."""
+    RESTORED = "Restored"
+    NOT_RESTORED = "NotRestored"
+    """The switch was no longer as Stanch left it (someone changed it); left as it is."""
+
+
+class AutoSync(StanchModel):
+    """What Stanch suspended of a GitOps controller's self-heal, written before it does so, so that a
+    restarted operator restores exactly that."""
+
+    tool: Annotated[str, StringConstraints(max_length=64)]
+    """``ArgoCD`` or ``Flux``."""
+    object: Annotated[str, StringConstraints(max_length=320)]
+    """The object carrying the switch, as ``Kind/namespace/name``."""
+    field: Annotated[str, StringConstraints(max_length=320)]
+    """The switch, e.g. ``metadata.annotations[kustomize.toolkit.fluxcd.io/reconcile]``."""
+    value: Annotated[str, StringConstraints(max_length=64)]
+    """The value Stanch sets while the Mitigation runs, e.g. ``disabled``."""
+    previous: Annotated[str, StringConstraints(max_length=256)] | None = None
+    """The value before (absent: none), put back at the end."""
+    phase: AutoSyncPhase
+    """Where it stands."""
+    reason: Text = ""
+    """Why, in words."""
+    changed_at: AwareDatetime | None = None
+    """When ``phase`` last changed."""
 
 
 class Plan(StanchModel):
@@ -350,6 +407,8 @@ class MitigationStatus(StanchModel):
     """Append-only audit trail; when full the oldest entries are dropped (Events keep the full record)."""
     drift: Drift | None = None
     """Foreign change detected after acting."""
+    auto_sync: AutoSync | None = None
+    """The GitOps self-heal suspended for the Mitigation's duration (``gitops.suspendAutoSync``)."""
     message: Text = ""
     """Latest human-readable status."""
     conditions: Conditions = []

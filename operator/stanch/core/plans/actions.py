@@ -18,6 +18,7 @@ from typing import Any
 from stanch.core.effects import Create, Delete, ObjectKey, Patch, Precondition, pointer
 from stanch.core.machine.observations import World
 from stanch.core.models import ActionKind, MitigationSpec
+from stanch.core.plans.autosync import HELD
 from stanch.core.plans.common import (
     CANARY_LABEL,
     RESTARTED_AT,
@@ -217,7 +218,7 @@ def plan(
                 apply=(),
                 noop_reason=f"current template already matches revision {chosen['revision']}",
             )
-        patch = rollback_patch(target, chosen, mitigation)
+        patch = rollback_patch(target, chosen, mitigation, snapshot.get(HELD))
         return ActionPlan(
             summary=f"roll back {key.display()} to revision {chosen['revision']} ({chosen['replicaSet']})",
             changes=tuple(_diff_lines(tspec.get("template"), patch.ops[0]["value"], "spec.template")),
@@ -583,8 +584,12 @@ def revert_effects(
             if path == "/metadata/annotations":
                 after = op["value"]
                 for k in sorted(set(after) | set(old or {})):
-                    if k.startswith("deployment.kubernetes.io/") or k == "stanch.dev/active-mitigation":
-                        continue
+                    if (
+                        k.startswith("deployment.kubernetes.io/")
+                        or k == "stanch.dev/active-mitigation"
+                        or k in (snapshot.get(HELD) or {})
+                    ):
+                        continue  # released at the end, not by the revert
                     p = pointer("metadata", "annotations", k)
                     if (old or {}).get(k) is None and k in after:
                         ops.append({"op": "remove", "path": p})

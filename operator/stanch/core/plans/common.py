@@ -88,15 +88,36 @@ def strip_object(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def lock_patch(target: Mapping[str, Any], holder: str, *, stale_holder: str | None) -> Patch:
-    """Take the lock: conditional on the annotation being absent (or still naming the stale holder)."""
+def lock_patch(
+    target: Mapping[str, Any],
+    holder: str,
+    *,
+    stale_holder: str | None,
+    held: Mapping[str, str] | None = None,
+) -> Patch:
+    """Take the lock: conditional on the annotation being absent (or still naming the stale holder).
+
+    ``held`` annotations (a GitOps controller's per-object switch) are set in the same write, each
+    conditional on still having the snapshot's value, so lock and suspension land together or not
+    at all, and the Deployment's generation moves by exactly one.
+    """
     key = deployment_key(target)
     path = pointer("metadata", "annotations", LOCK_ANNOTATION)
+    held = held or {}
     if "annotations" in meta(target) and meta(target)["annotations"] is not None:
-        ops: tuple[Mapping[str, Any], ...] = ({"op": "add", "path": path, "value": holder},)
-        tests: tuple[tuple[str, Any], ...] = ((path, stale_holder),)
+        ops: tuple[Mapping[str, Any], ...] = (
+            {"op": "add", "path": path, "value": holder},
+            *(
+                {"op": "add", "path": pointer("metadata", "annotations", k), "value": v}
+                for k, v in sorted(held.items())
+            ),
+        )
+        tests: tuple[tuple[str, Any], ...] = (
+            (path, stale_holder),
+            *((pointer("metadata", "annotations", k), annotations_of(target).get(k)) for k in sorted(held)),
+        )
     else:
-        ops = ({"op": "add", "path": "/metadata/annotations", "value": {LOCK_ANNOTATION: holder}},)
+        ops = ({"op": "add", "path": "/metadata/annotations", "value": {LOCK_ANNOTATION: holder, **held}},)
         tests = (("/metadata/annotations", None),)
     return Patch(
         key=key,

@@ -141,9 +141,16 @@ def snapshot_rollback(
     }
 
 
-def rollback_patch(snapshot_target: Mapping[str, Any], chosen: Mapping[str, Any], holder: str) -> Patch:
+def rollback_patch(
+    snapshot_target: Mapping[str, Any],
+    chosen: Mapping[str, Any],
+    holder: str,
+    held: Mapping[str, str] | None = None,
+) -> Patch:
+    """``held``: annotations set with the lock (a GitOps switch) that must survive the rollback."""
     rs_view = {"metadata": {"annotations": chosen["annotations"]}}
     new_annotations = rollback_annotations(snapshot_target, rs_view)
+    new_annotations.update(held or {})
     new_annotations[LOCK_ANNOTATION] = holder
     has_annotations = meta(snapshot_target).get("annotations") is not None
     key = deployment_key(snapshot_target)

@@ -21,9 +21,14 @@ from typing import Any
 
 from stanch.core.models.actions import ActionKind
 from stanch.core.models.common import format_duration, parse_duration
-from stanch.core.models.mitigation import MitigationSpec, PolicyDecision, PolicyDecisionKind
+from stanch.core.models.mitigation import (
+    AutoSyncRequest,
+    MitigationSpec,
+    PolicyDecision,
+    PolicyDecisionKind,
+)
 from stanch.core.models.policy import ActionLimits, ActionRule, ApprovalTier
-from stanch.core.policy.facts import TargetFacts
+from stanch.core.policy.facts import GitOpsOwner, TargetFacts
 from stanch.core.policy.history import PastMitigation, parse_time
 from stanch.core.policy.loading import LoadedPolicy
 from stanch.core.policy.selection import node_allowed, selects
@@ -135,7 +140,29 @@ def evaluate(
             decided_at=now,
             gitops_managed=gitops,
         )
-    return decision.model_copy(update={"decided_at": now, "gitops_managed": gitops})
+    decision = decision.model_copy(update={"decided_at": now, "gitops_managed": gitops})
+    return _with_auto_sync(decision, matching, owner)
+
+
+def _with_auto_sync(
+    decision: PolicyDecision, matching: Sequence[LoadedPolicy], owner: GitOpsOwner | None
+) -> PolicyDecision:
+    """Ask for the GitOps controller's self-heal to be suspended when a valid matching policy says so.
+    Only a valid policy can ask: suspending touches the GitOps controller, which widens what Stanch
+    does, and a broken policy never widens anything."""
+    if owner is None or decision.decision is PolicyDecisionKind.DENY:
+        return decision
+    asking = next((p for p in matching if p.valid and p.spec.gitops.suspend_auto_sync), None)
+    if asking is None:
+        return decision
+    request = AutoSyncRequest(tool=owner.tool.value, app=owner.app[:1024], policy=asking.ref)
+    why = (
+        f"{owner.describe()} self-heal is suspended while the Mitigation runs and restored when it ends"
+        f" ({asking.short} gitops.suspendAutoSync)"
+    )
+    return decision.model_copy(
+        update={"suspend_auto_sync": request, "reasons": _unique([*decision.reasons, why])}
+    )
 
 
 def _combine(request: MitigationRequest, votes: list[Vote], matching: list[LoadedPolicy]) -> PolicyDecision:

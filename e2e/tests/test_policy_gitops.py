@@ -1,0 +1,89 @@
+"""A Flux-managed Deployment under a policy with ``gitops.suspendAutoSync``: while the Mitigation
+runs the Deployment carries Flux's per-object switch ``kustomize.toolkit.fluxcd.io/reconcile:
+disabled`` (so kustomize-controller would not put Git's replica count back), and when it ends the
+switch is gone again and status says what was suspended and restored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from e2e.cluster import WorldInfo
+from e2e.kube import Kube, deployment
+from e2e.tests.mitigation_world import (
+    FAST_GUARD,
+    deployment_state,
+    fast_operator,
+    mitigation,
+    settle,
+    shutdown,
+    wait_phase,
+)
+from e2e.tests.test_workloads import rollout_complete
+from stanch.core.models import FLUX_RECONCILE_ANNOTATION, LOCK_ANNOTATION
+
+FLUX_LABELS = {
+    "kustomize.toolkit.fluxcd.io/name": "apps",
+    "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+}
+
+
+def _annotations(kube: Kube, namespace: str) -> dict[str, str]:
+    result: dict[str, str] = deployment_state(kube, namespace, "web")["metadata"].get("annotations") or {}
+    return result
+
+
+def test_flux_reconciliation_is_suspended_for_the_mitigation_and_restored(
+    world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
+) -> None:
+    manifest = deployment("web", replicas=2)
+    manifest["metadata"]["labels"].update(FLUX_LABELS)
+    kube.apply(manifest, namespace=namespace)
+    kube.wait_for(lambda: rollout_complete(kube, namespace, "web"), 60, "web rolled out")
+    policy: dict[str, Any] = {
+        "apiVersion": "stanch.dev/v1alpha1",
+        "kind": "MitigationPolicy",
+        "metadata": {"name": "flux-managed"},
+        "spec": {
+            "actions": [{"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 10}}],
+            "gitops": {"requireApprovalForManaged": False, "suspendAutoSync": True},
+        },
+    }
+    kube.apply(policy, namespace=namespace)
+    settle()
+    operator = fast_operator(world, namespace, tmp_path / "operator")
+    operator.start()
+    try:
+        guard = {**FAST_GUARD, "bakeTime": "24s"}
+        kube.apply(mitigation("grow", "web", {"scale": {"replicas": 3}}, guard), namespace=namespace)
+        baking = wait_phase(kube, namespace, "grow", {"Baking"}, 60)
+        during = _annotations(kube, namespace)
+        st = wait_phase(kube, namespace, "grow", {"Succeeded"}, 90)
+
+        def restored() -> dict[str, Any] | None:
+            record = kube.get("mitigation", "grow", namespace)["status"].get("autoSync") or {}
+            return record if record.get("phase") == "Restored" else None
+
+        record = kube.wait_for(restored, 15, "the restore recorded")
+    finally:
+        shutdown(operator, kube, namespace)
+
+    assert baking["policy"]["decision"] == "Allow", baking["policy"]
+    assert baking["policy"]["suspendAutoSync"] == {
+        "tool": "Flux",
+        "app": "Kustomization flux-system/apps",
+        "policy": f"MitigationPolicy/{namespace}/flux-managed",
+    }
+    assert baking["autoSync"]["phase"] == "Suspended", baking["autoSync"]
+    assert during[FLUX_RECONCILE_ANNOTATION] == "disabled", during
+    assert during[LOCK_ANNOTATION] == "grow"
+
+    assert st["verdict"]["result"] == "Healthy", st["verdict"]
+    assert record["object"] == f"Deployment/{namespace}/web"
+    assert "removed" in record["reason"], record
+    after = _annotations(kube, namespace)
+    assert FLUX_RECONCILE_ANNOTATION not in after, after
+    assert LOCK_ANNOTATION not in after
+    assert deployment_state(kube, namespace, "web")["spec"]["replicas"] == 3
+    events = {e["reason"] for e in kube.events(namespace) if e["involvedObject"].get("name") == "grow"}
+    assert "AutoSyncRestored" in events, events

@@ -1,0 +1,215 @@
+"""Suspending a GitOps controller's self-heal for the duration of a Mitigation (``suspendAutoSync``):
+the policy asks, the reducer records what it suspends before doing it, sets Flux's per-object switch
+with the lock, keeps it through the change and the revert, and puts it back at the end — whatever
+the outcome, and also after a restart."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from stanch.core.effects import Patch
+from stanch.core.machine.observations import Tick
+from stanch.core.machine.reducer import reduce
+from stanch.core.machine.state import MachineState, Transition
+from stanch.core.models import (
+    FLUX_RECONCILE_ANNOTATION,
+    LOCK_ANNOTATION,
+    AutoSyncPhase,
+    AutoSyncRequest,
+    MitigationSpec,
+    MitigationStatus,
+    PolicyDecision,
+    PolicyDecisionKind,
+)
+from stanch.core.plans import plan, revert_effects
+from stanch.core.plans.autosync import HELD, plan_auto_sync
+
+from . import test_machine
+from .fixtures import deployment, replica_set
+from .test_machine import T0, Cluster, bake, state, step
+
+P_ = "MitigationPolicy/shop/p"
+FLUX_LABELS = {"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux"}
+FLUX_REQUEST = AutoSyncRequest(tool="Flux", app="Kustomization flux/apps", policy=P_)
+
+
+def decided(st: MachineState, request_: AutoSyncRequest | None = FLUX_REQUEST) -> MachineState:
+    """A Mitigation whose policy decision allowed it (and asked for the suspension)."""
+    decision = PolicyDecision(
+        decision=PolicyDecisionKind.ALLOW,
+        policy=P_,
+        rule="actions[Scale]",
+        gitops_managed="Flux",
+        suspend_auto_sync=request_,
+    )
+    return replace(st, status=MitigationStatus(phase="Baseline", policy=decision))
+
+
+def annots(cluster: Cluster) -> dict[str, str]:
+    result: dict[str, str] = cluster.objects[("Deployment", "web")]["metadata"]["annotations"]
+    return result
+
+
+def flux_cluster(**annotations_: str) -> Cluster:
+    dep = deployment(replicas=3)
+    dep["metadata"]["labels"] = dict(FLUX_LABELS)
+    dep["metadata"]["annotations"].update(annotations_)
+    return Cluster({("Deployment", "web"): dep})
+
+
+# --- the machine --------------------------------------------------------------------------------------
+
+
+def test_flux_switch_is_recorded_first_set_with_the_lock_and_removed_after_success() -> None:
+    cluster = flux_cluster()
+    st, log = step(decided(state({"scale": {"replicas": 4}})), Tick(), cluster, T0)
+    planned = next(t for t in log if t.audit and t.audit[0].event == "Planned")
+    record = planned.state.status.auto_sync
+    assert record is not None
+    assert record.phase is AutoSyncPhase.SUSPENDING, "recorded before the lock (write-ahead)"
+    assert (record.tool, record.object, record.previous) == ("Flux", "Deployment/shop/web", None)
+    assert planned.state.status.snapshot is not None
+    assert planned.state.status.snapshot[HELD] == {FLUX_RECONCILE_ANNOTATION: "disabled"}
+    assert cluster.mutations == ["Lock:Deployment", "Apply:Deployment"], "one write for lock and switch"
+    assert annots(cluster)[FLUX_RECONCILE_ANNOTATION] == "disabled"
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.SUSPENDED
+
+    st = bake(st, cluster, T0)
+    assert st.status.phase == "Succeeded"
+    assert FLUX_RECONCILE_ANNOTATION not in annots(cluster)
+    assert LOCK_ANNOTATION not in annots(cluster)
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.RESTORED, st.status.auto_sync
+    assert "removed" in st.status.auto_sync.reason
+    assert cluster.mutations[-2:] == ["Unlock:Deployment", "Resume:Deployment"]
+    # A later undo of a temporary mitigation is conditional on both writes after the change.
+    assert st.status.applied is not None
+    assert st.status.applied.generation == cluster.objects[("Deployment", "web")]["metadata"]["generation"]
+
+
+def test_switch_is_put_back_after_a_revert_and_a_previous_value_is_restored() -> None:
+    cluster = flux_cluster(**{FLUX_RECONCILE_ANNOTATION: "enabled"})
+    st, _ = step(decided(state({"scale": {"replicas": 1}})), Tick(), cluster, T0)
+    assert annots(cluster)[FLUX_RECONCILE_ANNOTATION] == "disabled"
+    cluster.error_ratio = 0.3
+    st = bake(st, cluster, T0)
+    assert st.status.phase == "Reverted"
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 3
+    assert annots(cluster)[FLUX_RECONCILE_ANNOTATION] == "enabled"
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.RESTORED
+
+
+def test_a_switch_someone_else_set_is_left_alone() -> None:
+    cluster = flux_cluster(**{FLUX_RECONCILE_ANNOTATION: "disabled"})
+    st, _ = step(decided(state({"scale": {"replicas": 4}})), Tick(), cluster, T0)
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.NOT_SUSPENDED
+    st = bake(st, cluster, T0)
+    assert st.status.phase == "Succeeded"
+    assert annots(cluster)[FLUX_RECONCILE_ANNOTATION] == "disabled", "not ours to remove"
+    assert "Resume:Deployment" not in cluster.mutations
+
+
+class CrashError(Exception):
+    """The operator dies right after persisting the finishing status, before its effects ran."""
+
+
+class CrashAtTheEnd(Cluster):
+    def run(self, effect: Any) -> Any:
+        if getattr(effect, "step", None) in ("Unlock", "Resume"):
+            raise CrashError
+        return super().run(effect)
+
+
+def test_a_restarted_operator_finishes_the_restore(monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = CrashAtTheEnd(flux_cluster().objects)
+    st, _ = step(decided(state({"scale": {"replicas": 4}})), Tick(), cluster, T0)
+    seen: list[Transition] = []
+
+    def recording(st_: MachineState, obs: Any, *, now: datetime) -> Transition:
+        t = reduce(st_, obs, now=now)
+        seen.append(t)
+        return t
+
+    monkeypatch.setattr(test_machine, "reduce", recording)
+    with pytest.raises(CrashError):
+        bake(st, cluster, T0)
+    ending = seen[-1]
+    assert ending.state.status.phase == "Succeeded"
+    assert ending.state.status.auto_sync is not None
+    assert ending.state.status.auto_sync.phase is AutoSyncPhase.RESTORING, "persisted before the restore"
+    assert annots(cluster)[FLUX_RECONCILE_ANNOTATION] == "disabled", "the crash lost the effects"
+
+    restarted = Cluster(cluster.objects)
+    later = T0 + timedelta(minutes=10)
+    st, _ = step(ending.state, Tick(), restarted, later)
+    assert FLUX_RECONCILE_ANNOTATION not in annots(restarted)
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.RESTORED
+    again, log = step(st, Tick(), restarted, later + timedelta(seconds=5))
+    assert again.status == st.status
+    assert not [e for t in log for e in t.effects], "nothing left to do"
+
+
+def test_a_switch_changed_by_someone_else_is_not_overwritten() -> None:
+    cluster = flux_cluster()
+    st, _ = step(decided(state({"scale": {"replicas": 4}})), Tick(), cluster, T0)
+    # Someone sets the switch to a value of their own mid-bake: the end leaves it alone.
+    annots(cluster)[FLUX_RECONCILE_ANNOTATION] = "enabled"
+    st = bake(st, cluster, T0)
+    assert st.status.phase == "Succeeded"
+    assert annots(cluster)[FLUX_RECONCILE_ANNOTATION] == "enabled"
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.NOT_RESTORED
+    assert "left as it is" in st.status.auto_sync.reason
+
+
+def test_helm_release_and_argo_targets_are_recorded_not_suspended() -> None:
+    target = deployment()
+    for req, words in (
+        (AutoSyncRequest(tool="Flux", app="HelmRelease shop/web", policy=P_), "helm-controller"),
+        (AutoSyncRequest(tool="ArgoCD", app="shop", policy=P_), "selfHeal"),
+    ):
+        record = plan_auto_sync(req, target, T0)
+        assert record is not None
+        assert record.phase is AutoSyncPhase.NOT_SUSPENDED
+        assert words in record.reason
+    cluster = Cluster({("Deployment", "web"): deployment(replicas=3)})
+    argo = AutoSyncRequest(tool="ArgoCD", app="shop", policy=P_)
+    step(decided(state({"scale": {"replicas": 4}}), argo), Tick(), cluster, T0)
+    assert cluster.mutations == ["Lock:Deployment", "Apply:Deployment"]
+    assert FLUX_RECONCILE_ANNOTATION not in annots(cluster)
+
+
+def test_rollback_keeps_the_switch_and_the_revert_leaves_it_for_the_end() -> None:
+    target = deployment("web:v3")
+    target["metadata"]["annotations"][LOCK_ANNOTATION] = "m1"
+    target["metadata"]["annotations"][FLUX_RECONCILE_ANNOTATION] = "disabled"
+    chosen = replica_set("1", "web:v1", **{"kubernetes.io/change-cause": "deploy v1"})
+    snapshot: dict[str, Any] = {
+        "target": target,
+        "takenAt": "2025-03-01T12:00:00Z",
+        "rollback": {
+            "revision": 1,
+            "replicaSet": "web-h1",
+            "template": chosen["spec"]["template"],
+            "annotations": chosen["metadata"]["annotations"],
+        },
+        HELD: {FLUX_RECONCILE_ANNOTATION: "disabled"},
+    }
+    spec = MitigationSpec.model_validate({"target": {"name": "web"}, "rollback": {}})
+    p = plan(spec, snapshot, mitigation="m1", mitigation_uid="u")
+    (patch,) = p.apply
+    assert isinstance(patch, Patch)
+    new = next(op["value"] for op in patch.ops if op["path"] == "/metadata/annotations")
+    assert new[FLUX_RECONCILE_ANNOTATION] == "disabled"
+    assert new["kubernetes.io/change-cause"] == "deploy v1"
+    reverts = revert_effects(p, snapshot, applied_generation=9, at=T0)
+    paths = [op["path"] for e in reverts if isinstance(e, Patch) for op in e.ops]
+    assert not [x for x in paths if "fluxcd" in x], paths
