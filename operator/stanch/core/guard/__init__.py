@@ -12,6 +12,7 @@ from stanch.core.guard.verdict import (
     check_signal,
     judge,
     run_check,
+    trade_off,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "mann_whitney_greater",
     "midranks",
     "run_check",
+    "trade_off",
 ]

@@ -19,7 +19,9 @@ One check per interval compares each signal's points from that interval with the
   check with any no-data signal is ``NoData`` — never ``Pass`` (design invariant 5).
 
 Verdicts: ``Worse`` after ``failureLimit`` checks in a row failed *on the same signal* (noise rarely
-fails twice running on one signal, and flukes on two signals are not one regression);
+fails twice running on one signal, and flukes on two signals are not one regression) — unless another
+signal is significantly *better* at the same time: that is a trade-off (errors cured, latency up
+during the rollout), and reverting it would restore the incident, so the bake's end decides it;
 ``Healthy`` early when the success criteria hold for their number of checks, or at the end of the bake
 when the last check passed; ``Inconclusive`` when the bake ends on a failed check below the limit;
 ``NoData`` when it ends (or, with ``noData: Revert``, runs ``failureLimit`` checks) without data.
@@ -114,6 +116,9 @@ class SignalCheck:
     slo_failed: bool
     no_data: bool
     note: str
+    improved: bool = False
+    """Significantly *better* than the baseline, by the same tests and minimum effect."""
+    kind: SignalKind | None = None
 
     def number(self, *, threshold: float | None) -> VerdictNumber:
         return VerdictNumber(
@@ -174,6 +179,9 @@ def check_signal(
         # A handful of baseline points understates its own spread; demand twice its full range too.
         spread = max(baseline) - min(baseline)
         compare_failed = separated and effect > max(min_effect, 2 * spread)
+        improved = max(sign * p for p in points) < min(sign * b for b in baseline) and -effect > max(
+            min_effect, 2 * spread
+        )
         method = (
             f"too few points for the rank test (n={len(baseline)}/{len(points)}, smallest p "
             f"{smallest_p:.2g} ≥ alpha {alpha:g}): judged on full separation, "
@@ -181,6 +189,8 @@ def check_signal(
         )
     else:
         compare_failed = test.p_value < alpha and effect > min_effect
+        better = mann_whitney_greater([sign * p for p in points], [sign * b for b in baseline])
+        improved = better.p_value < alpha and -effect > min_effect
         method = (
             f"mann-whitney U={test.u:.1f} p={test.p_value:.2g} alpha={alpha:g} "
             f"n={test.n_baseline}/{test.n_after}"
@@ -191,7 +201,17 @@ def check_signal(
         f"min effect {_fmt(min_effect)}); {method}{slo_note}"
     )
     return SignalCheck(
-        spec.name, base, observed, min_effect, test.p_value, compare_failed, slo_failed, False, note
+        spec.name,
+        base,
+        observed,
+        min_effect,
+        test.p_value,
+        compare_failed,
+        slo_failed,
+        False,
+        note,
+        improved,
+        spec.kind,
     )
 
 
@@ -302,6 +322,27 @@ def _success_streak(history: Sequence[Observation], signal: str, below: float) -
     return n
 
 
+def trade_off(checks: Sequence[SignalCheck]) -> str | None:
+    """Why this check is a trade-off rather than a regression, or None.
+
+    A mitigation that took the error ratio from 40 % to 0 while p99 latency rose 30 % during its
+    rollout must not be reverted for the latency: the revert would restore the outage. When some
+    signal is significantly better than the baseline and others are worse, reverting is no longer
+    "undo the harm" but a judgement call, so the guard does not revert on its own (the bake's end
+    decides, and ``inconclusive`` says what then). Never when throughput is among the worse
+    signals: requests not being served also make ratios look better.
+    """
+    worse = [c for c in checks if c.compare_failed or c.slo_failed]
+    better = [c for c in checks if c.improved and not (c.compare_failed or c.slo_failed)]
+    if not worse or not better:
+        return None
+    if any(c.kind is SignalKind.THROUGHPUT for c in worse):
+        return None
+    names = ", ".join(f"{c.signal} {_fmt(c.baseline_median)} → {_fmt(c.observed_median)}" for c in better)
+    hurt = ", ".join(f"{c.signal} {_fmt(c.baseline_median)} → {_fmt(c.observed_median)}" for c in worse)
+    return f"trade-off: better {names}; worse {hurt}"
+
+
 def judge(
     history: Sequence[Observation],
     latest: CheckResult,
@@ -331,12 +372,18 @@ def judge(
             numbers=numbers[:10],
         )
 
+    trade = trade_off(latest.signals)
     if last.check == CheckVerdict.FAIL and last.consecutive_failures >= failure_limit:
-        reason = (
-            f"{last.consecutive_failures} failed checks in a row (failureLimit {failure_limit}, "
-            f"tolerance {guard.tolerance:g}): {last.note}"
-        )
-        return Judgement(GuardAction.REVERT, verdict(VerdictResult.WORSE, reason))
+        if trade is None:
+            reason = (
+                f"{last.consecutive_failures} failed checks in a row (failureLimit {failure_limit}, "
+                f"tolerance {guard.tolerance:g}): {last.note}"
+            )
+            return Judgement(GuardAction.REVERT, verdict(VerdictResult.WORSE, reason))
+        if not bake_over:
+            # Reverting would bring back what the mitigation cured; let the bake show whether the
+            # regression settles (a rollout's own transient often does) and judge at its end.
+            return Judgement(GuardAction.CONTINUE, None)
     if last.check == CheckVerdict.NO_DATA:
         streak = _streak(history, CheckVerdict.NO_DATA)
         if no_data == NoDataAction.REVERT and streak >= failure_limit:
@@ -363,7 +410,7 @@ def judge(
         return Judgement(GuardAction.SUCCEED, verdict(VerdictResult.HEALTHY, reason))
     reason = (
         f"bake ended on a failed check ({last.consecutive_failures} in a row, failureLimit "
-        f"{failure_limit}); inconclusive={inconclusive.value}: {last.note}"
+        f"{failure_limit}){'; ' + trade if trade else ''}; inconclusive={inconclusive.value}: {last.note}"
     )
     action = {
         InconclusiveAction.HOLD: GuardAction.HOLD,
