@@ -87,6 +87,8 @@ class Outcome:
     recovered: bool | None = None
     errors: list[str] = field(default_factory=list)
     incident_status: dict[str, Any] = field(default_factory=dict)
+    judged_hypotheses: list[dict[str, Any]] = field(default_factory=list)
+    """The hypotheses the diagnosis is judged on: the last ones before anyone acted."""
 
 
 class ScenarioRun:
@@ -410,6 +412,7 @@ class ScenarioRun:
             # the rollback itself becomes the newest change and the ranking moves on.
             if hyps and self.mitigation_created_at is None:
                 top = hyps[0]
+                o.judged_hypotheses = hyps
                 o.top_category = top.get("category")
                 o.categories = [h.get("category") for h in hyps]
                 o.top_confidence = int(top.get("confidence", 0))

@@ -49,7 +49,7 @@ def judge(sc: Scenario, o: Outcome) -> Score:
             failures.append(f"top hypothesis {o.top_category!r}, expected {sorted(accept)}")
     localised = None
     if exp.object is not None:
-        text = json.dumps(o.incident_status.get("hypotheses", [])[:1])
+        text = json.dumps(o.judged_hypotheses[:1])
         localised = exp.object.name in text and (
             exp.object.revision is None or f"revision {exp.object.revision}" in text.lower()
         )
