@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
 from stanch.core.models.common import parse_duration
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, validate_templates
@@ -24,6 +24,13 @@ from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, validate_templates
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
+
+
+class NotifyFormat(StrEnum):
+    """Payload of the notification webhook."""
+
+    GENERIC = "generic"
+    SLACK = "slack"
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -62,6 +69,8 @@ OPTIONS: Mapping[str, Option] = {
         Option("log_level", "--log-level", "STANCH_LOG_LEVEL"),
         Option("signal_templates", "--signals", "STANCH_SIGNALS_FILE"),
         Option("investigation_interval", "--investigation-interval", "STANCH_INVESTIGATION_INTERVAL"),
+        Option("notify_url", "--notify-url", "STANCH_NOTIFY_URL"),
+        Option("notify_format", "--notify-format", "STANCH_NOTIFY_FORMAT"),
     )
 }
 
@@ -109,6 +118,11 @@ class Settings(BaseModel):
     signal_templates: dict[str, str] = dict(DEFAULT_SIGNAL_TEMPLATES)
     investigation_interval: float = DEFAULT_INVESTIGATION_INTERVAL
     """Seconds between refreshes of an open Incident (changes to its workload refresh it sooner)."""
+    notify_url: SecretStr | None = None
+    """Webhook for decisions that need a human; off when unset. A secret (a Slack webhook URL is its
+    own credential): never logged, printed or put in an error message; see :func:`redact_url`."""
+    notify_format: NotifyFormat = NotifyFormat.GENERIC
+    """``generic`` JSON or a ``slack`` incoming-webhook payload."""
 
     @field_validator("prometheus_url")
     @classmethod
@@ -153,6 +167,27 @@ class Settings(BaseModel):
                 f" and {MAX_INVESTIGATION_INTERVAL / 60:g}m, e.g. 30s"
             )
         return float(seconds)
+
+    @field_validator("notify_url", mode="before")
+    @classmethod
+    def _notify_url(cls, value: Any) -> SecretStr | None:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or not str(raw).strip():
+            return None
+        return SecretStr(check_notify_url(str(raw)))
+
+    @field_validator("notify_format", mode="before")
+    @classmethod
+    def _notify_format(cls, value: Any) -> NotifyFormat:
+        text = str(value).strip().lower()
+        if text not in {f.value for f in NotifyFormat}:
+            raise ValueError(f"{value!r} is not a notification format; use generic or slack")
+        return NotifyFormat(text)
+
+    @property
+    def notify_target(self) -> str | None:
+        """The webhook for logs and messages: scheme and host only."""
+        return redact_url(self.notify_url.get_secret_value()) if self.notify_url is not None else None
 
     @field_validator("signal_templates")
     @classmethod
@@ -200,6 +235,36 @@ def check_prometheus_url(value: str) -> str:
     if port == 0:
         raise ValueError(f"{value!r} has port 0; {fix}")
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def check_notify_url(value: str) -> str:
+    """The webhook URL, stripped, if it is a plain http(s) URL with a host. Messages never quote the
+    value: its path or query usually is the credential."""
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ValueError("is not a URL; use the webhook's https URL, e.g. from a Secret") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must be an http or https URL, not scheme {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise ValueError("has no host; use the webhook's full https URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry user:password@; the webhook's secret belongs in its path or token")
+    return value.strip()
+
+
+def redact_url(url: str) -> str:
+    """``https://hooks.example.com/…``: scheme, host and port only. Webhook URLs carry their secret in
+    the path or query (a Slack webhook URL is the credential), so nothing after the host is shown."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme or '?'}://{host}{port}/…"
 
 
 def parse_host_port(field: str, value: str, default_port: int) -> HostPort:
@@ -332,6 +397,11 @@ def resolve(
     interval = pick("investigation_interval")
     if interval is not None:
         candidate["investigation_interval"] = interval
+    # An empty STANCH_NOTIFY_URL (e.g. an optional Secret key that is not set) means off.
+    candidate["notify_url"] = pick("notify_url") or None
+    notify_format = pick("notify_format")
+    if notify_format:
+        candidate["notify_format"] = notify_format
     try:
         return Settings(**candidate)
     except ValidationError as exc:

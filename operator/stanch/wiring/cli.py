@@ -20,7 +20,15 @@ from typing import Any, TextIO, cast
 import yaml
 
 import stanch
-from stanch.core.settings import LOG_LEVELS, OPTIONS, ConfigError, LogFormat, Settings, resolve
+from stanch.core.settings import (
+    LOG_LEVELS,
+    OPTIONS,
+    ConfigError,
+    LogFormat,
+    NotifyFormat,
+    Settings,
+    resolve,
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -113,6 +121,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         " default 30s [STANCH_INVESTIGATION_INTERVAL]",
     )
     run.add_argument(
+        "--notify-url",
+        metavar="URL",
+        help="POST decisions that need a human (approval waiting, NeedsAttention, Reverted) to this"
+        " webhook; a secret: prefer the variable, set from a Secret, over the flag (visible in the"
+        " process list); never logged beyond its host [STANCH_NOTIFY_URL]",
+    )
+    run.add_argument(
+        "--notify-format",
+        choices=[f.value for f in NotifyFormat],
+        help="webhook payload: generic JSON (default) or a Slack incoming-webhook message"
+        " [STANCH_NOTIFY_FORMAT]",
+    )
+    run.add_argument(
         "--log-format",
         choices=[f.value for f in LogFormat],
         help="default: console in a terminal, json otherwise [STANCH_LOG_FORMAT]",
@@ -188,6 +209,8 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str], *, is_tty:
         "log_format": args.log_format,
         "log_level": args.log_level,
         "investigation_interval": args.investigation_interval,
+        "notify_url": args.notify_url,
+        "notify_format": args.notify_format,
     }
     return resolve(
         flags,

@@ -32,6 +32,8 @@ def run_operator(config: Settings, metrics: Metrics = METRICS) -> int:
         liveness=config.liveness_endpoint,
         metrics=str(config.metrics_address) if config.metrics_address else None,
         prometheus=config.prometheus_url,
+        notify=config.notify_target,
+        notify_format=config.notify_format.value if config.notify_url is not None else None,
     )
     memo = kopf.Memo()
     memo[MEMO_SETTINGS] = config

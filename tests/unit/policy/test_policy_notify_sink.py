@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from stanch.core.policy.notifications import notice_for, offer
-from stanch.wiring.handlers.policy import notifier_from_env
+from stanch.core.settings import Settings, resolve
+from stanch.wiring.handlers.policy import notifier_from_settings
 
 from .policy_builders import NOW
 
@@ -38,20 +39,25 @@ def receiver() -> Iterator[tuple[str, list[Any]]]:
     server.server_close()
 
 
+def configured(env: dict[str, str]) -> Settings:
+    flags = {"prometheus_url": "http://127.0.0.1:9090", "all_namespaces": True}
+    return resolve(flags, env, in_cluster=False, is_tty=False)
+
+
 def test_nothing_is_sent_by_default() -> None:
-    assert notifier_from_env({}, lambda: NOW) is None
+    assert notifier_from_settings(configured({}), lambda: NOW) is None
 
 
 def test_non_http_urls_are_refused() -> None:
     with pytest.raises(ValueError, match="http or https"):
-        notifier_from_env({"STANCH_NOTIFY_URL": "file:///etc/passwd"}, lambda: NOW)
+        configured({"STANCH_NOTIFY_URL": "file:///etc/passwd"})
 
 
 async def test_grouped_slack_message(receiver: tuple[str, list[Any]]) -> None:
     url, received = receiver
     clock = [NOW]
-    notifier = notifier_from_env(
-        {"STANCH_NOTIFY_URL": url, "STANCH_NOTIFY_FORMAT": "slack"}, lambda: clock[0]
+    notifier = notifier_from_settings(
+        configured({"STANCH_NOTIFY_URL": url, "STANCH_NOTIFY_FORMAT": "slack"}), lambda: clock[0]
     )
     assert notifier is not None
     for name in ("a", "b"):

@@ -9,7 +9,6 @@ A Mitigation's own policy decision is taken by the mitigation handlers
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -40,14 +39,14 @@ from stanch.core.policy.notifications import (
     offer,
     slack_payload,
 )
+from stanch.core.settings import NotifyFormat, Settings
+from stanch.wiring.handlers.startup import MEMO_SETTINGS
 from stanch.wiring.logs import bind_object
 from stanch.wiring.metrics import Metrics
 
 Clock = Callable[[], datetime]
 MEMO_KUBE = "stanch_policy_kube"
 MEMO_NOTIFIER = "stanch_policy_notifier"
-NOTIFY_URL_ENV = "STANCH_NOTIFY_URL"
-NOTIFY_FORMAT_ENV = "STANCH_NOTIFY_FORMAT"
 FLUSH_EVERY = 5.0
 
 
@@ -215,19 +214,19 @@ class Notifier:
             log.warning("notification failed, batch dropped", error=type(exc).__name__)
 
 
-def notifier_from_env(env: Mapping[str, str], clock: Clock) -> Notifier | None:
-    url = env.get(NOTIFY_URL_ENV, "").strip()
-    if not url:
+def notifier_from_settings(config: Settings, clock: Clock) -> Notifier | None:
+    """The webhook sink the settings ask for (``--notify-url`` / ``STANCH_NOTIFY_URL``), or None."""
+    if config.notify_url is None:
         return None
-    style = env.get(NOTIFY_FORMAT_ENV, "generic").strip().lower()
-    if style not in ("generic", "slack"):
-        raise kopf.PermanentError(f"{NOTIFY_FORMAT_ENV}={style!r}: use generic or slack")
-    return Notifier(WebhookSink(url), slack=style == "slack", clock=clock)
+    sink = WebhookSink(config.notify_url.get_secret_value())
+    return Notifier(sink, slack=config.notify_format is NotifyFormat.SLACK, clock=clock)
 
 
 def make_notify_handlers(clock: Clock) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     async def start(memo: kopf.Memo, **_: Any) -> None:
-        notifier = notifier_from_env(os.environ, clock)
+        config = memo[MEMO_SETTINGS]
+        assert isinstance(config, Settings)
+        notifier = notifier_from_settings(config, clock)
         if notifier is not None:
             notifier.task = asyncio.create_task(notifier.run())
             memo[MEMO_NOTIFIER] = notifier
