@@ -58,6 +58,8 @@ KINDS: dict[str, Kind] = {
         Kind("Mitigation", GROUP, VERSION, "mitigations"),
         Kind("MitigationPolicy", GROUP, VERSION, "mitigationpolicies"),
         Kind("ClusterMitigationPolicy", GROUP, VERSION, "clustermitigationpolicies", namespaced=False),
+        # Argo CD's Application: its selfHeal is suspended while a Mitigation runs (suspendAutoSync).
+        Kind("Application", "argoproj.io", "v1alpha1", "applications"),
     )
 }
 

@@ -21,6 +21,7 @@ from stanch.core.policy import (
     past_mitigation,
     request_from,
     target_facts,
+    with_application,
 )
 
 
@@ -55,7 +56,17 @@ class PolicyEvaluator:
             if m["metadata"].get("uid") != obj["metadata"].get("uid")
         ]
         policies = await _policies(self._kube, request.namespace, now)
-        return evaluate(request, policies, history, target_facts(target, node), now)
+        decision = evaluate(request, policies, history, target_facts(target, node), now)
+        asked = decision.suspend_auto_sync
+        if asked is not None and asked.application is not None:
+            # The Application whose selfHeal would be suspended, as it is now (None: not found).
+            namespace, name = asked.application.split("/", 1)
+            try:
+                application = await self._kube.get("Application", name, namespace)
+            except KubeError:
+                application = None  # not readable (no CRD, no RBAC): nothing is suspended, it says why
+            decision = with_application(decision, application)
+        return decision
 
 
 @dataclass(frozen=True)

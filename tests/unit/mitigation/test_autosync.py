@@ -26,7 +26,7 @@ from stanch.core.models import (
     PolicyDecisionKind,
 )
 from stanch.core.plans import plan, revert_effects
-from stanch.core.plans.autosync import HELD, plan_auto_sync
+from stanch.core.plans.autosync import HELD, plan_auto_sync, resume_patch
 
 from . import test_machine
 from .fixtures import deployment, replica_set
@@ -170,19 +170,20 @@ def test_a_switch_changed_by_someone_else_is_not_overwritten() -> None:
     assert "left as it is" in st.status.auto_sync.reason
 
 
-def test_helm_release_and_argo_targets_are_recorded_not_suspended() -> None:
+def test_helm_release_and_unknown_argo_applications_are_recorded_not_suspended() -> None:
     target = deployment()
+    missing = AutoSyncRequest(tool="ArgoCD", app="shop", policy=P_, application="argocd/shop")
     for req, words in (
         (AutoSyncRequest(tool="Flux", app="HelmRelease shop/web", policy=P_), "helm-controller"),
-        (AutoSyncRequest(tool="ArgoCD", app="shop", policy=P_), "selfHeal"),
+        (AutoSyncRequest(tool="ArgoCD", app="shop", policy=P_), "names no Application"),
+        (missing, "Application argocd/shop was not found or not readable"),
     ):
-        record = plan_auto_sync(req, target, T0)
+        record = plan_auto_sync(req, target, T0, "shop/m1")
         assert record is not None
         assert record.phase is AutoSyncPhase.NOT_SUSPENDED
         assert words in record.reason
     cluster = Cluster({("Deployment", "web"): deployment(replicas=3)})
-    argo = AutoSyncRequest(tool="ArgoCD", app="shop", policy=P_)
-    step(decided(state({"scale": {"replicas": 4}}), argo), Tick(), cluster, T0)
+    step(decided(state({"scale": {"replicas": 4}}), missing), Tick(), cluster, T0)
     assert cluster.mutations == ["Lock:Deployment", "Apply:Deployment"]
     assert FLUX_RECONCILE_ANNOTATION not in annots(cluster)
 
@@ -213,3 +214,107 @@ def test_rollback_keeps_the_switch_and_the_revert_leaves_it_for_the_end() -> Non
     reverts = revert_effects(p, snapshot, applied_generation=9, at=T0)
     paths = [op["path"] for e in reverts if isinstance(e, Patch) for op in e.ops]
     assert not [x for x in paths if "fluxcd" in x], paths
+
+
+# --- Argo CD ------------------------------------------------------------------------------------------
+
+ARGO_REQUEST = AutoSyncRequest(
+    tool="ArgoCD", app="shop", policy=P_, application="argocd/shop", self_heal=True, has_annotations=True
+)
+
+
+def application(self_heal: bool = True, **annotations_: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop", "namespace": "argocd", "annotations": dict(annotations_)},
+        "spec": {"syncPolicy": {"automated": {"prune": True, "selfHeal": self_heal}}},
+    }
+
+
+def argo_cluster(app: dict[str, Any]) -> Cluster:
+    return Cluster({("Deployment", "web"): deployment(replicas=3), ("Application", "shop"): app})
+
+
+def app_of(cluster: Cluster) -> dict[str, Any]:
+    result: dict[str, Any] = cluster.objects[("Application", "shop")]
+    return result
+
+
+def test_argo_self_heal_is_turned_off_after_the_lock_and_back_on_at_the_end() -> None:
+    cluster = argo_cluster(application())
+    st, _ = step(decided(state({"scale": {"replicas": 4}}), ARGO_REQUEST), Tick(), cluster, T0)
+    assert cluster.mutations == ["Lock:Deployment", "Suspend:Application", "Apply:Deployment"]
+    assert app_of(cluster)["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": False}
+    assert app_of(cluster)["metadata"]["annotations"]["stanch.dev/self-heal-suspended-by"] == "shop/m1"
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.SUSPENDED
+    assert st.status.auto_sync.object == "Application/argocd/shop"
+    st = bake(st, cluster, T0)
+    assert st.status.phase == "Succeeded"
+    assert app_of(cluster)["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    assert app_of(cluster)["metadata"]["annotations"] == {}
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.RESTORED, st.status.auto_sync
+    # Only the Deployment's own writes count for a later undo's precondition.
+    assert st.status.applied is not None
+    assert st.status.applied.generation == cluster.objects[("Deployment", "web")]["metadata"]["generation"]
+
+
+def test_argo_application_without_annotations_gets_the_marker_map() -> None:
+    app = application()
+    del app["metadata"]["annotations"]
+    cluster = argo_cluster(app)
+    request = ARGO_REQUEST.model_copy(update={"has_annotations": False})
+    st, _ = step(decided(state({"scale": {"replicas": 4}}), request), Tick(), cluster, T0)
+    assert app_of(cluster)["metadata"]["annotations"] == {"stanch.dev/self-heal-suspended-by": "shop/m1"}
+    st = bake(st, cluster, T0)
+    assert app_of(cluster)["spec"]["syncPolicy"]["automated"]["selfHeal"] is True
+
+
+def test_argo_without_self_heal_is_left_alone() -> None:
+    cluster = argo_cluster(application(self_heal=False))
+    request = ARGO_REQUEST.model_copy(update={"self_heal": False})
+    st, _ = step(decided(state({"scale": {"replicas": 4}}), request), Tick(), cluster, T0)
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.NOT_SUSPENDED
+    assert "nothing to suspend" in st.status.auto_sync.reason
+    st = bake(st, cluster, T0)
+    assert "Suspend:Application" not in cluster.mutations
+    assert "Resume:Application" not in cluster.mutations
+    assert app_of(cluster) == application(self_heal=False)
+
+
+def test_argo_suspension_that_landed_before_a_crash_is_still_undone() -> None:
+    # The Suspend patch landed, the operator died before recording it: the re-issued patch is
+    # refused (selfHeal is already off), yet the marker proves it is ours and the end restores it.
+    cluster = argo_cluster(application(False, **{"stanch.dev/self-heal-suspended-by": "shop/m1"}))
+    st, _ = step(decided(state({"scale": {"replicas": 4}}), ARGO_REQUEST), Tick(), cluster, T0)
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.NOT_SUSPENDED
+    st = bake(st, cluster, T0)
+    assert app_of(cluster)["spec"]["syncPolicy"]["automated"]["selfHeal"] is True
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.RESTORED
+
+
+def test_argo_self_heal_someone_else_changed_is_not_overwritten() -> None:
+    cluster = argo_cluster(application())
+    st, _ = step(decided(state({"scale": {"replicas": 4}}), ARGO_REQUEST), Tick(), cluster, T0)
+    # An app-of-apps sync re-applies the Application from Git mid-bake: marker gone, selfHeal on.
+    cluster.objects[("Application", "shop")] = application(self_heal=True)
+    st = bake(st, cluster, T0)
+    assert st.status.auto_sync is not None
+    assert st.status.auto_sync.phase is AutoSyncPhase.NOT_RESTORED
+    assert "Resume:Application" not in cluster.mutations
+    assert app_of(cluster) == application(self_heal=True)
+
+
+def test_argo_restore_of_an_application_someone_else_suspended_is_refused() -> None:
+    record = plan_auto_sync(ARGO_REQUEST, deployment(), T0, "shop/m1")
+    assert record is not None
+    patch = resume_patch(record, deployment())
+    assert patch.key.kind == "Application"
+    assert patch.precondition.tests == (
+        ("/metadata/annotations/stanch.dev~1self-heal-suspended-by", "shop/m1"),
+    )

@@ -79,9 +79,12 @@ from stanch.core.plans.autosync import (
     HELD,
     held_annotations,
     needs_restore,
+    needs_suspend,
     plan_auto_sync,
     resume_patch,
     resumed,
+    suspend_patch,
+    suspended,
 )
 from stanch.core.plans.common import MutatingEffect, meta
 from stanch.core.plans.jsonpatch import get_path
@@ -188,7 +191,8 @@ def _plan_auto_sync(
     if holder == state.identity.name and needs_restore(recorded):
         return recorded
     decision = state.status.policy
-    return plan_auto_sync(decision.suspend_auto_sync if decision else None, snapshot["target"], now)
+    marker = f"{state.identity.namespace}/{state.identity.name}"
+    return plan_auto_sync(decision.suspend_auto_sync if decision else None, snapshot["target"], now, marker)
 
 
 def _plan(state: MachineState) -> ActionPlan:
@@ -324,6 +328,8 @@ def _after_end(state: MachineState, obs: Observation, now: datetime) -> Transiti
         if isinstance(obs, ApplyFailed) and obs.retriable and not obs.conflict:
             return _quiet(state, WakeAt(now + timedelta(seconds=10)))
         done = resumed(record, isinstance(obs, ChangeApplied), getattr(obs, "reason", ""), now)
+        if done == record:
+            return _quiet(state)
         return _transition(
             state,
             now=now,
@@ -674,6 +680,9 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
         return _quiet(state, lock)
     if isinstance(obs, ChangeApplied) and obs.step == "Lock":
         return _query_baseline(state, now)
+    if isinstance(obs, ChangeApplied | ApplyFailed) and obs.step == "Suspend" and status.auto_sync:
+        record = suspended(status.auto_sync, isinstance(obs, ChangeApplied), getattr(obs, "reason", ""), now)
+        return _query_baseline(state, now, auto_sync=record)
     if isinstance(obs, ApplyFailed) and obs.step == "Lock":
         if obs.retriable or obs.conflict:
             return _quiet(state, _observe(state))
@@ -722,6 +731,20 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
 def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transition:
     record = status.get("auto_sync", state.status.auto_sync)
     reason = f"target locked for {state.identity.name}; taking baseline"
+    if record is not None and needs_suspend(record):
+        # Argo CD: the Application's selfHeal goes off right after the lock, before the baseline.
+        request = state.status.policy.suspend_auto_sync if state.status.policy else None
+        patch = suspend_patch(record, bool(request and request.has_annotations))
+        return _transition(
+            state,
+            now=now,
+            to=None,
+            event="Locked",
+            reason=f"target locked for {state.identity.name}; {record.reason}",
+            effects=(patch,),
+            intent=None,
+            **status,
+        )
     if record is not None and record.phase is AutoSyncPhase.SUSPENDING:
         # The switch was set in the lock's own write: the lock landed, so did the suspension.
         status["auto_sync"] = record.model_copy(
@@ -959,7 +982,10 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
             effects=_finish(state, P.SUCCEEDED),
             observations=history,
             verdict=verdict,
-            applied=_after_unlock(state.status.applied, extra=len(_resume(state))),
+            applied=_after_unlock(
+                state.status.applied,
+                extra=sum(1 for e in _resume(state) if isinstance(e, Patch) and e.key.kind == "Deployment"),
+            ),
         )
     return _quiet(state)
 

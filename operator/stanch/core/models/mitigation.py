@@ -145,6 +145,13 @@ class AutoSyncRequest(StanchModel):
     """What reconciles the target, e.g. ``Kustomization flux-system/apps``."""
     policy: Annotated[str, StringConstraints(max_length=320)]
     """The policy that asked for it."""
+    application: Annotated[str, StringConstraints(max_length=320)] | None = None
+    """Argo CD: the owning Application as ``<namespace>/<name>``."""
+    self_heal: bool | None = None
+    """Argo CD: ``spec.syncPolicy.automated.selfHeal`` of the Application when the decision was made
+    (None: not found or not readable)."""
+    has_annotations: bool | None = None
+    """Argo CD: whether the Application had an annotations map (decides how the marker is added)."""
 
 
 class PolicyDecision(StanchModel):
@@ -203,6 +210,9 @@ class AutoSync(StanchModel):
     """Why, in words."""
     changed_at: AwareDatetime | None = None
     """When ``phase`` last changed."""
+    marker: Annotated[str, StringConstraints(max_length=320)] | None = None
+    """Argo CD: value of the ``stanch.dev/self-heal-suspended-by`` annotation set on the Application
+    with the change; the restore is conditional on it, so only Stanch's own suspension is undone."""
 
 
 class Plan(StanchModel):

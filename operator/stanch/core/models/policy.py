@@ -215,7 +215,12 @@ class GitOpsSettings(StanchModel):
     require_approval_for_managed: bool = True
     """Mitigations of GitOps-managed targets need manual approval even when the tier is Auto."""
     suspend_auto_sync: bool = False
-    """Suspend the GitOps controller's auto-sync while a mitigation is active (off by default)."""
+    """Suspend the GitOps controller's self-heal while a mitigation holds the target (off by default):
+    Flux's per-object ``kustomize.toolkit.fluxcd.io/reconcile: disabled``, or the Argo CD
+    Application's ``spec.syncPolicy.automated.selfHeal: false``; restored when the Mitigation ends."""
+    argo_cd_namespace: NamespaceName = Field(default="argocd", alias="argoCDNamespace")
+    """Where the Argo CD Applications live (the control-plane namespace), for tracking ids that do not
+    name one (``<namespace>_<app>`` does)."""
 
 
 class AutoMitigationRule(StanchModel):

@@ -14,10 +14,12 @@ from stanch.core.policy.auto import (
 from stanch.core.policy.evaluation import (
     CREATED_BY_ANNOTATION,
     MitigationRequest,
+    argo_application,
     evaluate,
     limit_violations,
     matching_policies,
     request_from,
+    with_application,
 )
 from stanch.core.policy.facts import GitOpsOwner, GitOpsTool, TargetFacts, gitops_owner, target_facts
 from stanch.core.policy.history import PastMitigation, past_mitigation
@@ -39,6 +41,7 @@ __all__ = [
     "PastMitigation",
     "Problem",
     "TargetFacts",
+    "argo_application",
     "auto_mitigation",
     "evaluate",
     "gitops_owner",
@@ -51,4 +54,5 @@ __all__ = [
     "requested_by",
     "target_facts",
     "validity_conditions",
+    "with_application",
 ]

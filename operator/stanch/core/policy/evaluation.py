@@ -28,7 +28,7 @@ from stanch.core.models.mitigation import (
     PolicyDecisionKind,
 )
 from stanch.core.models.policy import ActionLimits, ActionRule, ApprovalTier
-from stanch.core.policy.facts import GitOpsOwner, TargetFacts
+from stanch.core.policy.facts import GitOpsOwner, GitOpsTool, TargetFacts
 from stanch.core.policy.history import PastMitigation, parse_time
 from stanch.core.policy.loading import LoadedPolicy
 from stanch.core.policy.selection import node_allowed, selects
@@ -156,6 +156,10 @@ def _with_auto_sync(
     if asking is None:
         return decision
     request = AutoSyncRequest(tool=owner.tool.value, app=owner.app[:1024], policy=asking.ref)
+    if owner.tool is GitOpsTool.ARGO_CD:
+        request = request.model_copy(
+            update={"application": argo_application(owner.app, asking.spec.gitops.argo_cd_namespace)}
+        )
     why = (
         f"{owner.describe()} self-heal is suspended while the Mitigation runs and restored when it ends"
         f" ({asking.short} gitops.suspendAutoSync)"
@@ -163,6 +167,31 @@ def _with_auto_sync(
     return decision.model_copy(
         update={"suspend_auto_sync": request, "reasons": _unique([*decision.reasons, why])}
     )
+
+
+def argo_application(app: str, default_namespace: str) -> str:
+    """``<namespace>/<name>`` of the Application a tracking id names: Argo CD writes
+    ``<namespace>_<name>`` for Applications outside its control-plane namespace, else the bare name."""
+    namespace, sep, name = app.partition("_")
+    return f"{namespace}/{name}" if sep and namespace and name else f"{default_namespace}/{app}"
+
+
+def with_application(decision: PolicyDecision, application: Mapping[str, Any] | None) -> PolicyDecision:
+    """Record what the Argo CD Application says right now (``selfHeal``, whether it has annotations),
+    so the mitigation machine can plan the suspension from the recorded decision alone."""
+    request = decision.suspend_auto_sync
+    if request is None or request.application is None:
+        return decision
+    automated = ((application or {}).get("spec") or {}).get("syncPolicy") or {}
+    automated = automated.get("automated") if isinstance(automated, Mapping) else None
+    self_heal = automated.get("selfHeal") if isinstance(automated, Mapping) else None
+    update: dict[str, Any] = {
+        "self_heal": None if application is None else self_heal is True,
+        "has_annotations": None
+        if application is None
+        else (application.get("metadata") or {}).get("annotations") is not None,
+    }
+    return decision.model_copy(update={"suspend_auto_sync": request.model_copy(update=update)})
 
 
 def _combine(request: MitigationRequest, votes: list[Vote], matching: list[LoadedPolicy]) -> PolicyDecision:
