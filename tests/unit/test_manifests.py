@@ -62,6 +62,7 @@ def test_optional_secret_rule_is_list_only() -> None:
         ("autoscaling", "horizontalpodautoscalers", "patch"),
         ("", "configmaps", "patch"),
         ("", "pods", "delete"),
+        ("", "pods/eviction", "create"),
         ("", "nodes", "patch"),
     ],
 )

@@ -20,9 +20,9 @@ from typing import Any
 import httpx2 as httpx
 
 from stanch.adapters.kube import KubeClient, KubeError
-from stanch.core.effects import Create, Delete, ObjectKey, Patch, Precondition
+from stanch.core.effects import Create, Delete, Evict, ObjectKey, Patch, Precondition
 
-Mutation = Patch | Create | Delete
+Mutation = Patch | Create | Delete | Evict
 
 
 class Outcome(StrEnum):
@@ -73,7 +73,9 @@ class EffectResult:
 
 
 class EffectExecutor:
-    """Runs :class:`Patch`, :class:`Create` and :class:`Delete` effects with their preconditions."""
+    """Runs :class:`Patch`, :class:`Create`, :class:`Delete` and :class:`Evict` effects with their
+    preconditions. An eviction refused by a PodDisruptionBudget (429) is Transient: retried later by
+    the machine, never replaced by a delete."""
 
     def __init__(self, kube: KubeClient) -> None:
         self._kube = kube
@@ -84,6 +86,8 @@ class EffectExecutor:
                 return await self._patch(effect)
             if isinstance(effect, Create):
                 return await self._create(effect)
+            if isinstance(effect, Evict):
+                return await self._evict(effect)
             return await self._delete(effect)
         except KubeError as exc:
             return EffectResult(effect, _classify(exc), exc.message[:500])
@@ -116,6 +120,12 @@ class EffectExecutor:
                 f"{key.display()} exists and is not owned by uid {effect.owner_uid}",
             )
         return _applied(effect, obj)
+
+    async def _evict(self, effect: Evict) -> EffectResult:
+        key = effect.key
+        assert key.namespace is not None
+        evicted = await self._kube.evict(key.name, key.namespace, uid=effect.precondition.uid)
+        return EffectResult(effect, Outcome.APPLIED, "" if evicted else "already gone")
 
     async def _delete(self, effect: Delete) -> EffectResult:
         key = effect.key

@@ -113,7 +113,13 @@ class KubeClient:
         if resp.status_code >= 400:
             try:
                 status = resp.json()
-                raise KubeError(resp.status_code, status.get("reason", ""), status.get("message", resp.text))
+                message = status.get("message", resp.text)
+                # The API server puts the specifics in details.causes (e.g. which PodDisruptionBudget
+                # refused an eviction, and its numbers).
+                causes = [c.get("message") for c in (status.get("details") or {}).get("causes") or []]
+                if any(causes):
+                    message = f"{message} ({'; '.join(c for c in causes if c)})"
+                raise KubeError(resp.status_code, status.get("reason", ""), message)
             except ValueError:
                 raise KubeError(resp.status_code, "", resp.text[:500]) from None
         if not resp.content:
@@ -261,6 +267,24 @@ class KubeClient:
             "create", "POST", kind(obj["kind"]).path(meta.get("namespace")), params=params, body=obj
         )
         return result
+
+    async def evict(self, name: str, namespace: str, *, uid: str | None = None) -> bool:
+        """Create a ``policy/v1`` Eviction for the pod (PodDisruptionBudgets apply); False when the pod
+        was already gone. A refusal by a budget raises KubeError 429."""
+        body: dict[str, Any] = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        if uid:
+            body["deleteOptions"] = {"preconditions": {"uid": uid}}
+        try:
+            await self._request("evict", "POST", kind("Pod").path(namespace, name, "eviction"), body=body)
+        except KubeError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
 
     async def delete(
         self,

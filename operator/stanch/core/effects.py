@@ -14,6 +14,8 @@ needs is written here, so it never has to decide anything:
   (HTTP 422) when the object is not what the plan was computed from; 409 likewise. Report either as
   ``ApplyFailed(conflict=True)``.
 - ``Delete`` sends ``DeleteOptions.preconditions`` (uid, resourceVersion); NotFound counts as done.
+- ``Evict`` creates a ``policy/v1`` Eviction with the uid precondition; NotFound counts as done, a
+  429 (a PodDisruptionBudget allows no disruption now) is retriable and its message names the budget.
 - ``Create`` treats AlreadyExists as done only when the existing object carries an ownerReference
   with ``uid == owner_uid``; otherwise it is ``ApplyFailed(conflict=True)``.
 - ``best_effort`` effects (lock release) are fire-and-forget: a failed precondition means there is
@@ -143,6 +145,20 @@ class Delete:
 
 
 @dataclass(frozen=True)
+class Evict:
+    """Evict one pod through the Eviction API (``policy/v1``, the ``pods/eviction`` subresource), so
+    its PodDisruptionBudgets apply — never a plain delete around them. ``precondition.uid`` goes into
+    the Eviction's ``deleteOptions.preconditions`` (a replacement pod with the same name is not
+    evicted). NotFound counts as done; a refusal (429, a budget that allows no disruption now) is a
+    transient failure whose message names the budget: retry later, never force it."""
+
+    key: ObjectKey
+    precondition: Precondition
+    step: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class PersistIntent:
     """Write-ahead: persist the status (holding snapshot, plan and this intent), then feed
     ``IntentPersisted(step, attempt)``. Nothing is mutated before that confirmation."""
@@ -213,9 +229,18 @@ class Finish:
 
 
 Effect = (
-    Patch | Create | Delete | PersistIntent | ObserveTarget | QuerySignals | EvaluatePolicy | WakeAt | Finish
+    Patch
+    | Create
+    | Delete
+    | Evict
+    | PersistIntent
+    | ObserveTarget
+    | QuerySignals
+    | EvaluatePolicy
+    | WakeAt
+    | Finish
 )
 """Everything the reducer can ask for."""
 
-MUTATING = (Patch, Create, Delete)
+MUTATING = (Patch, Create, Delete, Evict)
 """Effect types that change the cluster; each carries a precondition and a write-ahead step."""

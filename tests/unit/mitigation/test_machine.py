@@ -12,6 +12,7 @@ from stanch.core.effects import (
     Create,
     Delete,
     EvaluatePolicy,
+    Evict,
     Finish,
     ObserveTarget,
     Patch,
@@ -47,6 +48,7 @@ from stanch.core.models import (
     PolicyDecisionKind,
     SignalRef,
 )
+from stanch.core.plans import CORDONED_BY
 from stanch.core.plans.jsonpatch import PatchError, apply_ops
 
 from .fixtures import deployment
@@ -76,12 +78,16 @@ class Cluster:
     objects: dict[tuple[str, str], dict[str, Any]]
     mutations: list[str] = field(default_factory=list)
     error_ratio: float = 0.01
+    budget_refuses: set[str] = field(default_factory=set)
+    """Pods whose eviction a PodDisruptionBudget refuses (429)."""
 
     def world(self, lock_holder_active: bool = False) -> World:
         return World(
             target=self.objects.get(("Deployment", "web")),
             hpa=self.objects.get(("HorizontalPodAutoscaler", "web")),
             canary=self.objects.get(("Deployment", "web-canary-m1")),
+            node=self.objects.get(("Node", "n1")),
+            pods_on_node=[o for (kind, _), o in self.objects.items() if kind == "Pod"],
             lock_holder_active=lock_holder_active,
         )
 
@@ -110,6 +116,14 @@ class Cluster:
         if isinstance(effect, Delete):
             self.objects.pop((effect.key.kind, effect.key.name), None)
             self.mutations.append(f"{effect.step}:delete")
+            return None
+        if isinstance(effect, Evict):
+            if effect.key.name in self.budget_refuses:
+                return ApplyFailed(
+                    effect.step, f"{effect.key.name}: budget allows 0 disruptions", retriable=True
+                )
+            self.objects.pop((effect.key.kind, effect.key.name), None)
+            self.mutations.append(f"{effect.step}:evict {effect.key.name}")
             return None
         raise AssertionError(effect)
 
@@ -145,7 +159,7 @@ def step(
                     queue.append(GuardSample(now, series(value, n)))
             elif isinstance(effect, EvaluatePolicy):
                 queue.append(PolicyDecided(ALLOW))
-            elif isinstance(effect, (Patch, Create, Delete)):
+            elif isinstance(effect, (Patch, Create, Delete, Evict)):
                 mutating.append(effect)
         failure = None
         for effect in mutating:
@@ -619,3 +633,133 @@ def test_checks_with_the_same_result_are_recorded_but_not_announced_each_time() 
         reasons += [e.message.split(":")[0] for e in t.events]
     assert reasons == ["check Pass", "check NoData", "check Pass"]
     assert [o.check.value for o in st.status.observations] == ["Pass"] * 3 + ["NoData"] * 2 + ["Pass"]
+
+
+# --- evacuate: cordon, then evictions that respect PodDisruptionBudgets ---------------------------
+
+
+def evacuation_cluster() -> Cluster:
+    cluster = new_cluster()
+    node = {"metadata": {"name": "n1", "uid": "n-uid", "annotations": {"kwok": "fake"}}, "spec": {}}
+    cluster.objects[("Node", "n1")] = node
+    for name in ("web-a", "web-b"):
+        cluster.objects[("Pod", name)] = {"metadata": {"name": name, "uid": f"uid-{name}"}}
+    return cluster
+
+
+def test_evacuate_cordons_marks_evicts_and_bakes() -> None:
+    cluster = evacuation_cluster()
+    st, log = step(state({"evacuate": {"node": "n1"}}), Tick(), cluster, T0)
+    assert st.status.phase == P.BAKING, st.status.message
+    assert cluster.mutations == ["Lock:Deployment", "Apply:Node", "Evict:evict web-a", "Evict:evict web-b"]
+    node = cluster.objects[("Node", "n1")]
+    assert node["spec"]["unschedulable"] is True
+    assert node["metadata"]["annotations"][CORDONED_BY] == "shop/m1"
+    events = [a.event for t in log for a in t.audit]
+    assert events[-2:] == ["Evicting", "Applied"]
+    # Write-ahead: the Evict intent was persisted before any eviction was sent.
+    evict_intent = next(
+        e for t in log for e in t.effects if isinstance(e, PersistIntent) and e.intent.step == "Evict"
+    )
+    assert evict_intent.intent.attempt == 1
+    (evicted,) = [c for c in st.status.conditions if c.type == "Evicted"]
+    assert evicted.status.value == "True"
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.SUCCEEDED
+
+
+def test_an_eviction_refused_by_a_budget_is_retried_reported_once_and_never_forced() -> None:
+    cluster = evacuation_cluster()
+    cluster.budget_refuses = {"web-b"}
+    st, log = step(state({"evacuate": {"node": "n1"}}), Tick(), cluster, T0)
+    assert st.status.phase == P.APPLYING
+    assert ("Pod", "web-a") not in cluster.objects  # the others still go
+    assert ("Pod", "web-b") in cluster.objects  # never deleted around the budget
+    (refused,) = [e for t in log for e in t.events if e.reason == "EvictionRefused"]
+    assert refused.type == "Warning"
+    assert "web-b: budget allows 0 disruptions" in refused.message
+    (cond,) = [c for c in st.status.conditions if c.type == "Evicted"]
+    assert (cond.status.value, cond.reason) == ("False", "EvictionRefused")
+    wake = next(e for e in log[-1].effects if isinstance(e, WakeAt))
+    assert wake.at == T0 + timedelta(seconds=5)
+    # A minute of retries every 5 s: the same refusal, recorded but not announced again.
+    now, audit_before = T0, len(st.status.audit)
+    for _ in range(12):
+        now += timedelta(seconds=5)
+        st, log = step(st, Tick(), cluster, now)
+        assert not [e for t in log for e in t.events]
+    assert len(st.status.audit) == audit_before
+    assert st.status.intent is not None
+    assert st.status.intent.attempt == 13
+    assert st.status.intent.started_at == T0  # the budget runs from the first attempt
+    # The budget allows it now: the pod goes, the bake starts.
+    cluster.budget_refuses = set()
+    st, _ = step(st, Tick(), cluster, now + timedelta(seconds=5))
+    assert st.status.phase == P.BAKING
+    assert ("Pod", "web-b") not in cluster.objects
+    assert cluster.mutations.count("Evict:evict web-a") == 1 + 13  # idempotent re-sends of a gone pod
+
+
+def test_evictions_refused_for_the_whole_bake_time_revert_the_cordon() -> None:
+    cluster = evacuation_cluster()
+    cluster.budget_refuses = {"web-a", "web-b"}
+    st, _ = step(state({"evacuate": {"node": "n1"}}), Tick(), cluster, T0)
+    now = T0
+    while st.status.phase == P.APPLYING and now < T0 + timedelta(minutes=10):
+        now += timedelta(seconds=5)
+        st, _ = step(st, Tick(), cluster, now)
+    assert st.status.phase == P.REVERTED, st.status.message
+    assert now == T0 + timedelta(minutes=5)  # the bake time (built-in 5m)
+    node = cluster.objects[("Node", "n1")]
+    assert "unschedulable" not in node["spec"]
+    assert CORDONED_BY not in node["metadata"]["annotations"]
+    assert {("Pod", "web-a"), ("Pod", "web-b")} <= set(cluster.objects)
+    audit = [a.event for a in st.status.audit]
+    assert audit.count("EvictionRefused") == 1
+    assert "Reverting" in audit
+    reverting = next(a for a in st.status.audit if a.event == "Reverting")
+    assert "never deletes around a PodDisruptionBudget" in reverting.reason
+
+
+def test_evacuating_an_already_cordoned_node_never_uncordons_it() -> None:
+    cluster = evacuation_cluster()
+    cluster.objects[("Node", "n1")]["spec"]["unschedulable"] = True
+    st, _ = step(state({"evacuate": {"node": "n1"}}), Tick(), cluster, T0)
+    assert st.status.phase == P.BAKING
+    assert "Apply:Node" not in cluster.mutations
+    cluster.error_ratio = 0.4
+    st = bake(st, cluster, T0)
+    assert st.status.phase == P.REVERTED
+    assert cluster.objects[("Node", "n1")]["spec"]["unschedulable"] is True
+    assert "Revert:Node" not in cluster.mutations
+
+
+def test_crash_after_the_evict_intent_resumes_without_doubling_the_cordon() -> None:
+    cluster = evacuation_cluster()
+    st = state({"evacuate": {"node": "n1"}})
+    # Run until the Evict intent is persisted, then "crash": drop the in-memory queue.
+    now = T0
+    queue: list[Observation] = [Tick()]
+    while queue:
+        t = reduce(st, queue.pop(0), now=now)
+        st = t.state
+        if st.status.intent is not None and st.status.intent.step == "Evict":
+            break
+        for effect in t.effects:
+            if isinstance(effect, PersistIntent):
+                queue.append(IntentPersisted(effect.intent.step, effect.intent.attempt))
+            elif isinstance(effect, ObserveTarget):
+                queue.append(TargetObserved(cluster.world()))
+            elif isinstance(effect, QuerySignals):
+                queue.append(BaselineCollected(effect.start, effect.end, series(0.01, 20)))
+            elif isinstance(effect, EvaluatePolicy):
+                queue.append(PolicyDecided(ALLOW))
+            elif isinstance(effect, (Patch, Delete, Evict)):
+                cluster.run(effect)
+                if not (isinstance(effect, Patch) and effect.best_effort):
+                    queue.append(ChangeApplied(effect.step))
+    assert st.status.phase == P.APPLYING
+    assert cluster.mutations == ["Lock:Deployment", "Apply:Node"]
+    st, _ = step(st, Tick(), cluster, now + timedelta(seconds=1))  # a new process resumes
+    assert st.status.phase == P.BAKING
+    assert cluster.mutations == ["Lock:Deployment", "Apply:Node", "Evict:evict web-a", "Evict:evict web-b"]

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from stanch.core.effects import Create, Delete, Patch
+from stanch.core.effects import Create, Delete, Evict, Patch
 from stanch.core.machine.observations import World
 from stanch.core.models import LOCK_ANNOTATION, MitigationSpec
 from stanch.core.plans import (
     CANARY_LABEL,
+    CORDONED_BY,
     RESTARTED_AT,
     PlanError,
     detect_drift,
@@ -226,22 +227,55 @@ def test_config_toggle_revert_restores_previous_value() -> None:
     assert RESTARTED_AT in str(reverts[1])
 
 
-def test_evacuate_cordons_and_deletes_pods_and_uncordons_only_if_we_cordoned() -> None:
-    node = {"metadata": {"name": "n1", "uid": "n-uid"}, "spec": {}}
+def test_evacuate_cordons_marks_the_node_then_evicts_and_uncordons_only_if_we_cordoned() -> None:
     pods = [{"metadata": {"name": "web-a", "uid": "pa"}}, {"metadata": {"name": "web-b", "uid": "pb"}}]
     s = spec(evacuate={"node": "n1"})
-    snap, p = planned(s, World(target=deployment(), node=node, pods_on_node=pods))
-    cordon, *deletes = p.apply
-    assert isinstance(cordon, Patch)
-    assert all(isinstance(d, Delete) for d in deletes)
-    cordoned = apply_patch(node, cordon)
-    assert cordoned["spec"] == {"unschedulable": True}
-    (uncordon,) = revert_effects(p, snap, applied_generation=None, at=NOW)
-    assert apply_patch(cordoned, uncordon)["spec"] == {}
+    for node in (
+        {"metadata": {"name": "n1", "uid": "n-uid"}, "spec": {}},
+        {"metadata": {"name": "n1", "uid": "n-uid", "annotations": {"x": "1"}}, "spec": {}},
+    ):
+        snap, p = planned(s, World(target=deployment(), node=node, pods_on_node=pods))
+        assert snap["node"]["cordonedBy"] == "shop/m1"  # write-ahead: we are the ones to cordon it
+        (cordon,) = p.apply
+        assert isinstance(cordon, Patch)
+        # Pods leave through the Eviction API (PodDisruptionBudgets apply), never a plain delete.
+        assert [(e.key.name, e.precondition.uid, e.step) for e in p.evict] == [
+            ("web-a", "pa", "Evict"),
+            ("web-b", "pb", "Evict"),
+        ]
+        assert all(isinstance(e, Evict) for e in p.evict)
+        assert p.patch_record()["evict"][0] == {"evict": "Pod/shop/web-a", "precondition": "uid=pa"}
+        cordoned = apply_patch(node, cordon)
+        assert cordoned["spec"] == {"unschedulable": True}
+        assert cordoned["metadata"]["annotations"][CORDONED_BY] == "shop/m1"
+        with pytest.raises(ValueError, match="test"):  # cordoned by someone else meanwhile: refused
+            apply_patch(with_(node, ["spec", "unschedulable"], True), cordon)
+        (uncordon,) = revert_effects(p, snap, applied_generation=None, at=NOW)
+        uncordoned = apply_patch(cordoned, uncordon)
+        assert uncordoned["spec"] == {}
+        assert CORDONED_BY not in (uncordoned["metadata"].get("annotations") or {})
+        # Someone else took the cordon over (their mark): the revert does not uncordon their node.
+        with pytest.raises(ValueError, match="test"):
+            apply_patch(with_(cordoned, ["metadata", "annotations", CORDONED_BY], "ops/drain"), uncordon)
+        assert is_applied(p.apply, World(target=deployment(), node=cordoned))
+        # Someone else's cordon without our mark is not "ours applied" (on a node without any
+        # annotations the revert's mark test is what protects their cordon).
+        assert "annotations" not in node["metadata"] or not is_applied(
+            p.apply, World(target=deployment(), node=with_(node, ["spec", "unschedulable"], True))
+        )
+        # Evictions are done once the pods are gone, terminating, or replaced under the same name.
+        gone = World(
+            target=deployment(), node=cordoned, pods_on_node=[with_(pods[0], ["metadata", "uid"], "new")]
+        )
+        assert is_applied(p.evict, gone)
+        assert not is_applied(p.evict, World(target=deployment(), node=cordoned, pods_on_node=pods))
     # Already cordoned by someone: we do not cordon, and so never uncordon.
     snap2, p2 = planned(s, World(target=deployment(), node=cordoned, pods_on_node=pods))
-    assert all(isinstance(e, Delete) for e in p2.apply)
+    assert snap2["node"]["cordonedBy"] is None
+    assert p2.apply == ()
+    assert len(p2.evict) == 2
     assert revert_effects(p2, snap2, applied_generation=None, at=NOW) == ()
+    assert "already cordoned" in p2.summary
 
 
 def test_pause_and_revert() -> None:

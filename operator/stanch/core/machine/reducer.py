@@ -86,7 +86,7 @@ from stanch.core.plans.autosync import (
     suspend_patch,
     suspended,
 )
-from stanch.core.plans.common import MutatingEffect, meta
+from stanch.core.plans.common import MutatingEffect, meta, rfc3339
 from stanch.core.plans.jsonpatch import get_path
 
 P = MitigationPhase
@@ -132,7 +132,12 @@ def _transition(
         }
     )
     new_status = type(new_status).model_validate(new_status.model_dump())  # re-apply the caps
-    warn = (after in WARNING_PHASES and after != before) or event in {"ApplyFailed", "Blocked", "Drift"}
+    warn = (after in WARNING_PHASES and after != before) or event in {
+        "ApplyFailed",
+        "Blocked",
+        "Drift",
+        "EvictionRefused",
+    }
     kind: Literal["Normal", "Warning"] = "Warning" if warn else "Normal"
     return Transition(
         state=replace(state, status=new_status),
@@ -244,16 +249,16 @@ VALID = "Valid"
 
 
 def _valid(state: MachineState, now: datetime, *, ok: bool, reason: str, message: str) -> list[Condition]:
-    return _valid_condition(state.status, now, ok=ok, reason=reason, message=message)
+    return _condition(state.status, now, VALID, ok=ok, reason=reason, message=message)
 
 
-def _valid_condition(
-    status: MitigationStatus, now: datetime, *, ok: bool, reason: str, message: str
+def _condition(
+    status: MitigationStatus, now: datetime, type_: str, *, ok: bool, reason: str, message: str
 ) -> list[Condition]:
-    """``status.conditions`` with the Valid condition set (its time moves only when it flips)."""
+    """``status.conditions`` with ``type_`` set (its time moves only when it flips)."""
     updated = set_condition(
         [c.model_dump(by_alias=True, mode="json") for c in status.conditions],
-        type_=VALID,
+        type_=type_,
         status="True" if ok else "False",
         reason=reason,
         message=message,
@@ -285,7 +290,7 @@ def invalid_spec(
             "phase": P.FAILED,
             "message": reason,
             "audit": [*status.audit, entry],
-            "conditions": _valid_condition(status, now, ok=False, reason="InvalidSpec", message=error),
+            "conditions": _condition(status, now, VALID, ok=False, reason="InvalidSpec", message=error),
         }
     )
     return type(new).model_validate(new.model_dump()), KubeEvent("Warning", "InvalidSpec", reason)
@@ -361,6 +366,8 @@ def _step_effects(state: MachineState, step: str) -> tuple[MutatingEffect, ...]:
         return p.apply
     if step == "Promote":
         return p.promote
+    if step == "Evict":
+        return p.evict
     if step == "Revert":
         applied = state.status.applied
         at = state.status.intent.started_at if state.status.intent else applied.at if applied else None
@@ -779,8 +786,13 @@ def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transi
 def _applying(state: MachineState, obs: Observation, now: datetime) -> Transition:
     intent = state.status.intent
     step = intent.step if intent else "Apply"
+    if step == "Evict":
+        return _evicting(state, obs, now)
     if isinstance(obs, IntentPersisted) and intent is not None and obs.step == step:
-        return _quiet(state, *_step_effects(state, step))
+        effects = _step_effects(state, step)
+        if not effects:  # e.g. evacuating a node that was already cordoned: nothing to write
+            return _applied(state, now, step, None, None)
+        return _quiet(state, *effects)
     if isinstance(obs, ChangeApplied) and obs.step == step:
         return _applied(state, now, step, obs.resource_version, obs.generation)
     if isinstance(obs, ApplyFailed) and obs.step == step:
@@ -842,6 +854,25 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
         )
     interval = _durations(state)[2]
     applied = AppliedChange(at=now, resource_version=rv, generation=gen)
+    p = _plan(state)
+    if step == "Apply" and p.evict:
+        # Evacuate: the node is cordoned (or already was); now the evictions, a step of their own.
+        intent = _intent(state, "Evict", now)
+        node = (state.status.snapshot or {}).get("node") or {}
+        done = "cordoned" if p.apply else "already cordoned"
+        return _transition(
+            state,
+            now=now,
+            to=None,
+            event="Evicting",
+            reason=(
+                f"node {node.get('name')} {done}; evicting {len(p.evict)} pod(s) through the Eviction "
+                "API (PodDisruptionBudgets apply)"
+            ),
+            effects=(PersistIntent(intent),),
+            applied=applied,
+            intent=intent,
+        )
     return _transition(
         state,
         now=now,
@@ -854,6 +885,105 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
         effects=(WakeAt(now + interval),),
         applied=applied,
         intent=None,
+    )
+
+
+EVICTION_RETRY = timedelta(seconds=5)
+"""How soon a refused eviction is tried again (kubectl drain waits 5 s too)."""
+EVICTED = "Evicted"
+"""Condition (evacuate): every pod of the workload left the node; False while a budget refuses."""
+
+
+def _evicting(state: MachineState, obs: Observation, now: datetime) -> Transition:
+    """The ``Evict`` step of an evacuation: the node is cordoned, ``status.applied`` is set.
+
+    Every eviction is idempotent (a gone or terminating pod, or one replaced under the same name,
+    counts as done), so a re-issue sends them all again. A PodDisruptionBudget that allows no
+    disruption now refuses (429): retry every :data:`EVICTION_RETRY` within the bake time, say so
+    once per distinct refusal, and when the budget is spent revert the cordon rather than delete
+    around the budget.
+    """
+    intent = state.status.intent
+    assert intent is not None
+    evictions = _plan(state).evict
+    if isinstance(obs, IntentPersisted) and obs.step == "Evict":
+        return _quiet(state, *evictions) if evictions else _evicted(state, now)
+    if isinstance(obs, ChangeApplied) and obs.step == "Evict":
+        return _evicted(state, now)
+    if isinstance(obs, ApplyFailed) and obs.step == "Evict":
+        if obs.conflict:
+            return _quiet(state, _observe(state))
+        if not obs.retriable:
+            return _start_revert(
+                state,
+                now,
+                f"eviction failed: {obs.reason}",
+                conditions=_condition(
+                    state.status, now, EVICTED, ok=False, reason="EvictionFailed", message=obs.reason
+                ),
+            )
+        return _eviction_refused(state, now, obs.reason)
+    if isinstance(obs, TargetObserved):
+        if is_applied(evictions, obs.world):
+            return _evicted(state, now)
+        if now >= intent.started_at + _durations(state)[1]:
+            return _eviction_refused(state, now, "pods still on the node")
+        retry = intent.model_copy(update={"attempt": intent.attempt + 1})
+        return _update(state, state.status.message or "", (PersistIntent(retry),), intent=retry)
+    if isinstance(obs, Tick):
+        return _quiet(state, _observe(state))
+    return _quiet(state)
+
+
+def _eviction_refused(state: MachineState, now: datetime, why: str) -> Transition:
+    intent = state.status.intent
+    assert intent is not None
+    bake = state.guard.bake_time or "5m"
+    deadline = intent.started_at + _durations(state)[1]
+    conditions = _condition(state.status, now, EVICTED, ok=False, reason="EvictionRefused", message=why)
+    if now >= deadline:
+        return _start_revert(
+            state,
+            now,
+            f"evacuation incomplete: evictions still refused after {bake} (the bake time): {why}; Stanch "
+            "never deletes around a PodDisruptionBudget",
+            conditions=conditions,
+        )
+    reason = f"eviction refused; retrying every {EVICTION_RETRY.seconds}s until {rfc3339(deadline)}: {why}"
+    last = state.status.audit[-1] if state.status.audit else None
+    if last is not None and last.event == "EvictionRefused" and last.reason == reason[:1024]:
+        # The same refusal again: recorded in status, not announced again.
+        return _update(state, reason, (WakeAt(now + EVICTION_RETRY),), conditions=conditions)
+    return _transition(
+        state,
+        now=now,
+        to=None,
+        event="EvictionRefused",
+        reason=reason,
+        effects=(WakeAt(now + EVICTION_RETRY),),
+        conditions=conditions,
+    )
+
+
+def _evicted(state: MachineState, now: datetime) -> Transition:
+    n = len(_plan(state).evict)
+    node = ((state.status.snapshot or {}).get("node") or {}).get("name")
+    applied = state.status.applied or AppliedChange(at=now)
+    return _transition(
+        state,
+        now=now,
+        to=P.BAKING,
+        event="Applied",
+        reason=(
+            f"{n} pod(s) evicted from {node}; baking {state.guard.bake_time or '5m'}, "
+            f"checks every {state.guard.interval or '30s'}"
+        ),
+        effects=(WakeAt(now + _durations(state)[2]),),
+        applied=applied.model_copy(update={"at": now}),  # the bake starts once the pods are out
+        intent=None,
+        conditions=_condition(
+            state.status, now, EVICTED, ok=True, reason="Evicted", message=f"{n} pod(s) evicted from {node}"
+        ),
     )
 
 

@@ -13,6 +13,7 @@ from stanch.core.plans.actions import (
 )
 from stanch.core.plans.common import (
     CANARY_LABEL,
+    CORDONED_BY,
     RESTARTED_AT,
     ActionPlan,
     MutatingEffect,
@@ -31,6 +32,7 @@ from stanch.core.plans.rollback import (
 __all__ = [
     "ANNOTATIONS_TO_SKIP",
     "CANARY_LABEL",
+    "CORDONED_BY",
     "RESTARTED_AT",
     "ActionPlan",
     "MutatingEffect",

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from stanch.core.effects import Create, Delete, ObjectKey, Patch, Precondition, pointer
+from stanch.core.effects import Create, Delete, Evict, ObjectKey, Patch, Precondition, pointer
 from stanch.core.machine.observations import World
 from stanch.core.models import ActionKind, MitigationSpec
 from stanch.core.plans.autosync import HELD
 from stanch.core.plans.common import (
     CANARY_LABEL,
+    CORDONED_BY,
     RESTARTED_AT,
     ActionPlan,
     MutatingEffect,
@@ -116,10 +117,14 @@ def take_snapshot(spec: MitigationSpec, world: World, *, mitigation: str, now: d
                 f"spec.evacuate.node {spec.evacuate.node!r}: no such node; name an existing node "
                 "(kubectl get nodes)"
             )
+        unschedulable = (node.get("spec") or {}).get("unschedulable")
         snap["node"] = {
             "name": meta(node).get("name"),
             "uid": meta(node).get("uid"),
-            "unschedulable": (node.get("spec") or {}).get("unschedulable"),
+            "unschedulable": unschedulable,
+            "hasAnnotations": meta(node).get("annotations") is not None,
+            # Write-ahead: whether *we* cordon it (then, and only then, the revert uncordons).
+            "cordonedBy": None if unschedulable else f"{meta(target).get('namespace')}/{mitigation}",
         }
         snap["pods"] = [
             {"name": meta(p).get("name"), "uid": meta(p).get("uid")}
@@ -348,42 +353,7 @@ def plan(
             revert_note=f"restores {ct.key} to {before}" + (" and restarts again" if ct.restart else ""),
         )
     if action == ActionKind.EVACUATE:
-        node = snapshot["node"]
-        node_key = ObjectKey("v1", "Node", node["name"])
-        effects = []
-        if not node["unschedulable"]:
-            effects.append(
-                Patch(
-                    key=node_key,
-                    ops=({"op": "add", "path": "/spec/unschedulable", "value": True},),
-                    precondition=Precondition(
-                        uid=node["uid"], tests=(("/spec/unschedulable", node["unschedulable"]),)
-                    ),
-                    step="Apply",
-                    description=f"cordon {node['name']}",
-                )
-            )
-        effects.extend(
-            Delete(
-                key=ObjectKey("v1", "Pod", p["name"], key.namespace),
-                precondition=Precondition(uid=p["uid"]),
-                step="Apply",
-                description=f"delete pod {p['name']} on {node['name']}",
-            )
-            for p in snapshot["pods"]
-        )
-        return ActionPlan(
-            summary=f"evacuate {key.display()} from node {node['name']}: "
-            + ("cordon, " if not node["unschedulable"] else "already cordoned, ")
-            + f"delete {len(snapshot['pods'])} pod(s)",
-            changes=tuple(e.description for e in effects),
-            apply=tuple(effects),
-            revert_note=(
-                "uncordons the node (Stanch cordoned it); deleted pods are not moved back"
-                if not node["unschedulable"]
-                else "leaves the node cordoned (it was cordoned before); deleted pods are not moved back"
-            ),
-        )
+        return _evacuate_plan(snapshot, key.namespace)
     if action == ActionKind.PAUSE:
         assert spec.pause is not None
         want = not spec.pause.resume
@@ -443,6 +413,86 @@ def plan(
         ),
         promote=promote,
         revert_note="deletes the canary (abort); the stable Deployment was never touched",
+    )
+
+
+def _evacuate_plan(snapshot: Mapping[str, Any], namespace: str | None) -> ActionPlan:
+    """Cordon (unless it already was) in ``Apply``, then evict the workload's pods in ``Evict``.
+
+    The cordon patch also sets :data:`CORDONED_BY` to the snapshot's ``cordonedBy``, atomically and
+    conditional on the node being schedulable with no such annotation: the annotation proves the
+    cordon is ours, and only then does a revert uncordon (conditional on both). A node that was
+    already cordoned gets no patch, so its revert changes nothing.
+    """
+    node = snapshot["node"]
+    node_key = ObjectKey("v1", "Node", node["name"])
+    by = node.get("cordonedBy")
+    apply: list[MutatingEffect] = []
+    if not node["unschedulable"]:
+        mark = pointer("metadata", "annotations", CORDONED_BY)
+        ops: tuple[Mapping[str, Any], ...] = (
+            {"op": "add", "path": "/spec/unschedulable", "value": True},
+            {"op": "add", "path": mark, "value": by}
+            if node.get("hasAnnotations", True)
+            else {"op": "add", "path": "/metadata/annotations", "value": {CORDONED_BY: by}},
+        )
+        tests = (
+            ("/spec/unschedulable", node["unschedulable"]),
+            (mark, None) if node.get("hasAnnotations", True) else ("/metadata/annotations", None),
+        )
+        apply.append(
+            Patch(
+                key=node_key,
+                ops=ops,
+                precondition=Precondition(uid=node["uid"], tests=tests),
+                step="Apply",
+                description=f"cordon {node['name']}",
+            )
+        )
+    evict = tuple(
+        Evict(
+            key=ObjectKey("v1", "Pod", p["name"], namespace),
+            precondition=Precondition(uid=p["uid"]),
+            step="Evict",
+            description=f"evict pod {p['name']} from {node['name']}",
+        )
+        for p in snapshot["pods"]
+    )
+    return ActionPlan(
+        summary=f"evacuate Deployment/{namespace}/{snapshot['target']['metadata']['name']} from node "
+        f"{node['name']}: "
+        + ("cordon, " if apply else "already cordoned, ")
+        + f"evict {len(evict)} pod(s) (PodDisruptionBudgets apply)",
+        changes=tuple(e.description for e in (*apply, *evict)),
+        apply=tuple(apply),
+        evict=evict,
+        revert_note=(
+            "uncordons the node (Stanch cordoned it); evicted pods are not moved back"
+            if apply
+            else "leaves the node cordoned (it was cordoned before); evicted pods are not moved back"
+        ),
+    )
+
+
+def _uncordon_patch(snapshot: Mapping[str, Any], cordon: Patch) -> Patch:
+    """Undo our cordon: conditional on the node still being cordoned *with our mark*, so a node
+    someone else cordoned (or re-cordoned) meanwhile stays as they left it."""
+    node = snapshot["node"]
+    mark = pointer("metadata", "annotations", CORDONED_BY)
+    previous = node["unschedulable"]
+    return Patch(
+        key=cordon.key,
+        ops=(
+            {"op": "remove", "path": "/spec/unschedulable"}
+            if previous is None
+            else {"op": "add", "path": "/spec/unschedulable", "value": previous},
+            {"op": "remove", "path": mark},
+        ),
+        precondition=Precondition(
+            uid=node["uid"], tests=(("/spec/unschedulable", True), (mark, node["cordonedBy"]))
+        ),
+        step="Revert",
+        description=f"uncordon {node['name']}",
     )
 
 
@@ -516,7 +566,7 @@ def _live(world: World, key: ObjectKey) -> Mapping[str, Any] | None:
 
 def _effect_done(effect: MutatingEffect, world: World) -> bool:
     live = _live(world, effect.key)
-    if isinstance(effect, Delete):
+    if isinstance(effect, Delete | Evict):
         return (
             live is None
             or (effect.precondition.uid is not None and meta(live).get("uid") != effect.precondition.uid)
@@ -567,8 +617,11 @@ def revert_effects(
                 )
             )
             continue
-        if isinstance(effect, Delete):
-            continue  # deleted pods are replaced by their controller, not restored
+        if isinstance(effect, Delete | Evict):
+            continue  # deleted or evicted pods are replaced by their controller, not restored
+        if effect.key.kind == "Node":
+            out.append(_uncordon_patch(snapshot, effect))
+            continue
         before = _snapshot_object(snapshot, effect.key)
         if effect.key.kind == "Deployment" and any(
             op["path"].startswith("/spec/template/metadata/annotations") and RESTARTED_AT in json.dumps(op)

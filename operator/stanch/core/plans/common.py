@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stanch.core.effects import Create, Delete, ObjectKey, Patch, Precondition, pointer
+from stanch.core.effects import Create, Delete, Evict, ObjectKey, Patch, Precondition, pointer
 from stanch.core.models import LOCK_ANNOTATION
 
-MutatingEffect = Patch | Create | Delete
+MutatingEffect = Patch | Create | Delete | Evict
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 """The template annotation ``kubectl rollout restart`` sets."""
+CORDONED_BY = "stanch.dev/cordoned-by"
+"""Node annotation set in the same patch as ``spec.unschedulable: true``: ``<namespace>/<mitigation>``.
+Proves the cordon is ours (a node someone else cordoned is never uncordoned by a revert)."""
 CANARY_LABEL = "stanch.dev/canary"
 """Label on canary Deployments, their selector and their pods; value: the Mitigation's name."""
 
@@ -37,6 +40,9 @@ class ActionPlan:
     """What a revert does, or why it does nothing."""
     promote: tuple[MutatingEffect, ...] = ()
     """Canary only: effects that make the fix permanent once the guard is happy."""
+    evict: tuple[Evict, ...] = ()
+    """Evacuate only: the evictions, a step of their own after the cordon (``Evict``): each is
+    idempotent, a PodDisruptionBudget may refuse some for a while, and none can be reverted."""
     reversible: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -45,6 +51,7 @@ class ActionPlan:
         return {
             "apply": [effect_record(e) for e in self.apply],
             "promote": [effect_record(e) for e in self.promote],
+            "evict": [effect_record(e) for e in self.evict],
         }
 
 
@@ -57,6 +64,8 @@ def effect_record(effect: MutatingEffect) -> dict[str, Any]:
         }
     if isinstance(effect, Create):
         return {"create": effect.key.display(), "manifest": copy.deepcopy(dict(effect.manifest))}
+    if isinstance(effect, Evict):
+        return {"evict": effect.key.display(), "precondition": effect.precondition.describe()}
     return {"delete": effect.key.display(), "precondition": effect.precondition.describe()}
 
 

@@ -38,7 +38,7 @@ from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.signals import SignalSampler
 from stanch.adapters.status import write_status
 from stanch.adapters.targets import TargetReads, read_target
-from stanch.core.effects import MUTATING, Create, Delete, Patch
+from stanch.core.effects import MUTATING, Create, Delete, Evict, Patch
 from stanch.core.machine.effects import (
     EvaluatePolicy,
     Finish,
@@ -291,7 +291,7 @@ class Pass:
                 group: list[Mutation] = []
                 while i < len(effects) and isinstance(effects[i], MUTATING):
                     candidate = effects[i]
-                    assert isinstance(candidate, Patch | Create | Delete)
+                    assert isinstance(candidate, Patch | Create | Delete | Evict)
                     if group and candidate.step != group[0].step:
                         break
                     group.append(candidate)
@@ -323,6 +323,7 @@ class Pass:
         step = group[0].step
         primary: EffectResult | None = None
         essential = [e for e in group if not (isinstance(e, Patch) and e.best_effort)]
+        refused: list[EffectResult] = []
         target = self.state.spec.target
         target_ns = target.namespace or self.state.identity.namespace
         for effect in group:
@@ -338,6 +339,11 @@ class Pass:
             )
             if effect not in essential:
                 continue
+            if not result.ok and isinstance(effect, Evict):
+                # Each eviction stands alone (idempotent, none undone): try every pod, report all
+                # refusals together so status names every budget that said no.
+                refused.append(result)
+                continue
             if not result.ok:
                 return ApplyFailed(
                     step=step, reason=result.describe(), retriable=result.retriable, conflict=result.conflict
@@ -350,6 +356,13 @@ class Pass:
             )
             if primary is None or on_target:
                 primary = result
+        if refused:
+            return ApplyFailed(
+                step=step,
+                reason="; ".join(r.describe() for r in refused),
+                retriable=all(r.retriable for r in refused),
+                conflict=any(r.conflict for r in refused) and not any(r.retriable for r in refused),
+            )
         if not essential:
             return None
         assert primary is not None
