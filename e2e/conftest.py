@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from e2e.cluster import LocalWorld, WorldInfo
-from e2e.kube import Kube
+from e2e.kube import Kube, release_nodes
 from e2e.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +62,7 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     kube.run("create", "namespace", name)
     kube.wait_for(lambda: kube.ok("get", "serviceaccount", "default", "-n", name), 30, "default SA")
     yield name
+    release_nodes(kube, name)
     kube.run("delete", "namespace", name, "--wait=false")
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from stanch.core.plans import CORDONED_BY
+
 
 class Kube:
     def __init__(self, kubectl: str, kubeconfig: str) -> None:
@@ -110,3 +112,16 @@ def deployment(
             },
         },
     }
+
+
+def release_nodes(kube: Kube, namespace: str) -> list[str]:
+    """Uncordon the nodes that Mitigations of ``namespace`` cordoned. A Succeeded evacuation keeps
+    its cordon, as it should in production, but nodes are shared by every test and scenario."""
+    released = []
+    for node in kube.get("nodes")["items"]:
+        meta = node["metadata"]
+        if (meta.get("annotations") or {}).get(CORDONED_BY, "").startswith(f"{namespace}/"):
+            kube.run("uncordon", meta["name"])
+            kube.run("annotate", "node", meta["name"], f"{CORDONED_BY}-")
+            released.append(meta["name"])
+    return released

@@ -23,12 +23,15 @@ import httpx
 import yaml
 
 from e2e.cluster import WorldInfo
-from e2e.kube import Kube, deployment
+from e2e.kube import Kube, deployment, release_nodes
 from e2e.operator_process import OperatorProcess
 from e2e.scenario.format import Scenario, Step, Workload, seconds
 from e2e.scenario.proxy import OutageProxy
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
+
+NOT_READY_LABEL = "node-not-ready.stage.kwok.x-k8s.io"
+"""Our kwok Stage turns a node NotReady while it carries this label (e2e/cluster/stages)."""
 
 # Time is compressed: short rate windows and fast loops so a scenario takes about a minute. The
 # default templates' 5m windows would need a 5-minute baseline; these are the same queries at 15s.
@@ -116,6 +119,7 @@ class ScenarioRun:
         self.incident_created_at: float | None = None
         self.mitigation_created_at: float | None = None
         self.world_keys: set[str] = set()
+        self.faulted_nodes: set[str] = set()
         self.images: set[str] = set()
         self.error_ratio_before_mitigation: dict[str, float | None] = {}
 
@@ -206,7 +210,16 @@ class ScenarioRun:
             if self.world_keys:
                 self._world_patch(dict.fromkeys(self.world_keys))
         with contextlib.suppress(Exception):
+            self._restore_nodes()
+        with contextlib.suppress(Exception):
             self.kube.run("delete", "namespace", self.ns, "--wait=false")
+
+    def _restore_nodes(self) -> None:
+        """Nodes are shared by every scenario and test: undo the faults we injected and the cordons our
+        Mitigations left (a Succeeded evacuation keeps its cordon, as it should in production)."""
+        for node in sorted(self.faulted_nodes):
+            self.kube.run("label", "node", node, f"{NOT_READY_LABEL}-")
+        release_nodes(self.kube, self.ns)
 
     def _keep_artefacts(self) -> None:
         """What a reviewer needs to see why a scenario failed: the final Incident and Mitigation
@@ -257,8 +270,12 @@ class ScenarioRun:
             self.kube.apply(_hpa(step.hpa.workload, step.hpa.min, step.hpa.max), namespace=self.ns)
         elif step.node_fault:
             for node, state in step.node_fault.items():
-                label = "node-not-ready.stage.kwok.x-k8s.io"
-                args = [f"{label}=true", "--overwrite"] if state == "NotReady" else [f"{label}-"]
+                args = (
+                    [f"{NOT_READY_LABEL}=true", "--overwrite"]
+                    if state == "NotReady"
+                    else [f"{NOT_READY_LABEL}-"]
+                )
+                self.faulted_nodes.add(node)
                 self.kube.run("label", "node", node, *args)
         elif step.traffic:
             self._traffic(step.traffic)

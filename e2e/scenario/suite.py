@@ -37,5 +37,20 @@ def run_all(
         print(f"[scenario] {sc.name}: {verdict}", file=sys.stderr, flush=True)
         return score
 
+    shared = [sc for sc in scenarios if not touches_nodes(sc)]
+    alone = [sc for sc in scenarios if touches_nodes(sc)]
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        return list(pool.map(one, scenarios))
+        scores = dict(zip((sc.name for sc in shared), pool.map(one, shared), strict=True))
+    # Nodes are shared: a NotReady node or a cordon would leak into whatever runs next to it.
+    scores.update((sc.name, one(sc)) for sc in alone)
+    return [scores[sc.name] for sc in scenarios]
+
+
+def touches_nodes(sc: Scenario) -> bool:
+    """Faults a node, or may evacuate (cordon) one."""
+    if any(step.node_fault for step in sc.steps):
+        return True
+    if any(step.mitigate and "evacuate" in (step.mitigate.action or {}) for step in sc.steps):
+        return True
+    first = sc.expect.first_mitigation
+    return first is not None and "Evacuate" in {str(first.action), *(str(a) for a in first.alternatives)}
