@@ -87,3 +87,93 @@ def test_flux_reconciliation_is_suspended_for_the_mitigation_and_restored(
     assert deployment_state(kube, namespace, "web")["spec"]["replicas"] == 3
     events = {e["reason"] for e in kube.events(namespace) if e["involvedObject"].get("name") == "grow"}
     assert "AutoSyncRestored" in events, events
+
+
+# A minimal stand-in for Argo CD's Application CRD: the real schema is large and Argo CD's controller
+# is not running here; what matters is the object Stanch reads and patches.
+APPLICATION_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "applications.argoproj.io"},
+    "spec": {
+        "group": "argoproj.io",
+        "names": {"kind": "Application", "plural": "applications", "singular": "application"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+
+
+def _self_heal(kube: Kube, namespace: str) -> tuple[Any, dict[str, str]]:
+    app = kube.get("application.argoproj.io", "shop", namespace)
+    annotations = {
+        k: v
+        for k, v in (app["metadata"].get("annotations") or {}).items()
+        if k != "kubectl.kubernetes.io/last-applied-configuration"
+    }
+    return app["spec"]["syncPolicy"]["automated"].get("selfHeal"), annotations
+
+
+def test_argo_cd_self_heal_is_suspended_for_the_mitigation_and_restored(
+    world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
+) -> None:
+    kube.apply(APPLICATION_CRD)
+    kube.run("wait", "--for", "condition=established", "crd/applications.argoproj.io", "--timeout=60s")
+    manifest = deployment("web", replicas=2)
+    # Applications in any namespace: the tracking id names <namespace>_<app>.
+    tracking = f"{namespace}_shop:apps/Deployment:{namespace}/web"
+    manifest["metadata"]["annotations"] = {"argocd.argoproj.io/tracking-id": tracking}
+    kube.apply(manifest, namespace=namespace)
+    application = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop", "annotations": {"team": "payments"}},
+        "spec": {"project": "default", "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+    }
+    kube.apply(application, namespace=namespace)
+    kube.wait_for(lambda: rollout_complete(kube, namespace, "web"), 60, "web rolled out")
+    policy: dict[str, Any] = {
+        "apiVersion": "stanch.dev/v1alpha1",
+        "kind": "MitigationPolicy",
+        "metadata": {"name": "argo-managed"},
+        "spec": {
+            "actions": [{"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 10}}],
+            "gitops": {"requireApprovalForManaged": False, "suspendAutoSync": True},
+        },
+    }
+    kube.apply(policy, namespace=namespace)
+    settle()
+    operator = fast_operator(world, namespace, tmp_path / "operator")
+    operator.start()
+    try:
+        guard = {**FAST_GUARD, "bakeTime": "24s"}
+        kube.apply(mitigation("grow", "web", {"scale": {"replicas": 3}}, guard), namespace=namespace)
+        baking = wait_phase(kube, namespace, "grow", {"Baking"}, 60)
+        during = _self_heal(kube, namespace)
+        wait_phase(kube, namespace, "grow", {"Succeeded"}, 90)
+
+        def restored() -> dict[str, Any] | None:
+            record = kube.get("mitigation", "grow", namespace)["status"].get("autoSync") or {}
+            return record if record.get("phase") == "Restored" else None
+
+        record = kube.wait_for(restored, 15, "the restore recorded")
+    finally:
+        shutdown(operator, kube, namespace)
+
+    asked = baking["policy"]["suspendAutoSync"]
+    assert asked["application"] == f"{namespace}/shop", asked
+    assert asked["selfHeal"] is True
+    assert baking["autoSync"]["phase"] == "Suspended", baking["autoSync"]
+    assert during == (False, {"team": "payments", "stanch.dev/self-heal-suspended-by": f"{namespace}/grow"})
+    assert record["object"] == f"Application/{namespace}/shop"
+    assert _self_heal(kube, namespace) == (True, {"team": "payments"})
+    assert deployment_state(kube, namespace, "web")["spec"]["replicas"] == 3
