@@ -125,3 +125,10 @@ def test_console_format_is_readable() -> None:
     assert "k-123456789" not in text
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
+
+
+def test_http_client_request_lines_stay_out_even_at_debug(stream: io.StringIO) -> None:
+    for name in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(name).info('HTTP Request: GET https://127.0.0.1/api "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("connection pool exhausted")
+    assert [line["event"] for line in lines(stream)] == ["connection pool exhausted"]

@@ -136,6 +136,10 @@ def configure_logging(
         objects_logger.addFilter(RedactingFilter())
     # One line per probe every few seconds drowns everything else.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # HTTP clients log every request at INFO (a dozen per refresh, with full query URLs); our own
+    # request counters and error logs say what matters.
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     structlog.configure(
         processors=[
