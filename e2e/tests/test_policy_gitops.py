@@ -1,7 +1,11 @@
-"""A Flux-managed Deployment under a policy with ``gitops.suspendAutoSync``: while the Mitigation
-runs the Deployment carries Flux's per-object switch ``kustomize.toolkit.fluxcd.io/reconcile:
-disabled`` (so kustomize-controller would not put Git's replica count back), and when it ends the
-switch is gone again and status says what was suspended and restored."""
+"""GitOps-managed Deployments under a policy with ``gitops.suspendAutoSync``.
+
+Flux: while the Mitigation runs the Deployment carries Flux's per-object switch
+``kustomize.toolkit.fluxcd.io/reconcile: disabled`` (so kustomize-controller would not put Git's
+replica count back), also across an operator crash; when it ends the switch is gone again and status
+says what was suspended and restored. Argo CD: the owning Application's selfHeal is off for the
+Mitigation's duration and back on afterwards.
+"""
 
 from __future__ import annotations
 
@@ -58,6 +62,9 @@ def test_flux_reconciliation_is_suspended_for_the_mitigation_and_restored(
         kube.apply(mitigation("grow", "web", {"scale": {"replicas": 3}}, guard), namespace=namespace)
         baking = wait_phase(kube, namespace, "grow", {"Baking"}, 60)
         during = _annotations(kube, namespace)
+        # A crash mid-bake: the restarted operator finds the suspension in status and still ends it.
+        operator.kill()
+        operator.start()
         st = wait_phase(kube, namespace, "grow", {"Succeeded"}, 90)
 
         def restored() -> dict[str, Any] | None:
