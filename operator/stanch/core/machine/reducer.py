@@ -763,7 +763,6 @@ def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transi
         )
         reason += f"; {status['auto_sync'].reason}"
     window, _, _ = _durations(state)
-
     query = QuerySignals(
         signals=tuple(s.name for s in state.guard.signals),
         start=now - window,
