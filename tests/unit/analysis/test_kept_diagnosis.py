@@ -88,7 +88,8 @@ def test_a_standing_mitigation_keeps_the_diagnosis_it_acted_on(phase: Mitigation
     assert later.hypotheses == previous.hypotheses
     assert later.top_hypothesis == previous.top_hypothesis
     top = later.hypotheses[0]
-    assert top.suggested_mitigation is not None and top.suggested_mitigation.rollback is not None
+    assert top.suggested_mitigation is not None
+    assert top.suggested_mitigation.rollback is not None
     assert top.suggested_mitigation.rollback.to_revision == 6  # never "back" to the bad revision 7
     assert previous.scope is not None
     assert later.scope.onset == previous.scope.onset

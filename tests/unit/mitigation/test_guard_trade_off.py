@@ -53,7 +53,7 @@ def test_the_inconclusive_setting_decides_the_trade_off_at_the_end() -> None:
 
 
 def test_worse_everywhere_is_still_reverted_within_two_checks() -> None:
-    worse = [
+    worse: list[dict[str, list[float] | None]] = [
         {"error_ratio": _noisy(0.6, 4, 0.02, 60 + i), "latency_p99": _noisy(0.2, 4, 0.01, 70 + i)}
         for i in range(8)
     ]
@@ -64,7 +64,7 @@ def test_worse_everywhere_is_still_reverted_within_two_checks() -> None:
 
 def test_fewer_errors_because_requests_stopped_is_no_trade_off() -> None:
     # Serving nothing also makes the error ratio look better: throughput falling is never traded.
-    stopped = [
+    stopped: list[dict[str, list[float] | None]] = [
         {
             "error_ratio": _noisy(0.001, 4, 0.1, 80 + i),
             "latency_p99": _noisy(0.099, 4, 0.005, 90 + i),
