@@ -7,6 +7,7 @@ Pure functions over data, so the Kopf handlers only read, call these and write.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from stanch.core.models import (
     MitigationSpec,
     MitigationStatus,
     ObjectRef,
+    OnsetSource,
     PolicyDecision,
     PolicyDecisionKind,
     SignalKind,
@@ -176,3 +178,29 @@ def timeline_entry(
 def names(signals: Sequence[Any]) -> tuple[str, ...]:
     """Signal names from a guard's ``signals`` list."""
     return tuple(s.name for s in signals)
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    """What a Mitigation needs from its linked Incident."""
+
+    resolved: bool = False
+    onset: datetime | None = None
+    """A detected change point or the reported start; the Incident's creation time is not an onset
+    (the errors may have begun long before anyone filed it)."""
+
+
+def incident_facts(incident: Mapping[str, Any] | None) -> IncidentFacts:
+    if not incident:
+        return IncidentFacts()
+    resolved = bool((incident.get("spec") or {}).get("resolved"))
+    scope = (incident.get("status") or {}).get("scope") or {}
+    onset = None
+    if scope.get("onsetSource") in (OnsetSource.CHANGE_POINT.value, OnsetSource.STARTED_AT.value):
+        try:
+            onset = datetime.fromisoformat(str(scope.get("onset")))
+        except ValueError:
+            onset = None
+        if onset is not None and onset.tzinfo is None:
+            onset = None  # an onset without a zone cannot be placed
+    return IncidentFacts(resolved=resolved, onset=onset)

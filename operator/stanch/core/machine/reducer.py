@@ -216,6 +216,26 @@ def _durations(state: MachineState) -> tuple[timedelta, timedelta, timedelta]:
     )
 
 
+MIN_BASELINE = timedelta(seconds=10)
+"""A baseline shorter than this is too few points to compare with; the guard's small-sample rule
+still judges it, but an onset a moment ago is better read with a little of what came before."""
+
+
+def baseline_start(state: MachineState, now: datetime) -> datetime:
+    """``baselineWindow`` before now, but never before the linked Incident's onset.
+
+    The baseline is what the mitigation must not make worse. An Incident filed seconds after its
+    errors began would otherwise have a mostly healthy baseline, and the tail of the very errors a
+    rollback cures (a rate window still draining) would read as "worse" and revert the rollback.
+    """
+    window = _durations(state)[0]
+    start = now - window
+    onset = state.incident_onset
+    if onset is not None and start < onset:
+        start = min(onset, now - MIN_BASELINE)
+    return start
+
+
 def _approved(state: MachineState) -> str | None:
     approval = state.spec.approval
     if approval is not None and approval.approved:
@@ -762,12 +782,14 @@ def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transi
             }
         )
         reason += f"; {status['auto_sync'].reason}"
-    window, _, _ = _durations(state)
+    start = baseline_start(state, now)
+    if start > now - _durations(state)[0]:
+        reason += f"; baseline from the Incident's onset ({start.isoformat()})"
     query = QuerySignals(
         signals=tuple(s.name for s in state.guard.signals),
-        start=now - window,
+        start=start,
         end=now,
-        step_seconds=max(1.0, window.total_seconds() / 40),
+        step_seconds=max(1.0, (now - start).total_seconds() / 40),
         purpose="baseline",
     )
     return _transition(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from stanch.core.effects import Effect
@@ -39,6 +40,9 @@ class MachineState:
     """Value of the Mitigation's ``stanch.dev/approved-by`` annotation, if set."""
     deleting: bool = False
     """``metadata.deletionTimestamp`` is set (the finalizer holds the object)."""
+    incident_onset: datetime | None = None
+    """The linked Incident's onset (a change point or the reported start), if it has one: the
+    baseline never reaches back before it."""
 
 
 @dataclass(frozen=True)

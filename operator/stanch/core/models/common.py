@@ -249,7 +249,8 @@ class GuardSpec(StanchModel):
     """Signals to compare against the baseline; empty means the policy's error-ratio and latency
     templates."""
     baseline_window: Duration | None = None
-    """How far back before the action the baseline is taken (default 10m)."""
+    """How far back before the action the baseline is taken (default 10m); never before the linked
+    Incident's onset, so the incident's own errors are the baseline a fix is judged against."""
     bake_time: Duration | None = None
     """How long to watch after the change is applied before declaring it Healthy (default 5m)."""
     interval: Duration | None = None

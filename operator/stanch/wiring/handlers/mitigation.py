@@ -66,8 +66,10 @@ from stanch.core.machine.observations import (
 from stanch.core.machine.reducer import invalid_spec, reduce
 from stanch.core.machine.state import MachineState, MitigationIdentity, Transition
 from stanch.core.mitigation_context import (
+    IncidentFacts,
     default_decision,
     incident_entry,
+    incident_facts,
     link_into_incident,
     phase_summary,
     resolve_guard,
@@ -146,7 +148,9 @@ class StaleReadError(Exception):
 # --- building the machine state -------------------------------------------------------------------
 
 
-def machine_state(obj: dict[str, Any], runtime: Runtime, context: PolicyContext) -> MachineState:
+def machine_state(
+    obj: dict[str, Any], runtime: Runtime, context: PolicyContext, incident_onset: datetime | None = None
+) -> MachineState:
     meta = obj["metadata"]
     spec = MitigationSpec.model_validate(obj["spec"])
     status = MitigationStatus.model_validate(
@@ -160,6 +164,7 @@ def machine_state(obj: dict[str, Any], runtime: Runtime, context: PolicyContext)
         signals=_templates(runtime, context),
         approved_by_annotation=(meta.get("annotations") or {}).get(APPROVED_BY_ANNOTATION),
         deleting=bool(meta.get("deletionTimestamp")),
+        incident_onset=incident_onset,
     )
 
 
@@ -208,14 +213,14 @@ class Pass:
     """One pass of the loop over one Mitigation: reduce, persist, act, feed back."""
 
     def __init__(
-        self, runtime: Runtime, obj: dict[str, Any], incident_resolved: bool, context: PolicyContext
+        self, runtime: Runtime, obj: dict[str, Any], incident: IncidentFacts, context: PolicyContext
     ) -> None:
         self.runtime = runtime
         self.obj = obj
         self.log = bind_object(obj)
         self.context = context
-        self.state = machine_state(obj, runtime, context)
-        self.incident_resolved = incident_resolved
+        self.state = machine_state(obj, runtime, context, incident.onset)
+        self.incident_resolved = incident.resolved
         self.result = PassResult(phase=self.state.status.phase)
 
     async def run(self) -> PassResult:
@@ -429,12 +434,12 @@ class Pass:
 # --- Kopf glue ------------------------------------------------------------------------------------
 
 
-async def incident_resolved(runtime: Runtime, obj: dict[str, Any]) -> bool:
+async def linked_incident(runtime: Runtime, obj: dict[str, Any]) -> IncidentFacts:
     ref = (obj.get("spec") or {}).get("incidentRef")
     if not ref:
-        return False
+        return IncidentFacts()
     incident = await runtime.kube.get("Incident", ref["name"], obj["metadata"]["namespace"])
-    return bool(incident and (incident.get("spec") or {}).get("resolved"))
+    return incident_facts(incident)
 
 
 async def drive_once(runtime: Runtime, namespace: str, name: str) -> PassResult:
@@ -445,10 +450,10 @@ async def drive_once(runtime: Runtime, namespace: str, name: str) -> PassResult:
         MitigationSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
         return await _fail_invalid_spec(runtime, obj, exc)
-    resolved = await incident_resolved(runtime, obj)
+    incident = await linked_incident(runtime, obj)
     policy = ((obj.get("status") or {}).get("policy") or {}).get("policy")
     context = await policy_context(runtime.kube, policy)
-    return await Pass(runtime, obj, resolved, context).run()
+    return await Pass(runtime, obj, incident, context).run()
 
 
 def spec_errors(exc: ValidationError) -> str:
