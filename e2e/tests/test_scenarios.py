@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube
 from e2e.scenario import scorecard
@@ -19,6 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "out" / "scenarios-ci"
 
 
+# Sixteen scenarios of about a minute each, three at a time, the node scenario alone: ~10 minutes.
+@pytest.mark.timeout(40 * 60)
 def test_every_public_scenario_meets_its_expectations(
     world: WorldInfo, kube: Kube, crds_installed: None, tmp_path: Path
 ) -> None:
