@@ -278,6 +278,22 @@ def test_evacuate_cordons_marks_the_node_then_evicts_and_uncordons_only_if_we_co
     assert "already cordoned" in p2.summary
 
 
+def test_resume_matches_the_api_servers_omitted_false_and_reverts_on_it() -> None:
+    # The API server drops paused: false (omitempty): the live object after a resume has no
+    # spec.paused. That is the applied end state, not someone else's change.
+    paused = with_(deployment(), ["spec", "paused"], True)
+    s = spec(pause={"resume": True})
+    snap, p = planned(s, World(target=paused))
+    live = with_(apply_patch(paused, p.apply[0]), ["metadata", "generation"], 8)
+    del live["spec"]["paused"]
+    assert is_applied(p.apply, World(target=live))
+    assert detect_drift(s, snap, p, World(target=live)) is None
+    (revert,) = revert_effects(p, snap, applied_generation=8, at=NOW)
+    assert apply_patch(live, revert)["spec"]["paused"] is True
+    # Someone paused it again by hand meanwhile: drift, and the revert's test refuses.
+    assert detect_drift(s, snap, p, World(target=with_(live, ["spec", "paused"], True)))
+
+
 def test_pause_and_revert() -> None:
     dep = deployment()
     snap, p = planned(spec(pause={}), World(target=dep))

@@ -588,9 +588,21 @@ def _effect_done(effect: MutatingEffect, world: World) -> bool:
         elif op["path"] == "/spec/template":
             if not equal_ignore_hash(value, op["value"]):
                 return False
-        elif prune_empty(value) != prune_empty(op["value"]):
+        elif prune_empty(value) != prune_empty(as_stored(op["value"])):
             return False
     return True
+
+
+def as_stored(value: Any) -> Any:
+    """A value as the API server stores what we wrote: ``false`` in an omitempty boolean
+    (``spec.paused``, ``spec.unschedulable``) is dropped and reads back absent. A resume writes
+    ``paused: false``; comparing that with the live object must not see a change (false drift), and a
+    test op on it must expect absence (``null``), not ``false``."""
+    return None if value is False else value
+
+
+def _stored(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if as_stored(v) is not None}
 
 
 def is_applied(effects: tuple[MutatingEffect, ...], world: World) -> bool:
@@ -650,7 +662,9 @@ def revert_effects(
                         ops.append({"op": "add", "path": p, "value": old[k]})
                 continue
             tests.append(
-                (path, op["value"]) if path != "/spec/template" else (path + "/spec", op["value"].get("spec"))
+                (path, as_stored(op["value"]))
+                if path != "/spec/template"
+                else (path + "/spec", op["value"].get("spec"))
             )
             ops.append(
                 {"op": "remove", "path": path} if old is None else {"op": "add", "path": path, "value": old}
@@ -748,13 +762,15 @@ def detect_drift(
     if snapshot.get("hpa") is not None:
         want.pop("replicas", None)
         have.pop("replicas", None)
-    if prune_empty(want) != prune_empty(have):
+    if prune_empty(_stored(want)) != prune_empty(_stored(have)):
         problems.append(unified_diff(want, have, f"{spec.target.display()} spec"))
     for effect in plan_.apply:
         if isinstance(effect, Patch) and effect.key.kind != "Deployment":
             live = _live(world, effect.key)
             for op in effect.ops:
-                if op["op"] in ("add", "replace") and get_path(live or {}, op["path"]) != op["value"]:
+                if op["op"] in ("add", "replace") and get_path(live or {}, op["path"]) != as_stored(
+                    op["value"]
+                ):
                     problems.append(
                         f"{effect.key.display()} {op['path']}: Stanch wrote {op['value']!r}, "
                         f"now {get_path(live or {}, op['path'])!r}"
