@@ -763,3 +763,22 @@ def test_crash_after_the_evict_intent_resumes_without_doubling_the_cordon() -> N
     st, _ = step(st, Tick(), cluster, now + timedelta(seconds=1))  # a new process resumes
     assert st.status.phase == P.BAKING
     assert cluster.mutations == ["Lock:Deployment", "Apply:Node", "Evict:evict web-a", "Evict:evict web-b"]
+
+
+def test_deletion_while_reverting_carries_on_with_the_revert_instead_of_restarting_it() -> None:
+    cluster = new_cluster()
+    st, _ = step(state({"scale": {"replicas": 1}}), Tick(), cluster, T0)
+    st = replace(st, deleting=True)
+    t = reduce(st, DeleteRequested(), now=T0 + timedelta(seconds=1))
+    assert t.state.status.phase == P.REVERTING
+    reverting = t.state
+    assert [a.event for a in t.audit] == ["Reverting"]
+    # Every later pass of the finalizer feeds DeleteRequested again: nothing new, no second
+    # "Reverting" entry or revert attempt; the revert goes on from its own observations.
+    again = reduce(reverting, DeleteRequested(), now=T0 + timedelta(seconds=2))
+    assert again.audit == ()
+    assert again.effects == ()
+    st, log = step(reverting, Tick(), cluster, T0 + timedelta(seconds=2))
+    assert st.status.phase == P.REVERTED
+    assert [a.event for t in log for a in t.audit].count("Reverting") == 0
+    assert cluster.objects[("Deployment", "web")]["spec"]["replicas"] == 3

@@ -453,6 +453,11 @@ def _on_delete(state: MachineState, now: datetime) -> Transition:
     phase = _phase(state)
     if phase in TERMINAL_PHASES:
         return _quiet(state, *_finish(state, phase))
+    if phase == P.REVERTING:
+        # Already reverting (the deletion's own revert, or the guard's): the revert goes on from its
+        # own observations. Starting over would drop the persisted intent and add a Reverting entry
+        # (and a second revert attempt) on every pass of the finalizer.
+        return _quiet(state)
     if not _has_change(state):
         return _transition(
             state,

@@ -97,6 +97,9 @@ RUNTIME = "stanch_mitigation_runtime"
 OBJECT_LOCK = "stanch_mitigation_lock"
 OBJECT_WAKE = "stanch_mitigation_wake"
 OBJECT_SEEN = "stanch_mitigation_seen"
+FINALIZER_MIN_PAUSE = 0.5
+"""Seconds between two passes of the finalizer's loop at the least (it used to spin on the API
+server while a revert waited for the next observation)."""
 MAX_STEPS_PER_PASS = 200
 """A pass that needs more reducer steps than this is looping; stop and let the next pass resume."""
 
@@ -577,11 +580,13 @@ async def on_delete(runtime: Runtime, body: kopf.Body, memo: kopf.Memo) -> None:
             async with _lock(memo):
                 result = await drive_once(runtime, namespace, name)
         except StaleReadError:
+            await asyncio.sleep(FINALIZER_MIN_PAUSE)
             continue
         if result.gone or result.finished or result.phase in TERMINAL_PHASES:
             return
-        if result.wake_at is not None:
-            await asyncio.sleep(min(max((result.wake_at - runtime.clock()).total_seconds(), 0.0), 5.0))
+        # Never spin: a pass that asked for no wake-up (or one already due) still waits a little.
+        due = (result.wake_at - runtime.clock()).total_seconds() if result.wake_at else FINALIZER_MIN_PAUSE
+        await asyncio.sleep(min(max(due, FINALIZER_MIN_PAUSE), 5.0))
     raise kopf.TemporaryError("still reverting before deletion", delay=_interval(body))
 
 
