@@ -84,3 +84,41 @@ def test_trade_off_names_both_sides() -> None:
     assert "worse latency_p99" in text
     improved = {c.signal: c.improved for c in result.signals}
     assert improved == {"error_ratio": True, "latency_p99": False}
+
+
+def test_scaling_back_from_zero_is_not_reverted_for_cold_start_latency() -> None:
+    # Scenario 06: every request failed (no pods); the new pods answer, slowly at first. The numbers
+    # of the real run: error ratio 1 → 0.77 at the second check (two of four points still at the
+    # baseline), p99 0.098 → 0.145.
+    rng = random.Random(7)
+    baseline = {
+        "error_ratio": [min(1.0, 1.0 - abs(rng.gauss(0, 0.01))) for _ in range(21)],
+        "latency_p99": _noisy(0.098, 8, 0.01, 5),
+    }
+    recovering: list[dict[str, list[float] | None]] = [
+        {"error_ratio": [1.0, 1.0, 0.995, 1.0], "latency_p99": [0.17, 0.17, 0.18, 0.17]},
+        {"error_ratio": [1.0, 0.995, 0.53, 0.3], "latency_p99": [0.15, 0.14, 0.15, 0.14]},
+        {"error_ratio": [0.3, 0.1, 0.02, 0.0], "latency_p99": [0.12, 0.11, 0.11, 0.10]},
+    ]
+    recovering += [
+        {"error_ratio": _noisy(0.001, 4, 0.1, 110 + i), "latency_p99": _noisy(0.099, 4, 0.005, 120 + i)}
+        for i in range(5)
+    ]
+    outcome = bake([ERRORS, LATENCY], baseline, recovering)
+    assert all(action is not GuardAction.REVERT for action, _ in outcome)
+    assert outcome[-1] == (GuardAction.SUCCEED, VerdictResult.HEALTHY)
+
+
+def test_a_dip_within_the_noise_is_no_improvement() -> None:
+    rng = random.Random(3)
+    noisy_errors = [max(0.0, 0.2 + rng.gauss(0, 0.03)) for _ in range(21)]
+    result = run_check(
+        [ERRORS, LATENCY],
+        {"error_ratio": noisy_errors, "latency_p99": _noisy(0.099, 21, 0.005, 2)},
+        {"error_ratio": [0.17, 0.18, 0.16, 0.19], "latency_p99": [0.2, 0.21, 0.2, 0.22]},
+        at=T0,
+        previous=[],
+        tolerance=0.1,
+    )
+    assert [c.improved for c in result.signals] == [False, False]
+    assert trade_off(result.signals) is None
