@@ -20,8 +20,9 @@ One check per interval compares each signal's points from that interval with the
 
 Verdicts: ``Worse`` after ``failureLimit`` checks in a row failed *on the same signal* (noise rarely
 fails twice running on one signal, and flukes on two signals are not one regression) — unless another
-signal is *better* by more than its minimum effect at the same time: that is a trade-off (errors cured, latency up
-during the rollout), and reverting it would restore the incident, so the bake's end decides it;
+signal is *better* by more than its minimum effect at the same time: that is a trade-off (errors
+cured, latency up during the rollout), and reverting it would restore the incident, so the bake's
+end decides it;
 ``Healthy`` early when the success criteria hold for their number of checks, or at the end of the bake
 when the last check passed; ``Inconclusive`` when the bake ends on a failed check below the limit;
 ``NoData`` when it ends (or, with ``noData: Revert``, runs ``failureLimit`` checks) without data.
@@ -331,7 +332,7 @@ def trade_off(checks: Sequence[SignalCheck]) -> str | None:
 
     A mitigation that took the error ratio from 40 % to 0 while p99 latency rose 30 % during its
     rollout must not be reverted for the latency: the revert would restore the outage. When some
-    signal is significantly better than the baseline and others are worse, reverting is no longer
+    signal is better than the baseline by its minimum effect and others are worse, reverting is no longer
     "undo the harm" but a judgement call, so the guard does not revert on its own (the bake's end
     decides, and ``inconclusive`` says what then). Never when throughput is among the worse
     signals: requests not being served also make ratios look better.
