@@ -121,7 +121,9 @@ class ConfigToggleAction(StanchModel):
 
 
 class EvacuateAction(StanchModel):
-    """Move the workload's pods off a node: cordon it and delete those pods. Gated hard by policy."""
+    """Move the workload's pods off a node: cordon it, then evict those pods through the Eviction
+    API (PodDisruptionBudgets apply; a refusal is retried within the bake time, never forced). The
+    revert uncordons only a node Stanch cordoned. Gated hard by policy."""
 
     node: ObjectName
     """The node to move pods away from."""
