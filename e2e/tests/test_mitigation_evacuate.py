@@ -178,6 +178,15 @@ def test_a_budget_that_forbids_eviction_is_respected_reported_and_the_cordon_und
         assert audit_events(st).count("EvictionRefused") == 1, audit_events(st)
         assert [(e["type"], e.get("count", 1)) for e in events] == [("Warning", 1)], events
         assert effects_applied(operator, "Evict") == 0
+        # Retried within the bake time (every 5 s), each attempt refused by the budget (429).
+        refusals = [
+            r
+            for r in operator.log_records()
+            if r.get("event") == "mitigation effect" and r.get("step") == "Evict"
+        ]
+        assert len(refusals) >= 3 * len(before), refusals
+        assert {r["outcome"] for r in refusals} == {"Transient"}, refusals
+        assert all("disruption budget" in r["detail"] for r in refusals)
         assert "never deletes around a PodDisruptionBudget" in st["message"] or any(
             "never deletes around" in a["reason"] for a in st["audit"]
         )
