@@ -79,8 +79,21 @@ def test_unexecutable_mitigations_fail_once_naming_the_field_and_touch_nothing(
         },
         namespace=namespace,
     )
-    kube.apply(deployment("shop", replicas=2), namespace=namespace)
+    kube.apply(deployment("shop", replicas=2), deployment("db", replicas=1), namespace=namespace)
     kube.wait_for(lambda: len(ready_pods(kube, namespace, "shop")) == 2, 60, "2 ready pods")
+    kube.wait_for(lambda: len(ready_pods(kube, namespace, "db")) == 1, 60, "1 ready db pod")
+    (db_pod,) = ready_pods(kube, namespace, "db")
+    db_name, db_uid = db_pod["metadata"]["name"], db_pod["metadata"]["uid"]
+    # A restart naming another workload's pod must not delete it.
+    cases = [
+        *CASES,
+        (
+            "wrong-pod",
+            "shop",
+            {"restart": {"pods": [db_name]}},
+            f"spec.restart.pods: {db_name} not selected by Deployment/shop's selector",
+        ),
+    ]
     kube.apply(_policy(namespace), namespace=namespace)
     before = kube.get("deployment", "shop", namespace)["metadata"]
     cm_before = kube.get("configmap", "flags", namespace)["metadata"]["resourceVersion"]
@@ -89,20 +102,20 @@ def test_unexecutable_mitigations_fail_once_naming_the_field_and_touch_nothing(
     results: dict[str, dict[str, Any]] = {}
     try:
         # One at a time: the policy allows one active Mitigation per target.
-        for name, target, action, _ in CASES:
+        for name, target, action, _ in cases:
             kube.apply(mitigation(name, target, action), namespace=namespace)
             results[name] = wait_phase(kube, namespace, name, {"Failed"}, 60)
         time.sleep(10)  # several guard intervals: a retrying machine would write or post again
         assert operator.proc is not None
         assert operator.proc.poll() is None, "the operator is still running"
-        events = {name: _events(kube, namespace, name) for name, *_ in CASES}
-        later = {name: kube.get("mitigation", name, namespace)["status"] for name, *_ in CASES}
+        events = {name: _events(kube, namespace, name) for name, *_ in cases}
+        later = {name: kube.get("mitigation", name, namespace)["status"] for name, *_ in cases}
         records = operator.log_records()
         audit_lines = [r for r in records if r.get("event") == "mitigation audit"]
         mutations = [r for r in records if r.get("event") == "mitigation effect"]
     finally:
         shutdown(operator, kube, namespace)
-    for name, _, _, field_text in CASES:
+    for name, _, _, field_text in cases:
         st = results[name]
         assert field_text in st["message"], st
         valid = next(c for c in st["conditions"] if c["type"] == "Valid")
@@ -120,4 +133,5 @@ def test_unexecutable_mitigations_fail_once_naming_the_field_and_touch_nothing(
         before.get("annotations"),
     )
     assert kube.get("configmap", "flags", namespace)["metadata"]["resourceVersion"] == cm_before
-    assert mutations == [], "no lock, no patch, no cordon: nothing was sent"
+    assert mutations == [], "no lock, no patch, no cordon, no delete: nothing was sent"
+    assert [p["metadata"]["uid"] for p in ready_pods(kube, namespace, "db")] == [db_uid]

@@ -22,6 +22,7 @@ from stanch.core.plans import (
     revert_effects,
     take_snapshot,
 )
+from stanch.core.plans.actions import selects
 from stanch.core.plans.jsonpatch import apply_ops
 
 from .fixtures import deployment, replica_set, with_
@@ -174,8 +175,36 @@ def test_restart_sets_restarted_at_from_snapshot_time_and_has_no_revert() -> Non
     assert revert_effects(p, snap, applied_generation=8, at=NOW) == ()
 
 
+def test_restart_never_deletes_a_pod_of_another_workload() -> None:
+    pods = [
+        {"metadata": {"name": "web-a", "uid": "pa", "labels": {"app": "web"}}},
+        {"metadata": {"name": "db-0", "uid": "pd", "labels": {"app": "db"}}},
+    ]
+    s = spec(restart={"pods": ["web-a", "db-0"]})
+    with pytest.raises(PlanError, match=r"spec\.restart\.pods: db-0 not selected by Deployment/web"):
+        take_snapshot(s, World(target=deployment(), pods=pods), mitigation="m1", now=NOW)
+
+
+def test_label_selectors_match_like_the_api_server() -> None:
+    sel = {
+        "matchLabels": {"app": "web"},
+        "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["a", "b"]},
+            {"key": "canary", "operator": "DoesNotExist"},
+            {"key": "zone", "operator": "NotIn", "values": ["x"]},
+            {"key": "team", "operator": "Exists"},
+        ],
+    }
+    assert selects(sel, {"app": "web", "tier": "a", "team": "t"})
+    assert not selects(sel, {"app": "web", "tier": "c", "team": "t"})
+    assert not selects(sel, {"app": "web", "tier": "a", "team": "t", "canary": "1"})
+    assert not selects(sel, {"app": "web", "tier": "a", "team": "t", "zone": "x"})
+    assert not selects(sel, {"app": "web", "tier": "a"})
+    assert not selects({}, {"app": "web"})
+
+
 def test_restart_named_pods_deletes_by_uid() -> None:
-    pods = [{"metadata": {"name": "web-a", "uid": "pa"}}]
+    pods = [{"metadata": {"name": "web-a", "uid": "pa", "labels": {"app": "web"}}}]
     _, p = planned(spec(restart={"pods": ["web-a", "web-gone"]}), World(target=deployment(), pods=pods))
     assert [(e.key.name, e.precondition.uid) for e in p.apply] == [("web-a", "pa")]
     assert "web-gone" in p.summary

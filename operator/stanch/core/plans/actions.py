@@ -79,6 +79,18 @@ def take_snapshot(spec: MitigationSpec, world: World, *, mitigation: str, now: d
                 "can't restart a paused Deployment (spec.paused: true), as kubectl refuses too; "
                 "resume it first"
             )
+        selector = (target.get("spec") or {}).get("selector") or {}
+        foreign = sorted(
+            str(meta(p).get("name"))
+            for p in world.pods
+            if meta(p).get("name") in spec.restart.pods and not selects(selector, meta(p).get("labels") or {})
+        )
+        if foreign:
+            raise PlanError(
+                f"spec.restart.pods: {', '.join(foreign)} not selected by {spec.target.display()}'s "
+                "selector (pods of another workload); name pods of the target only "
+                "(kubectl get pods -l <its selector>)"
+            )
         snap["pods"] = [
             {"name": meta(p).get("name"), "uid": meta(p).get("uid")}
             for p in world.pods
@@ -134,6 +146,28 @@ def take_snapshot(spec: MitigationSpec, world: World, *, mitigation: str, now: d
     elif action == ActionKind.CANARY:
         snap["canary"] = canary_name(spec.target.name, mitigation)
     return snap
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A ``metav1.LabelSelector`` (matchLabels and matchExpressions) against labels. An empty
+    selector selects nothing here: Deployments always carry a non-empty one."""
+    match = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if not match and not expressions:
+        return False
+    if any(labels.get(k) != v for k, v in match.items()):
+        return False
+    for expr in expressions:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }.get(str(op), False)
+        if not ok:
+            return False
+    return True
 
 
 # --- apply ----------------------------------------------------------------------------------------
