@@ -4,12 +4,14 @@ the Deployment is exactly what the built kubectl's `rollout undo` makes of an id
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.mitigation_world import (
+    FAST_GUARD,
     allow_all_policy,
     audit_events,
     deployment_state,
@@ -21,7 +23,7 @@ from e2e.tests.mitigation_world import (
     wait_phase,
 )
 from e2e.tests.test_workloads import ready_pods
-from stanch.core.models import LOCK_ANNOTATION
+from stanch.core.models import LOCK_ANNOTATION, parse_duration
 
 BAD = {"sim.stanch.dev/error-ratio": "0.4"}
 # Annotations the Deployment controller or kubectl itself writes; the rest must match exactly.
@@ -62,6 +64,10 @@ def test_rollback_recovers_and_matches_kubectl_undo(
     _history(kube, namespace, "api")
     _history(kube, namespace, "twin")
     wait_error_ratio(world.prometheus_url, namespace, "api", lambda v: v > 0.25, 60, "bad deploy errors")
+    # As an alert with `for:` would: act once the errors have lasted a whole baseline window, so
+    # the baseline is the incident (acting the moment they cross 0.25 left a mostly healthy baseline
+    # in 2 of 6 runs, and the assertion on it below failed).
+    time.sleep(parse_duration(FAST_GUARD["baselineWindow"]).total_seconds())
 
     kube.apply(allow_all_policy(namespace), namespace=namespace)
     operator = fast_operator(world, namespace, tmp_path / "operator")
