@@ -12,7 +12,7 @@ LINT_PATHS := operator tests e2e
 UNIT_PATHS := tests/unit $(wildcard e2e/simulator/tests) $(wildcard e2e/scenario/tests)
 RUN_ARGS ?= --all-namespaces
 
-.PHONY: help dev lint unit e2e test crds run cluster-deps cluster-binaries cluster-up cluster-down demo bench scenarios
+.PHONY: help dev lint unit e2e test crds run cluster-deps cluster-binaries cluster-up cluster-down demo bench scenarios scenarios-test
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ unit: ## fast tests, no cluster
 	$(PY) -m pytest $(UNIT_PATHS)
 
 e2e: ## the real-cluster suite (brings the local world up unless one is running)
-	@if [ -d e2e/tests ]; then $(PY) -m pytest e2e/tests; else echo "e2e: no e2e/tests yet"; fi
+	@if [ -d e2e/tests ]; then $(PY) -m pytest e2e/tests -m "not scenarios"; else echo "e2e: no e2e/tests yet"; fi
 
 test: $(VENV)/.installed cluster-deps cluster-binaries ## everything CI checks: lint, unit, e2e (installs what it needs)
 	$(MAKE) lint unit
@@ -63,6 +63,9 @@ cluster-up: ## start the local world (control plane, kwok nodes, Prometheus, sim
 
 cluster-down: ## stop the local world
 	$(PY) -m e2e.cluster down
+
+scenarios-test: ## the public scenarios as a pytest test (not yet in make test; docs/scenarios.md)
+	$(PY) -m pytest e2e/tests/test_scenarios.py -m scenarios -s
 
 SCENARIOS ?= e2e/scenarios
 scenarios: ## run the incident scenarios (SCENARIOS=DIR for another directory) and print the scorecard

@@ -23,6 +23,14 @@ from e2e.operator_process import OperatorProcess
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "scenarios: the public scenario suite (make scenarios-test); kept out of make test until it "
+        "passes reliably (docs/scenarios.md)",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.cluster)
