@@ -47,7 +47,14 @@ def fast_signals_file(directory: Path) -> Path:
     return path
 
 
-FAST_GUARD = {"interval": "3s", "baselineWindow": "20s", "bakeTime": "24s", "failureLimit": 2}
+# settleTime: latency carries a rollout in its numbers for one rate window after the new pods are up.
+FAST_GUARD = {
+    "interval": "3s",
+    "baselineWindow": "20s",
+    "bakeTime": "24s",
+    "failureLimit": 2,
+    "settleTime": RATE_WINDOW,
+}
 TERMINAL = {"Succeeded", "Reverted", "Failed", "NeedsAttention", "Rejected"}
 CONFIDENT = 50
 _WORLD_LOCK = threading.Lock()

@@ -4,6 +4,7 @@ the way the API server does; crash-resume from each persisted step never doubles
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -134,8 +135,12 @@ def series(value: float | None, n: int) -> tuple[SignalSeries, ...]:
     )
 
 
+Sampler = Callable[[str], tuple[SignalSeries, ...]]
+"""The signals Prometheus answers with, by query purpose ("baseline" or "check")."""
+
+
 def step(
-    st: MachineState, obs: Observation, cluster: Cluster, now: datetime
+    st: MachineState, obs: Observation, cluster: Cluster, now: datetime, sampler: Sampler | None = None
 ) -> tuple[MachineState, list[Transition]]:
     """Run one observation and everything it leads to, like the wiring does (persist, then effects)."""
     queue: list[Observation] = [obs]
@@ -150,6 +155,12 @@ def step(
                 queue.append(IntentPersisted(effect.intent.step, effect.intent.attempt))
             elif isinstance(effect, ObserveTarget):
                 queue.append(TargetObserved(cluster.world()))
+            elif isinstance(effect, QuerySignals) and sampler is not None:
+                got = sampler(effect.purpose)
+                if effect.purpose == "baseline":
+                    queue.append(BaselineCollected(effect.start, effect.end, got))
+                else:
+                    queue.append(GuardSample(now, got))
             elif isinstance(effect, QuerySignals):
                 value = 0.01 if effect.purpose == "baseline" else cluster.error_ratio
                 n = 20 if effect.purpose == "baseline" else 6

@@ -1,6 +1,7 @@
 """Guard verdicts: baseline comparison (Mann-Whitney U), SLO gate, success criteria."""
 
 from stanch.core.guard.ranks import RankTest, mann_whitney_greater, midranks
+from stanch.core.guard.settling import SETTLING_KINDS, read_rollout, settling_reason
 from stanch.core.guard.verdict import (
     DEFAULT_ALPHA,
     EFFECT_FLOORS,
@@ -18,6 +19,7 @@ from stanch.core.guard.verdict import (
 __all__ = [
     "DEFAULT_ALPHA",
     "EFFECT_FLOORS",
+    "SETTLING_KINDS",
     "CheckResult",
     "GuardAction",
     "Judgement",
@@ -28,6 +30,8 @@ __all__ = [
     "judge",
     "mann_whitney_greater",
     "midranks",
+    "read_rollout",
     "run_check",
+    "settling_reason",
     "trade_off",
 ]

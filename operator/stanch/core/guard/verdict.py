@@ -15,6 +15,9 @@ One check per interval compares each signal's points from that interval with the
   beyond it *and the baseline was not*: the action pushed the signal over the SLO. A signal that was
   already beyond the SLO before the action (the incident itself) is judged by the comparison only,
   otherwise a mitigation that did not help yet would be reverted for the incident's own errors.
+- **Settling**: while the change's new pods start, and for ``settleTime`` after they are all
+  available, a latency or saturation failure is recorded (``settling``) but not counted; a check
+  with nothing else wrong is ``Settling`` (see :mod:`.settling`).
 - A signal with no points is **no data**. A check with a failing signal is ``Fail``; otherwise a
   check with any no-data signal is ``NoData`` — never ``Pass`` (design invariant 5).
 
@@ -31,13 +34,14 @@ when the last check passed; ``Inconclusive`` when the bake ends on a failed chec
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from math import comb
 from statistics import median
 
 from stanch.core.guard.ranks import mann_whitney_greater
+from stanch.core.guard.settling import SETTLING_KINDS
 from stanch.core.models import (
     CheckVerdict,
     Direction,
@@ -118,8 +122,14 @@ class SignalCheck:
     no_data: bool
     note: str
     improved: bool = False
-    """Significantly *better* than the baseline, by the same tests and minimum effect."""
+    """Better than the baseline by the minimum effect."""
     kind: SignalKind | None = None
+    settling: bool = False
+    """Worse, but the change's pods are still settling and this kind of signal moves while they do."""
+
+    @property
+    def failed(self) -> bool:
+        return self.compare_failed or self.slo_failed
 
     def number(self, *, threshold: float | None) -> VerdictNumber:
         return VerdictNumber(
@@ -237,28 +247,33 @@ def run_check(
     previous: Sequence[Observation],
     tolerance: float,
     alpha: float = DEFAULT_ALPHA,
+    settling: str | None = None,
 ) -> CheckResult:
-    """Run one check over every guarded signal. ``previous`` is the status' check history."""
+    """Run one check over every guarded signal. ``previous`` is the status' check history;
+    ``settling`` says why latency and saturation are still settling (see :mod:`.settling`)."""
     checks = tuple(
         check_signal(
             spec, baseline.get(spec.name, ()), sample.get(spec.name), tolerance=tolerance, alpha=alpha
         )
         for spec in specs
     )
+    if settling is not None:
+        checks = tuple(_excused(c) if c.kind in SETTLING_KINDS else c for c in checks)
     if not checks:
         verdict = CheckVerdict.NO_DATA
-    elif any(c.compare_failed or c.slo_failed for c in checks):
+    elif any(c.failed for c in checks):
         verdict = CheckVerdict.FAIL
     elif any(c.no_data for c in checks):
         verdict = CheckVerdict.NO_DATA
+    elif any(c.settling for c in checks):
+        verdict = CheckVerdict.SETTLING
     else:
         verdict = CheckVerdict.PASS
     # Failures count per signal: two flukes on two different signals are not a regression.
-    consecutive = max(
-        (_signal_streak(previous, c.signal) + 1 for c in checks if c.compare_failed or c.slo_failed),
-        default=0,
-    )
+    consecutive = max((_signal_streak(previous, c.signal) + 1 for c in checks if c.failed), default=0)
     note = "; ".join(c.note for c in checks) or "no signals configured"
+    if verdict == CheckVerdict.SETTLING:
+        note = f"settling, {settling}: {note}"
     observation = Observation(
         time=at,
         values=[
@@ -267,7 +282,8 @@ def run_check(
                 value=c.observed_median,
                 samples=len(sample.get(c.signal) or ()),
                 error=None if not c.no_data else "no data",
-                failed=c.compare_failed or c.slo_failed,
+                failed=c.failed,
+                settling=c.settling or None,
             )
             for c in checks
         ],
@@ -276,6 +292,13 @@ def run_check(
         note=note[:512],
     )
     return CheckResult(observation=observation, signals=checks)
+
+
+def _excused(check: SignalCheck) -> SignalCheck:
+    """A latency or saturation failure while the change's pods are settling: recorded, not counted."""
+    if not check.failed:
+        return check
+    return replace(check, compare_failed=False, slo_failed=False, settling=True)
 
 
 def _signal_streak(history: Sequence[Observation], signal: str) -> int:
@@ -321,7 +344,7 @@ def _success_streak(history: Sequence[Observation], signal: str, below: float) -
     n = 0
     for obs in reversed(history):
         value = next((v.value for v in obs.values if v.signal == signal), None)
-        if obs.check == CheckVerdict.FAIL or value is None or not value < below:
+        if obs.check in (CheckVerdict.FAIL, CheckVerdict.SETTLING) or value is None or not value < below:
             break
         n += 1
     return n
@@ -337,8 +360,8 @@ def trade_off(checks: Sequence[SignalCheck]) -> str | None:
     decides, and ``inconclusive`` says what then). Never when throughput is among the worse
     signals: requests not being served also make ratios look better.
     """
-    worse = [c for c in checks if c.compare_failed or c.slo_failed]
-    better = [c for c in checks if c.improved and not (c.compare_failed or c.slo_failed)]
+    worse = [c for c in checks if c.failed]
+    better = [c for c in checks if c.improved and not c.failed]
     if not worse or not better:
         return None
     if any(c.kind is SignalKind.THROUGHPUT for c in worse):
@@ -413,10 +436,14 @@ def judge(
     if last.check == CheckVerdict.PASS:
         reason = f"bake complete, {checks} checks, last check passed: {last.note}"
         return Judgement(GuardAction.SUCCEED, verdict(VerdictResult.HEALTHY, reason))
-    reason = (
-        f"bake ended on a failed check ({last.consecutive_failures} in a row, failureLimit "
-        f"{failure_limit}){'; ' + trade if trade else ''}; inconclusive={inconclusive.value}: {last.note}"
-    )
+    if last.check == CheckVerdict.SETTLING:
+        ended = "bake ended while the new pods were still settling"
+    else:
+        ended = (
+            f"bake ended on a failed check ({last.consecutive_failures} in a row, "
+            f"failureLimit {failure_limit})"
+        )
+    reason = f"{ended}{'; ' + trade if trade else ''}; inconclusive={inconclusive.value}: {last.note}"
     action = {
         InconclusiveAction.HOLD: GuardAction.HOLD,
         InconclusiveAction.REVERT: GuardAction.REVERT,

@@ -26,7 +26,7 @@ from stanch.core.effects import (
     Reads,
     WakeAt,
 )
-from stanch.core.guard import GuardAction, SignalSpec, judge, run_check
+from stanch.core.guard import GuardAction, SignalSpec, judge, read_rollout, run_check, settling_reason
 from stanch.core.machine.observations import (
     ApplyFailed,
     Approved,
@@ -214,6 +214,10 @@ def _durations(state: MachineState) -> tuple[timedelta, timedelta, timedelta]:
         parse_duration(g.bake_time or "5m"),
         parse_duration(g.interval or "30s"),
     )
+
+
+def _settle_time(state: MachineState) -> timedelta:
+    return parse_duration(state.guard.settle_time or "30s")
 
 
 MIN_BASELINE = timedelta(seconds=10)
@@ -911,6 +915,7 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
         effects=(WakeAt(now + interval),),
         applied=applied,
         intent=None,
+        rollout=None,
     )
 
 
@@ -1050,11 +1055,17 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
     if isinstance(obs, TargetObserved):
         if status.snapshot is not None and detect_drift(state.spec, status.snapshot, _plan(state), obs.world):
             return _drifted(state, now, obs.world, "the target changed during the bake")
-        return _quiet(state)
+        # A canary is judged on its own pods, so its own rollout is what settles.
+        workload = obs.world.canary if state.spec.action == ActionKind.CANARY else obs.world.target
+        rollout = read_rollout(workload, previous=status.rollout, now=now)
+        if rollout == status.rollout:
+            return _quiet(state)
+        return _update(state, status.message, (), rollout=rollout)
     if isinstance(obs, GuardSample):
         baseline = {v.signal: v.points for v in (status.baseline.values if status.baseline else [])}
         sample = {s.signal: s.points for s in obs.series}
         specs = [SignalSpec.of(s.name, state.signals.get(s.name)) for s in state.guard.signals]
+        settling = settling_reason(status.rollout, now=now, settle_time=_settle_time(state))
         result = run_check(
             specs,
             baseline,
@@ -1062,9 +1073,14 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
             at=obs.at,
             previous=status.observations,
             tolerance=state.guard.tolerance or 0.0,
+            settling=settling,
         )
         history = [*status.observations, result.observation]
-        bake_over = now >= status.applied.at + bake
+        # The bake watches the change, not its rollout: while the new pods still settle it runs on,
+        # up to one more bakeTime (a stalled rollout stops settling sooner, at its progress deadline).
+        bake_over = now >= status.applied.at + bake and (
+            settling is None or now >= status.applied.at + 2 * bake
+        )
         judgement = judge(
             history,
             result,

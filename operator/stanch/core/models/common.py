@@ -261,6 +261,11 @@ class GuardSpec(StanchModel):
     (0.1 = 10 % worse; default 0.1)."""
     failure_limit: Annotated[int, Field(ge=1, le=100)] | None = None
     """Consecutive failed checks that make the verdict Worse and trigger a revert (default 2)."""
+    settle_time: Duration | None = None
+    """While the target's new pods start, and for this long after they are all available, a check
+    that is worse only on latency or saturation counts as settling, not failing (default 30s; set it
+    to the rate window of your latency query, which keeps the rollout in its numbers that long).
+    Error ratio, restarts and throughput are never excused."""
     success_criteria: SuccessCriteria | None = None
     """Optional early-success rule."""
     no_data: NoDataAction | None = None
@@ -301,6 +306,7 @@ BUILTIN_GUARD = GuardSpec(
     interval="10s",
     tolerance=0.1,
     failure_limit=2,
+    settle_time="30s",
     no_data=NoDataAction.HOLD,
     inconclusive=InconclusiveAction.HOLD,
 )

@@ -268,6 +268,9 @@ class SignalValue(StanchModel):
     """Baseline only: the window's raw points, kept for the guard's rank test after a restart."""
     failed: bool | None = None
     """Guard checks only: whether this signal failed the check (failures count per signal)."""
+    settling: bool | None = None
+    """Guard checks only: worse than the baseline while the target's new pods were still settling,
+    so not counted as a failure (latency and saturation only)."""
 
 
 class Baseline(StanchModel):
@@ -289,6 +292,9 @@ class CheckVerdict(StrEnum):
     PASS = "Pass"  # noqa: S105 - a verdict, not a password
     FAIL = "Fail"
     NO_DATA = "NoData"
+    SETTLING = "Settling"
+    """Only latency or saturation was worse, while the target's new pods were starting (or within
+    ``settleTime`` of all being available): not a failure, not a pass."""
 
 
 OBSERVATIONS_MAX = 60
@@ -307,6 +313,27 @@ class Observation(StanchModel):
     """Failed checks in a row, including this one."""
     note: Annotated[str, StringConstraints(max_length=512)] = ""
     """Why the check passed or failed, with the numbers."""
+
+
+class RolloutProgress(StanchModel):
+    """The target's rollout during the bake (the canary's, for a canary), as last read.
+
+    While a rollback's or a scale-up's new pods start, latency and saturation rise for reasons that
+    pass on their own; the guard counts those as settling rather than failing (see ``settleTime``).
+    """
+
+    desired: Annotated[int, Field(ge=0)] = 0
+    """``spec.replicas``."""
+    updated: Annotated[int, Field(ge=0)] = 0
+    """Pods of the current template (``status.updatedReplicas``)."""
+    available: Annotated[int, Field(ge=0)] = 0
+    """Available pods (``status.availableReplicas``)."""
+    starting: bool = False
+    """The controller has seen the current spec and not all desired pods are updated and available."""
+    stalled: bool = False
+    """``Progressing`` is False with ``ProgressDeadlineExceeded``: no longer settling, judged as is."""
+    settled_at: AwareDatetime | None = None
+    """When the pods that were starting had all become available."""
 
 
 class VerdictResult(StrEnum):
@@ -411,6 +438,8 @@ class MitigationStatus(StanchModel):
     """Metric baseline."""
     observations: Annotated[list[Observation], Capped(OBSERVATIONS_MAX, keep="last")] = []
     """Guard checks, newest kept."""
+    rollout: RolloutProgress | None = None
+    """The target's rollout during the bake, as last read (what the guard's settling is based on)."""
     verdict: Verdict | None = None
     """Guard verdict."""
     audit: Annotated[list[AuditEntry], Capped(AUDIT_MAX, keep="last")] = []
