@@ -158,6 +158,24 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     commands.add_parser("version", help="print versions", description="Print Stanch's version.")
 
+    rules = commands.add_parser(
+        "recording-rules",
+        allow_abbrev=False,
+        help="write Prometheus recording rules and the signal templates that read them",
+        description="Write recording rules for every series the signal templates read, and templates"
+        " (same names) that read the recorded series instead: at 1,000 pods a refresh's queries read a"
+        " handful of series instead of ~58,000. Pass the templates to `stanch run --signals`.",
+    )
+    rules.add_argument("--window", default="5m", help="rate window of the rules (default 5m)")
+    rules.add_argument("--interval", default="30s", help="rule evaluation interval (default 30s)")
+    rules.add_argument(
+        "--prometheus-rule",
+        metavar="NAMESPACE/NAME",
+        help="write a prometheus-operator PrometheusRule with this name instead of a plain rule file",
+    )
+    rules.add_argument("--rules", type=Path, metavar="FILE", help="rules file (default: stdout)")
+    rules.add_argument("--templates", type=Path, metavar="FILE", help="also write the signal templates here")
+
     report = commands.add_parser(
         "report",
         allow_abbrev=False,
@@ -254,6 +272,31 @@ def _cmd_version(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_recording_rules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from stanch.core.recording import prometheus_rule, recorded_templates, recording_rules
+
+    try:
+        if args.prometheus_rule:
+            if not _OBJECT_REF.match(args.prometheus_rule):
+                raise ValueError(f"--prometheus-rule {args.prometheus_rule!r} is not NAMESPACE/NAME")
+            namespace, name = args.prometheus_rule.split("/", 1)
+            rules = prometheus_rule(name, namespace, args.window, args.interval)
+        else:
+            rules = recording_rules(args.window, args.interval)
+        templates = dict(recorded_templates(args.window))
+    except ValueError as exc:
+        print(f"{_prog()} recording-rules: error: {exc}", file=err)
+        return EXIT_USAGE
+    text = yaml.safe_dump(rules, sort_keys=False, width=200)
+    if args.rules is None:
+        out.write(text)
+    else:
+        args.rules.write_text(text, encoding="utf-8")
+    if args.templates is not None:
+        args.templates.write_text(yaml.safe_dump(templates, sort_keys=False, width=200), encoding="utf-8")
+    return EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace, err: TextIO) -> int:
     if not _OBJECT_REF.match(args.incident):
         print(
@@ -279,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_crds(args, sys.stderr)
         if args.command == "version":
             return _cmd_version(args, sys.stdout)
+        if args.command == "recording-rules":
+            return _cmd_recording_rules(args, sys.stdout, sys.stderr)
         return _cmd_report(args, sys.stderr)
     except ConfigError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
