@@ -160,6 +160,26 @@ def _quiet(state: MachineState, *effects: Effect) -> Transition:
     return Transition(state=state, effects=effects)
 
 
+def _announce_once(
+    state: MachineState,
+    *,
+    now: datetime,
+    event: str,
+    reason: str,
+    effects: tuple[Effect, ...],
+    repeated: bool,
+    **status: Any,
+) -> Transition:
+    """Record ``reason`` in status; audit and announce it (an Event) only when it is news.
+
+    A check, a hold or a refused eviction repeats every few seconds for as long as it lasts; one
+    audit entry and Event per change of state keeps a long outage from flushing the audit trail
+    and flooding Events."""
+    if repeated:
+        return _update(state, reason, effects, **status)
+    return _transition(state, now=now, to=None, event=event, reason=reason, effects=effects, **status)
+
+
 def _target_key(state: MachineState) -> ObjectKey:
     t = state.spec.target
     return ObjectKey("apps/v1", "Deployment", t.name, t.namespace or state.identity.namespace)
@@ -982,16 +1002,13 @@ def _eviction_refused(state: MachineState, now: datetime, why: str) -> Transitio
         )
     reason = f"eviction refused; retrying every {EVICTION_RETRY.seconds}s until {rfc3339(deadline)}: {why}"
     last = state.status.audit[-1] if state.status.audit else None
-    if last is not None and last.event == "EvictionRefused" and last.reason == reason[:1024]:
-        # The same refusal again: recorded in status, not announced again.
-        return _update(state, reason, (WakeAt(now + EVICTION_RETRY),), conditions=conditions)
-    return _transition(
+    return _announce_once(
         state,
         now=now,
-        to=None,
         event="EvictionRefused",
         reason=reason,
         effects=(WakeAt(now + EVICTION_RETRY),),
+        repeated=last is not None and last.event == "EvictionRefused" and last.reason == reason[:1024],
         conditions=conditions,
     )
 
@@ -1091,36 +1108,25 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
         )
         verdict = judgement.verdict
         if judgement.action == GuardAction.CONTINUE:
-            reason = f"check {result.observation.check.value}: {result.observation.note}"
             previous = status.observations[-1].check if status.observations else None
-            if previous == result.observation.check:
-                # Same result as the last check: status.observations has it; no audit entry, no Event.
-                return _update(state, reason, (WakeAt(now + interval),), observations=history)
-            return _transition(
+            return _announce_once(
                 state,
                 now=now,
-                to=None,
                 event="Check",
-                reason=reason,
+                reason=f"check {result.observation.check.value}: {result.observation.note}",
                 effects=(WakeAt(now + interval),),
+                repeated=previous == result.observation.check,
                 observations=history,
             )
         assert verdict is not None
         if judgement.action == GuardAction.HOLD:
-            reason = f"holding (change kept, not a success): {verdict.reason}"
-            if status.verdict is not None and status.verdict.result == verdict.result:
-                # Still holding for the same reason: one audit entry and Event per change of state,
-                # not one per interval (a long outage would flush the audit trail and spam Events).
-                return _update(
-                    state, reason, (WakeAt(now + interval),), observations=history, verdict=verdict
-                )
-            return _transition(
+            return _announce_once(
                 state,
                 now=now,
-                to=None,
                 event="Hold",
-                reason=reason,
+                reason=f"holding (change kept, not a success): {verdict.reason}",
                 effects=(WakeAt(now + interval),),
+                repeated=status.verdict is not None and status.verdict.result == verdict.result,
                 observations=history,
                 verdict=verdict,
             )
