@@ -150,11 +150,19 @@ class KubeClient:
         label_selector: str | None = None,
         field_selector: str | None = None,
         limit: int | None = None,
+        cached: bool = False,
     ) -> list[dict[str, Any]]:
-        """Every matching object (paged), or at most ``limit`` of them."""
+        """Every matching object (paged), or at most ``limit`` of them.
+
+        ``cached`` reads the API server's watch cache (``resourceVersion=0``) instead of etcd: no
+        quorum read and far less work for the server on large lists, at the price of data that may
+        be a moment behind. Evidence can take that; a mitigation's snapshot and preconditions
+        cannot, so it is opt-in. Older API servers answer from the cache in one piece, ignoring the
+        page size; ``limit`` is applied here either way.
+        """
         k = kind(kind_name)
         items: list[dict[str, Any]] = []
-        async for item in self._paged(k, namespace, label_selector, field_selector, limit):
+        async for item in self._paged(k, namespace, label_selector, field_selector, limit, cached):
             items.append(item)
         return items
 
@@ -165,8 +173,11 @@ class KubeClient:
         label_selector: str | None,
         field_selector: str | None,
         limit: int | None,
+        cached: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:
         params: dict[str, str | int] = {"limit": min(PAGE_SIZE, limit) if limit else PAGE_SIZE}
+        if cached:
+            params["resourceVersion"] = "0"
         if label_selector:
             params["labelSelector"] = label_selector
         if field_selector:
@@ -186,6 +197,7 @@ class KubeClient:
             if not cont:
                 return
             params["continue"] = cont
+            params.pop("resourceVersion", None)  # a continue token carries its own; both are refused
 
     async def logs(
         self,
