@@ -18,6 +18,7 @@ from stanch.core.models import (
     Direction,
     GuardSpec,
     IncidentMitigation,
+    IncidentPhase,
     MitigationPhase,
     MitigationSpec,
     MitigationStatus,
@@ -204,3 +205,44 @@ def incident_facts(incident: Mapping[str, Any] | None) -> IncidentFacts:
         if onset is not None and onset.tzinfo is None:
             onset = None  # an onset without a zone cannot be placed
     return IncidentFacts(resolved=resolved, onset=onset)
+
+
+UNDER_WAY = frozenset(
+    {
+        MitigationPhase.PENDING,
+        MitigationPhase.AWAITING_APPROVAL,
+        MitigationPhase.BASELINE,
+        MitigationPhase.APPLYING,
+        MitigationPhase.BAKING,
+        MitigationPhase.REVERTING,
+        MitigationPhase.NEEDS_ATTENTION,
+    }
+)
+"""A Mitigation in one of these phases is still being carried out (or needs a human to finish)."""
+
+
+def incident_phase(
+    current: IncidentPhase | None, resolved: bool, mitigations: Sequence[IncidentMitigation]
+) -> IncidentPhase:
+    """Where the Incident stands, from its mitigations: ``Mitigating`` while one is under way,
+    ``Monitoring`` once one succeeded and none is under way (the fix holds; is it over?),
+    ``Investigating`` otherwise. ``Resolved`` only by the human's ``spec.resolved``, and a reopened
+    Incident is investigated again. Suggested-only and dry-run Mitigations change nothing, so they
+    do not move the phase."""
+    if resolved and current is IncidentPhase.RESOLVED:
+        return IncidentPhase.RESOLVED
+    real = [m for m in mitigations if not m.suggested and not m.dry_run]
+    if any(m.phase in UNDER_WAY for m in real):
+        return IncidentPhase.MITIGATING
+    if any(m.phase is MitigationPhase.SUCCEEDED for m in real):
+        return IncidentPhase.MONITORING
+    return IncidentPhase.INVESTIGATING
+
+
+def phase_after_link(incident: Mapping[str, Any], mitigations: Sequence[Mapping[str, Any]]) -> IncidentPhase:
+    """:func:`incident_phase` for an Incident as the API returns it and its linked mitigations as
+    :func:`link_into_incident` wrote them."""
+    raw = (incident.get("status") or {}).get("phase")
+    current = IncidentPhase(raw) if raw in {p.value for p in IncidentPhase} else None
+    resolved = bool((incident.get("spec") or {}).get("resolved"))
+    return incident_phase(current, resolved, [IncidentMitigation.model_validate(m) for m in mitigations])

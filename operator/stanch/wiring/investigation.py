@@ -20,6 +20,7 @@ from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.analysis import EventTuple, LogLine, group_log_signatures, investigate
 from stanch.core.config_memory import ConfigMapMemory, describe_key_changes
 from stanch.core.gathering import parse_time
+from stanch.core.mitigation_context import incident_phase
 from stanch.core.models import (
     Condition,
     IncidentPhase,
@@ -144,11 +145,11 @@ class Investigator:
             previous=previous,
         )
         collected.timings["analysis"] = time.perf_counter() - began
-        phase = previous.phase if previous and previous.phase else IncidentPhase.INVESTIGATING
+        before = previous.phase if previous else None
+        phase = incident_phase(before, spec.resolved, mitigations)
         kept_conditions = previous.conditions if previous else []
-        if phase is IncidentPhase.RESOLVED and not spec.resolved:
-            # Reopened: investigating again, and no longer claiming to be resolved.
-            phase = IncidentPhase.INVESTIGATING
+        if before is IncidentPhase.RESOLVED and phase is not IncidentPhase.RESOLVED:
+            # Reopened: no longer claiming to be resolved.
             kept_conditions = [c for c in kept_conditions if c.type != "Resolved"]
         status = IncidentStatus(
             phase=phase,

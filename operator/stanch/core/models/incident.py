@@ -446,7 +446,9 @@ class IncidentStatus(StanchModel):
     """Written only by Stanch."""
 
     phase: IncidentPhase | None = None
-    """Lifecycle phase."""
+    """Lifecycle phase: Investigating; Mitigating while a linked Mitigation is under way (including
+    awaiting approval or needing attention); Monitoring once one succeeded and none is under way;
+    Resolved when ``spec.resolved`` is set. Suggestions and dry runs do not move it."""
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     """The ``metadata.generation`` last processed."""
     target: Annotated[str, StringConstraints(max_length=320)] | None = None

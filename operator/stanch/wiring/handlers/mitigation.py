@@ -71,6 +71,7 @@ from stanch.core.mitigation_context import (
     incident_entry,
     incident_facts,
     link_into_incident,
+    phase_after_link,
     phase_summary,
     resolve_guard,
     signal_templates,
@@ -419,13 +420,14 @@ class Pass:
                 self.log.warning("incident not found", incident=ref.name)
                 return
             mitigations, timeline = link_into_incident(incident.get("status"), entry, line)
+            phase = phase_after_link(incident, mitigations)
             try:
                 await write_status(
                     self.runtime.kube,
                     "Incident",
                     incident,
-                    {"mitigations": mitigations, "timeline": timeline},
-                    only=("mitigations", "timeline"),
+                    {"mitigations": mitigations, "timeline": timeline, "phase": phase.value},
+                    only=("mitigations", "timeline", "phase"),
                 )
                 return
             except KubeError as exc:
