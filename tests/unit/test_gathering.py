@@ -127,6 +127,38 @@ def test_rollout_history_newest_first_with_diffs_and_current() -> None:
     assert revisions_by_hash(rss[:2]) == {"aaa": 1, "bbb": 2}
 
 
+def _scaled(rs: str, at: float, *, frm: int | None = 0) -> dict[str, Any]:
+    message = f"Scaled up replica set {rs} " + (f"from {frm} " if frm is not None else "") + "to 3"
+    return {"reason": "ScalingReplicaSet", "type": "Normal", "message": message, "lastTimestamp": ts(at)}
+
+
+def test_a_rollback_is_dated_when_it_went_out_not_when_its_replica_set_was_made() -> None:
+    # kubectl rollout undo to revision 1: its ReplicaSet (made at 0) becomes revision 3 at 1800.
+    back = replica_set(3, "aaa", template("api:1.4.2"), 0, replicas=3)
+    back["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] = "1"
+    rss = [back, replica_set(2, "bbb", template("api:1.5.0"), 600)]
+    deployment = {
+        **DEPLOYMENT,
+        "metadata": {**DEPLOYMENT["metadata"], "annotations": {"deployment.kubernetes.io/revision": "3"}},
+    }
+    events = [
+        _scaled("api-aaa", 5, frm=None),  # its first rollout, older API servers' wording
+        _scaled("api-bbb", 600),
+        _scaled("api-aaa", 1800),
+        {**_scaled("api-aaa", 2400), "reason": "Other"},
+    ]
+    history = rollout_history(deployment, rss, events)
+    assert [r.revision for r in history] == [3, 2]
+    assert history[0].rolled_out_at == T0 + timedelta(seconds=1800)
+    assert history[0].since == T0 + timedelta(seconds=1800)
+    assert history[0].created_at == T0
+    # A ReplicaSet used once is dated by its creation, even with a scale-up Event of its own.
+    assert history[1].rolled_out_at is None
+    assert history[1].since == T0 + timedelta(seconds=600)
+    # The Events expired: no rollout time is invented.
+    assert rollout_history(deployment, rss)[0].rolled_out_at is None
+
+
 def test_pod_health_groups_by_revision_and_node_and_skips_terminating() -> None:
     by_hash = {"aaa": 1, "bbb": 2}
     pods = [
@@ -349,3 +381,17 @@ def test_log_sampling_prefers_unhealthy_pods_and_reads_previous_after_restarts()
     assert lines[0].time is not None
     assert lines[1].time is None
     assert lines[1].message == "no-timestamp line"
+
+
+def test_a_rollback_correlates_as_a_change_at_its_rollout() -> None:
+    from stanch.core.analysis.correlation import revision_changes
+    from stanch.core.models import RolloutRevision
+
+    rollouts = [
+        RolloutRevision(
+            revision=3, replica_set="api-aaa", created_at=T0, rolled_out_at=T0 + timedelta(hours=1)
+        ),
+        RolloutRevision(revision=2, replica_set="api-bbb", created_at=T0 + timedelta(minutes=10)),
+    ]
+    changes = revision_changes(rollouts, "shop")
+    assert [(c.label, c.time) for c in changes] == [("revision 3", T0 + timedelta(hours=1))]

@@ -9,6 +9,7 @@ investigation of a namespace with thousands of pods and events must stay well un
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,7 +92,31 @@ def _strip_hash(template: Obj) -> dict[str, Any]:
     return {**template, "metadata": meta}
 
 
-def rollout_history(deployment: Obj, replica_sets: Iterable[Obj]) -> list[RolloutRevision]:
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+"""Earlier revision numbers of a ReplicaSet the Deployment rolled back to (it reuses the old one)."""
+_SCALED_UP = re.compile(r"^Scaled up replica set (\S+?)(?: from \d+)? to \d+")
+
+
+def _rolled_out_at(rs: Obj, deployment_events: Sequence[Obj]) -> datetime | None:
+    """When the Deployment last scaled a *reused* ReplicaSet up (None for one used once: its
+    creation is its rollout). Events expire (1 h by default), so an old rollback has no time."""
+    meta = _meta(rs)
+    if not (meta.get("annotations") or {}).get(REVISION_HISTORY):
+        return None
+    name = meta.get("name")
+    times = [
+        _event_times(e)[1]
+        for e in deployment_events
+        if e.get("reason") == "ScalingReplicaSet"
+        and (m := _SCALED_UP.match(str(e.get("message") or ""))) is not None
+        and m.group(1) == name
+    ]
+    return max((t for t in times if t is not None), default=None)
+
+
+def rollout_history(
+    deployment: Obj, replica_sets: Iterable[Obj], deployment_events: Sequence[Obj] = ()
+) -> list[RolloutRevision]:
     """Every retained revision, newest first, each diffed against the previous retained revision."""
     owned = owned_replica_sets(deployment, replica_sets)
     current_rev = revision_of(deployment)
@@ -108,6 +133,7 @@ def rollout_history(deployment: Obj, replica_sets: Iterable[Obj]) -> list[Rollou
                 revision=rev or 0,
                 replica_set=meta.get("name", "unknown"),
                 created_at=parse_time(meta.get("creationTimestamp")),
+                rolled_out_at=_rolled_out_at(rs, deployment_events),
                 change_cause=cause[:1024] if isinstance(cause, str) else None,
                 images=images_of(template)[:16],
                 changes=template_diff(

@@ -289,7 +289,7 @@ async def collect(
     partial.extend(Partial(f"metrics:{s}", why) for s, why in metric_problems)
 
     evidence = Evidence(
-        rollouts=rollout_history(deployment, owned) if deployment else [],
+        rollouts=rollout_history(deployment, owned, deploy_events) if deployment else [],
         pod_health=pod_health(owned_pods, by_hash),
         events_by_reason=events_by_reason(events, relevant),
         config_changes=config_changes(

@@ -118,16 +118,17 @@ def _deploy_detail(rev: RolloutRevision) -> str:
 
 
 def revision_changes(rollouts: Sequence[RolloutRevision], namespace: str | None) -> list[Change]:
-    """Deploys: every retained revision with a creation time except the oldest, which is the
+    """Deploys: every retained revision with a time except the oldest, which is the
     baseline the others are diffed against, not a change inside the window — and never revision 1,
     the workload's creation (there was nothing before it to change)."""
-    dated = sorted((r for r in rollouts if r.created_at is not None), key=lambda r: r.revision)
+    dated = sorted((r for r in rollouts if r.since is not None), key=lambda r: r.revision)
     out = []
     for rev in dated[1:] if len(dated) > 1 else [r for r in dated if r.revision > 1]:
-        assert rev.created_at is not None
+        assert rev.since is not None
+        # A rollback reuses an old ReplicaSet: the change is when it went out again, not its creation.
         out.append(
             Change(
-                time=rev.created_at,
+                time=rev.since,
                 kind=TimelineKind.DEPLOY,
                 label=f"revision {rev.revision}",
                 detail=_deploy_detail(rev),

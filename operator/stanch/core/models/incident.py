@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -189,6 +190,9 @@ class RolloutRevision(StanchModel):
     """Name of the ReplicaSet."""
     created_at: AwareDatetime | None = None
     """Creation time of the ReplicaSet."""
+    rolled_out_at: AwareDatetime | None = None
+    """When the Deployment last rolled to this revision, where that is not the ReplicaSet's creation:
+    a rollback reuses the old ReplicaSet (from the Deployment's ``ScalingReplicaSet`` Events)."""
     change_cause: Text | None = None
     """``kubernetes.io/change-cause`` annotation, if any."""
     images: Annotated[list[ImageRef], Field(max_length=16)] = []
@@ -202,6 +206,11 @@ class RolloutRevision(StanchModel):
     """Ready pods owned by the ReplicaSet."""
     current: bool = False
     """Whether this is the Deployment's current template."""
+
+    @property
+    def since(self) -> datetime | None:
+        """When this revision went out: its rollout when known, else its ReplicaSet's creation."""
+        return self.rolled_out_at or self.created_at
 
 
 class ReasonCount(StanchModel):

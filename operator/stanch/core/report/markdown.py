@@ -99,11 +99,11 @@ def _evidence(evidence: Evidence) -> list[str]:
     if evidence.rollouts:
         lines += ["### Rollouts", ""]
         lines += _table(
-            ["Revision", "Created", "Current", "Ready", "Changes"],
+            ["Revision", "Rolled out", "Current", "Ready", "Changes"],
             [
                 [
                     r.revision,
-                    _time(r.created_at),
+                    _time(r.since) + (f" (ReplicaSet from {_time(r.created_at)})" if r.rolled_out_at else ""),
                     "yes" if r.current else "",
                     f"{r.ready_replicas}/{r.replicas}",
                     "; ".join(r.changes) or r.change_cause or ", ".join(r.images),
