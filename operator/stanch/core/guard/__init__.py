@@ -1,7 +1,7 @@
 """Guard verdicts: baseline comparison (Mann-Whitney U), SLO gate, success criteria."""
 
 from stanch.core.guard.ranks import RankTest, mann_whitney_greater, midranks
-from stanch.core.guard.settling import SETTLING_KINDS, read_rollout, settling_reason
+from stanch.core.guard.settling import SETTLING_KINDS, pods_started, read_rollout, settling_reason
 from stanch.core.guard.verdict import (
     DEFAULT_ALPHA,
     EFFECT_FLOORS,
@@ -30,6 +30,7 @@ __all__ = [
     "judge",
     "mann_whitney_greater",
     "midranks",
+    "pods_started",
     "read_rollout",
     "run_check",
     "settling_reason",

@@ -33,30 +33,32 @@ def read_rollout(
     workload: Mapping[str, Any] | None, *, previous: RolloutProgress | None, now: datetime
 ) -> RolloutProgress | None:
     """The workload's rollout as the Deployment controller reports it, carrying ``settled_at``
-    forward: it is set when pods that were starting are all available, and only then."""
+    forward: it is set when pods that were starting are all available, and only then. A read from
+    before the controller saw the current spec says nothing new: ``previous`` is kept."""
     if workload is None:
         return previous
     meta = workload.get("metadata") or {}
-    spec = workload.get("spec") or {}
     status = workload.get("status") or {}
+    # Until the controller has seen the current generation its counts describe the old spec: a
+    # scale-down read then would look like pods starting and win a settling grace it must not get.
+    if _int(status.get("observedGeneration"), -1) < _int(meta.get("generation"), 0):
+        return previous
+    spec = workload.get("spec") or {}
     desired = _int(spec.get("replicas"), 1)
     updated = _int(status.get("updatedReplicas"))
     available = _int(status.get("availableReplicas"))
-    # Until the controller has seen the current generation its counts describe the old spec: a
-    # scale-down read then would look like pods starting and win a settling grace it must not get.
-    observed = _int(status.get("observedGeneration"), -1) >= _int(meta.get("generation"), 0)
     stalled = any(
         c.get("type") == "Progressing"
         and c.get("status") == "False"
         and c.get("reason") == "ProgressDeadlineExceeded"
         for c in status.get("conditions") or ()
     )
-    starting = observed and not stalled and (updated < desired or available < desired)
+    starting = not stalled and (updated < desired or available < desired)
     was_starting = previous is not None and previous.starting
     settled_at = previous.settled_at if previous is not None else None
     if starting:
         settled_at = None
-    elif was_starting and observed:
+    elif was_starting:
         settled_at = now
     return RolloutProgress(
         desired=desired,
@@ -68,11 +70,21 @@ def read_rollout(
     )
 
 
+def pods_started() -> RolloutProgress:
+    """The rollout as the machine knows it the moment it applied a change that starts pods (see
+    :func:`stanch.core.plans.starts_pods`): starting, counts unknown until the first read. A kwok
+    or a fast cluster can finish the rollout before that read; the settling grace must not be
+    lost because the guard never saw the pods start."""
+    return RolloutProgress(starting=True)
+
+
 def settling_reason(progress: RolloutProgress | None, *, now: datetime, settle_time: timedelta) -> str | None:
     """Why latency and saturation are still settling at ``now``, or None when they count."""
     if progress is None or progress.stalled:
         return None
     if progress.starting:
+        if not progress.desired:
+            return "new pods starting"
         return (
             f"new pods starting ({progress.updated}/{progress.desired} updated, "
             f"{progress.available}/{progress.desired} available)"

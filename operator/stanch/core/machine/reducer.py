@@ -26,7 +26,15 @@ from stanch.core.effects import (
     Reads,
     WakeAt,
 )
-from stanch.core.guard import GuardAction, SignalSpec, judge, read_rollout, run_check, settling_reason
+from stanch.core.guard import (
+    GuardAction,
+    SignalSpec,
+    judge,
+    pods_started,
+    read_rollout,
+    run_check,
+    settling_reason,
+)
 from stanch.core.machine.observations import (
     ApplyFailed,
     Approved,
@@ -53,6 +61,7 @@ from stanch.core.models import (
     AutoSync,
     AutoSyncPhase,
     Baseline,
+    CheckVerdict,
     Condition,
     Drift,
     MitigationPhase,
@@ -72,6 +81,7 @@ from stanch.core.plans import (
     locked_generation,
     plan,
     revert_effects,
+    starts_pods,
     take_snapshot,
     unlock_patch,
 )
@@ -935,7 +945,7 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
         effects=(WakeAt(now + interval),),
         applied=applied,
         intent=None,
-        rollout=None,
+        rollout=pods_started() if starts_pods(state.spec, state.status.snapshot or {"target": {}}) else None,
     )
 
 
@@ -1029,6 +1039,7 @@ def _evicted(state: MachineState, now: datetime) -> Transition:
         effects=(WakeAt(now + _durations(state)[2]),),
         applied=applied.model_copy(update={"at": now}),  # the bake starts once the pods are out
         intent=None,
+        rollout=pods_started() if n else None,  # their replacements start elsewhere
         conditions=_condition(
             state.status, now, EVICTED, ok=True, reason="Evicted", message=f"{n} pod(s) evicted from {node}"
         ),
@@ -1096,7 +1107,7 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
         # The bake watches the change, not its rollout: while the new pods still settle it runs on,
         # up to one more bakeTime (a stalled rollout stops settling sooner, at its progress deadline).
         bake_over = now >= status.applied.at + bake and (
-            settling is None or now >= status.applied.at + 2 * bake
+            result.observation.check != CheckVerdict.SETTLING or now >= status.applied.at + 2 * bake
         )
         judgement = judge(
             history,

@@ -8,6 +8,7 @@ from stanch.core.plans.actions import (
     is_applied,
     plan,
     revert_effects,
+    starts_pods,
     take_snapshot,
     unified_diff,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "plan",
     "revert_effects",
     "rollback_annotations",
+    "starts_pods",
     "take_snapshot",
     "unified_diff",
     "unlock_patch",

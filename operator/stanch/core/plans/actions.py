@@ -234,6 +234,21 @@ def _patched_container(spec: MitigationSpec, container: Mapping[str, Any]) -> di
     return out
 
 
+def starts_pods(spec: MitigationSpec, snapshot: Mapping[str, Any]) -> bool:
+    """Whether the action makes new pods start (whose cold start the guard lets settle): a new
+    template, a canary, evicted pods replaced elsewhere, or more replicas. A scale-down, a pause or
+    a config change without restart starts none, and is judged from its first check."""
+    action = spec.action
+    if action in (ActionKind.ROLLBACK, ActionKind.RESTART, ActionKind.CANARY, ActionKind.EVACUATE):
+        return True
+    if action == ActionKind.CONFIG_TOGGLE:
+        return spec.config_toggle is not None and spec.config_toggle.restart
+    if action == ActionKind.SCALE:
+        current = int((snapshot["target"].get("spec") or {}).get("replicas", 1))
+        return _scale_target(spec, current) > current
+    return False
+
+
 def plan(
     spec: MitigationSpec, snapshot: Mapping[str, Any], *, mitigation: str, mitigation_uid: str
 ) -> ActionPlan:
