@@ -9,7 +9,7 @@ Two measurements per size, against the local world (``python -m e2e.cluster up``
 - ``end-to-end``: the real ``stanch run`` process; the clock starts when the Incident is created
   and stops when a GET first shows ``status.hypotheses`` and ``status.evidence``.
 
-Usage: ``python -m bench.investigation [--sizes 10,100,1000] [--runs 7] [--window 15s] [--keep]``
+Usage: ``python -m bench.investigation [--sizes 10,100,1000] [--runs 7] [--window 15s] [--recorded] [--keep]``
 (``make bench``).
 """
 
@@ -29,12 +29,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from e2e.cluster.prometheus import load_rules
 from e2e.cluster.world import LocalWorld, WorldInfo
 from e2e.operator_process import OperatorProcess
 
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.recording import names as recorded_names
+from stanch.core.recording import recorded_templates, recording_rules
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 from stanch.wiring.investigation import Investigator
 
@@ -167,13 +170,23 @@ async def create_events(kube: KubeClient, ns: str, pods: list[dict[str, Any]]) -
     return len(pods) * EVENTS_PER_POD
 
 
-def templates(window: str) -> dict[str, str]:
-    """The default templates with their rate window replaced (see docs/benchmarks.md for why)."""
+def templates(window: str, recorded: bool = False) -> dict[str, str]:
+    """The default templates with their rate window replaced (see docs/benchmarks.md for why), or
+    the templates reading the recording rules of ``stanch recording-rules``."""
+    if recorded:
+        return dict(recorded_templates(window))
     merged = {**DEFAULT_SIGNAL_TEMPLATES, **DEFAULT_BREAKDOWN_TEMPLATES}
     return with_rate_window(merged, window)
 
 
-async def refreshes(world: WorldInfo, ns: str, name: str, runs: int, result: SizeResult, window: str) -> None:
+RULES_NAME = "stanch-bench"
+RULE_INTERVAL = "5s"
+"""Five scrapes of the local world per evaluation, as 30 s is at a production 5-10 s scrape."""
+
+
+async def refreshes(
+    world: WorldInfo, ns: str, name: str, runs: int, result: SizeResult, signals: dict[str, str]
+) -> None:
     incident = {
         "apiVersion": "stanch.dev/v1alpha1",
         "kind": "Incident",
@@ -187,7 +200,7 @@ async def refreshes(world: WorldInfo, ns: str, name: str, runs: int, result: Siz
     }
     kube = KubeClient.from_env(world.kubeconfig)
     prometheus = PrometheusClient(world.prometheus_url)
-    investigator = Investigator(kube, prometheus, templates(window))
+    investigator = Investigator(kube, prometheus, signals)
     try:
         await investigator.run(incident)  # warm-up: connections, imports
         for _ in range(runs):
@@ -248,9 +261,32 @@ async def end_to_end(
         operator.stop()
 
 
+async def wait_recorded(world: WorldInfo, ns: str, window: str, seconds: float) -> None:
+    """Until the recording rules have series for the namespace (they start at the first evaluation)."""
+    prometheus = PrometheusClient(world.prometheus_url)
+    query = f'count({recorded_names(window)["requests"]}{{namespace="{ns}"}})'
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            reply = await prometheus.query(query)
+            if reply:
+                return
+            await asyncio.sleep(1)
+    finally:
+        await prometheus.close()
+    raise SystemExit(f"the recording rules produced no series for {ns} in {seconds:.0f}s")
+
+
 async def bench_size(
-    world: WorldInfo, pods: int, runs: int, keep: bool, logs: Path, window: str
+    world: WorldInfo,
+    pods: int,
+    runs: int,
+    keep: bool,
+    logs: Path,
+    signals: dict[str, str],
+    window: str | None,
 ) -> SizeResult:
+    """``window`` is set when the signals read recording rules (their rate window)."""
     ns = f"bench-{pods}-{uuid.uuid4().hex[:5]}"
     name = "api"
     kube = KubeClient.from_env(world.kubeconfig)
@@ -263,9 +299,11 @@ async def bench_size(
         pod_list = await kube.list("Pod", ns, label_selector=f"app={name}")
         events = await create_events(kube, ns, pod_list)
         await asyncio.sleep(5)  # a few scrapes of the new pods
+        if window is not None:
+            await wait_recorded(world, ns, window, 60)
         result = SizeResult(pods=len(pod_list), events=events)
         print(f"{ns}: {len(pod_list)} pods, {events} events", file=sys.stderr)
-        await refreshes(world, ns, name, runs, result, window)
+        await refreshes(world, ns, name, runs, result, signals)
         await end_to_end(world, ns, name, runs, result, logs / ns, logs / "signals.yaml")
         return result
     finally:
@@ -287,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         help="rate window of the signal templates (default 15s: 15 samples at the local world's 1s"
         " scrape interval, as 5m is at a production 20s interval)",
     )
+    parser.add_argument(
+        "--recorded",
+        action="store_true",
+        help="load `stanch recording-rules` into the world's Prometheus and use the templates reading them",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     args = parser.parse_args(argv)
     world = LocalWorld().healthy() or LocalWorld().up()
@@ -305,10 +348,34 @@ def main(argv: list[str] | None = None) -> int:
         capture_output=True,
     )
     results = []
-    with tempfile.TemporaryDirectory(prefix="stanch-bench-") as tmp:
-        (Path(tmp) / "signals.yaml").write_text(json.dumps(templates(args.window)))  # JSON is YAML
-        for size in (int(s) for s in args.sizes.split(",")):
-            results.append(asyncio.run(bench_size(world, size, args.runs, args.keep, Path(tmp), args.window)))
+    signals = templates(args.window, args.recorded)
+    if args.recorded:
+        load_rules(
+            Path(world.state_dir),
+            world.prometheus_url,
+            RULES_NAME,
+            recording_rules(args.window, RULE_INTERVAL),
+        )
+    try:
+        with tempfile.TemporaryDirectory(prefix="stanch-bench-") as tmp:
+            (Path(tmp) / "signals.yaml").write_text(json.dumps(signals))  # JSON is YAML
+            for size in (int(s) for s in args.sizes.split(",")):
+                results.append(
+                    asyncio.run(
+                        bench_size(
+                            world,
+                            size,
+                            args.runs,
+                            args.keep,
+                            Path(tmp),
+                            signals,
+                            args.window if args.recorded else None,
+                        )
+                    )
+                )
+    finally:
+        if args.recorded:
+            load_rules(Path(world.state_dir), world.prometheus_url, RULES_NAME, None)
     print(f"| {' | '.join(COLUMNS)} |")
     print("|" + "---|" * len(COLUMNS))
     for r in results:

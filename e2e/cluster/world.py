@@ -119,6 +119,8 @@ class LocalWorld:
         info = self.load_info()
         if info is None or not self._apiserver_ready():
             return None
+        if not (self.state / prometheus.RULES_DIR).is_dir():
+            return None  # a world from before rule files: Prometheus would not load any
         if not self._http_ok(f"{info.prometheus_url}/-/ready"):
             return None
         if info.simulator_url and not self._scraped(info.prometheus_url):
@@ -309,7 +311,9 @@ class LocalWorld:
         port = processes.free_loopback_port()
         target = simulator_url.removeprefix("http://") if simulator_url else f"127.0.0.1:{port}"
         config = self.state / "prometheus.yml"
-        config.write_text(prometheus.render_config(target))
+        rules = self.state / prometheus.RULES_DIR
+        rules.mkdir(parents=True, exist_ok=True)
+        config.write_text(prometheus.render_config(target, rules_dir=rules))
         data = self.state / "prometheus-data"
         data.mkdir(parents=True, exist_ok=True)
         binary = prometheus.find_prometheus()
