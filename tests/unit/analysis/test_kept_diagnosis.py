@@ -130,3 +130,34 @@ def test_without_a_previous_diagnosis_there_is_nothing_to_keep() -> None:
     assert findings.hypotheses
     investigated = next(c for c in findings.conditions if c.type == "Investigated")
     assert investigated.reason != "DiagnosisKept"
+
+
+def _guessed_onset() -> IncidentStatus:
+    """Diagnosed while the errors were too fresh for a change point: onset = creation time."""
+    previous = _diagnosed()
+    assert previous.scope is not None
+    scope = previous.scope.model_copy(update={"onset": at(18.5), "onset_source": OnsetSource.CREATION_TIME})
+    return previous.model_copy(update={"scope": scope})
+
+
+def test_a_guessed_onset_is_refined_by_a_change_point_before_the_mitigation() -> None:
+    previous = _guessed_onset()
+    later = run(
+        _after_rollback(),
+        now=NOW + timedelta(minutes=5),
+        previous=previous,
+        mitigations=[_rollback(MitigationPhase.BAKING)],
+    )
+    assert later.scope.onset_source is OnsetSource.CHANGE_POINT
+    assert later.scope.onset < at(18.0)
+    assert later.hypotheses == previous.hypotheses  # the diagnosis itself stays as acted on
+
+
+def test_a_change_point_after_the_mitigation_does_not_move_a_guessed_onset() -> None:
+    previous = _guessed_onset()
+    early = IncidentMitigation(
+        name="checkout-fix", action=ActionKind.ROLLBACK, phase=MitigationPhase.BAKING, created_at=at(1.0)
+    )
+    later = run(_after_rollback(), now=NOW + timedelta(minutes=5), previous=previous, mitigations=[early])
+    assert later.scope.onset == at(18.5)
+    assert later.scope.onset_source is OnsetSource.CREATION_TIME

@@ -44,6 +44,7 @@ from stanch.core.models import (
     IncidentSpec,
     IncidentStatus,
     MitigationPhase,
+    OnsetSource,
     Scope,
     parse_duration,
 )
@@ -127,6 +128,8 @@ class KeptDiagnosis:
     onset: Onset
     hypotheses: list[Hypothesis]
     top: str | None
+    acted_at: datetime | None = None
+    """When the acting Mitigation was created: anything the signal shows after it may be its doing."""
 
 
 def kept_diagnosis(
@@ -155,7 +158,23 @@ def kept_diagnosis(
         Onset(scope.onset, scope.onset_source),
         list(previous.hypotheses),
         previous.top_hypothesis,
+        acting.created_at,
     )
+
+
+def kept_onset(kept: KeptDiagnosis, detected: Onset) -> Onset:
+    """The kept onset, refined when it was only a guess.
+
+    An Incident filed seconds after its errors began has too few elevated samples for a change
+    point, so its onset is the report time or the creation time; a mitigation acting at once then
+    froze that guess into the report. A change point found later that starts *before* the
+    mitigation was created is the incident's own and replaces the guess; one after it could be the
+    mitigation's doing and does not."""
+    if kept.onset.source is OnsetSource.CHANGE_POINT or detected.source is not OnsetSource.CHANGE_POINT:
+        return kept.onset
+    if kept.acted_at is None or detected.time > kept.acted_at:
+        return kept.onset
+    return detected
 
 
 def investigate(
@@ -175,14 +194,10 @@ def investigate(
     transition times and to post Events for what changed since.
     """
     kept = kept_diagnosis(mitigations, previous)
-    ctx = build_context(
-        spec,
-        evidence,
-        now=now,
-        created_at=created_at,
-        partial=partial,
-        onset=kept.onset if kept is not None else None,
-    )
+    onset = None
+    if kept is not None:
+        onset = kept_onset(kept, resolve_onset(spec, evidence, created_at))
+    ctx = build_context(spec, evidence, now=now, created_at=created_at, partial=partial, onset=onset)
     scope = Scope(
         onset=ctx.onset.time,
         onset_source=ctx.onset.source,
