@@ -149,6 +149,7 @@ def test_a_guessed_onset_is_refined_by_a_change_point_before_the_mitigation() ->
         mitigations=[_rollback(MitigationPhase.BAKING)],
     )
     assert later.scope.onset_source is OnsetSource.CHANGE_POINT
+    assert later.scope.onset is not None
     assert later.scope.onset < at(18.0)
     assert later.hypotheses == previous.hypotheses  # the diagnosis itself stays as acted on
 
