@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "scenarios: the public scenario suite (make scenarios-test); kept out of make test until it "
-        "passes reliably (docs/scenarios.md)",
+        "scenarios: the public scenario suite, about 8 minutes (in make test; alone: make scenarios-test;"
+        " without it: pytest e2e/tests -m 'not scenarios')",
     )
 
 
