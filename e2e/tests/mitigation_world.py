@@ -58,13 +58,19 @@ def fast_operator(
     )
 
 
-def allow_all_policy(namespace: str) -> dict[str, Any]:
-    """A policy allowing every action but Evacuate (which needs named nodes) automatically."""
+def allow_all_policy(namespace: str, *, evacuate_nodes: str | None = None) -> dict[str, Any]:
+    """A policy allowing every action automatically; Evacuate only with ``evacuate_nodes`` (a name
+    pattern: a policy must name the nodes it may drain)."""
+    rules: list[dict[str, Any]] = [{"action": a, "tier": "Auto"} for a in ALL_ACTIONS]
+    if evacuate_nodes is not None:
+        rules.append(
+            {"action": "Evacuate", "tier": "Auto", "limits": {"evacuateNodes": {"names": [evacuate_nodes]}}}
+        )
     return {
         "apiVersion": "stanch.dev/v1alpha1",
         "kind": "MitigationPolicy",
         "metadata": {"name": "allow-all", "namespace": namespace},
-        "spec": {"actions": [{"action": a, "tier": "Auto"} for a in ALL_ACTIONS]},
+        "spec": {"actions": rules},
     }
 
 

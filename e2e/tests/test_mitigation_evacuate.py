@@ -14,7 +14,7 @@ from typing import Any
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.mitigation_world import (
-    ALL_ACTIONS,
+    allow_all_policy,
     audit_events,
     effects_applied,
     fast_operator,
@@ -26,19 +26,6 @@ from e2e.tests.mitigation_world import (
 )
 from e2e.tests.test_workloads import ready_pods
 from stanch.core.plans import CORDONED_BY
-
-
-def _policy(namespace: str) -> dict[str, Any]:
-    rules: list[dict[str, Any]] = [{"action": a, "tier": "Auto"} for a in ALL_ACTIONS]
-    rules.append(
-        {"action": "Evacuate", "tier": "Auto", "limits": {"evacuateNodes": {"names": ["kwok-node-*"]}}}
-    )
-    return {
-        "apiVersion": "stanch.dev/v1alpha1",
-        "kind": "MitigationPolicy",
-        "metadata": {"name": "allow", "namespace": namespace},
-        "spec": {"actions": rules},
-    }
 
 
 def _node_of_most_pods(kube: Kube, namespace: str, app: str) -> str:
@@ -87,7 +74,7 @@ def test_evacuate_evicts_the_pods_off_the_node_and_cordons_it(
     node = _node_of_most_pods(kube, namespace, "web")
     before = _pods_on(kube, namespace, "web", node)
     assert before
-    kube.apply(_policy(namespace), namespace=namespace)
+    kube.apply(allow_all_policy(namespace, evacuate_nodes="kwok-node-*"), namespace=namespace)
     operator = fast_operator(world, namespace, tmp_path / "operator")
     operator.start()
     with _uncordon_ours_afterwards(kube, node, f"{namespace}/move"):
@@ -135,7 +122,7 @@ def test_a_budget_that_forbids_eviction_is_respected_reported_and_the_cordon_und
     node = _node_of_most_pods(kube, namespace, "web")
     before = _pods_on(kube, namespace, "web", node)
     uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in kube.items("pods", namespace, "app=web")}
-    kube.apply(_policy(namespace), namespace=namespace)
+    kube.apply(allow_all_policy(namespace, evacuate_nodes="kwok-node-*"), namespace=namespace)
     operator = fast_operator(world, namespace, tmp_path / "operator")
     operator.start()
     with _uncordon_ours_afterwards(kube, node, f"{namespace}/move"):

@@ -12,7 +12,7 @@ import pytest
 
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
-from e2e.tests.mitigation_world import ALL_ACTIONS, fast_operator, mitigation, shutdown, wait_phase
+from e2e.tests.mitigation_world import allow_all_policy, fast_operator, mitigation, shutdown, wait_phase
 from e2e.tests.test_workloads import ready_pods
 
 CASES: list[tuple[str, str, dict[str, Any], str]] = [
@@ -37,19 +37,6 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "spec.evacuate.node 'kwok-node-9': no such node",
     ),
 ]
-
-
-def _policy(namespace: str) -> dict[str, Any]:
-    rules: list[dict[str, Any]] = [{"action": a, "tier": "Auto"} for a in ALL_ACTIONS]
-    rules.append(
-        {"action": "Evacuate", "tier": "Auto", "limits": {"evacuateNodes": {"names": ["kwok-node-*"]}}}
-    )
-    return {
-        "apiVersion": "stanch.dev/v1alpha1",
-        "kind": "MitigationPolicy",
-        "metadata": {"name": "allow", "namespace": namespace},
-        "spec": {"actions": rules},
-    }
 
 
 def _events(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -94,7 +81,7 @@ def test_unexecutable_mitigations_fail_once_naming_the_field_and_touch_nothing(
             f"spec.restart.pods: {db_name} not selected by Deployment/shop's selector",
         ),
     ]
-    kube.apply(_policy(namespace), namespace=namespace)
+    kube.apply(allow_all_policy(namespace, evacuate_nodes="kwok-node-*"), namespace=namespace)
     before = kube.get("deployment", "shop", namespace)["metadata"]
     cm_before = kube.get("configmap", "flags", namespace)["metadata"]["resourceVersion"]
     operator = fast_operator(world, namespace, tmp_path / "operator")

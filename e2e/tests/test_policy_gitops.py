@@ -32,6 +32,28 @@ FLUX_LABELS = {
 }
 
 
+def _gitops_policy(name: str) -> dict[str, Any]:
+    """Scale allowed automatically, managed workloads not held for approval, auto-sync suspended."""
+    return {
+        "apiVersion": "stanch.dev/v1alpha1",
+        "kind": "MitigationPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "actions": [{"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 10}}],
+            "gitops": {"requireApprovalForManaged": False, "suspendAutoSync": True},
+        },
+    }
+
+
+def _restore_record(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    def restored() -> dict[str, Any] | None:
+        record: dict[str, Any] = kube.get("mitigation", name, namespace)["status"].get("autoSync") or {}
+        return record if record.get("phase") == "Restored" else None
+
+    result: dict[str, Any] = kube.wait_for(restored, 15, "the restore recorded")
+    return result
+
+
 def _annotations(kube: Kube, namespace: str) -> dict[str, str]:
     result: dict[str, str] = deployment_state(kube, namespace, "web")["metadata"].get("annotations") or {}
     return result
@@ -44,16 +66,7 @@ def test_flux_reconciliation_is_suspended_for_the_mitigation_and_restored(
     manifest["metadata"]["labels"].update(FLUX_LABELS)
     kube.apply(manifest, namespace=namespace)
     kube.wait_for(lambda: rollout_complete(kube, namespace, "web"), 60, "web rolled out")
-    policy: dict[str, Any] = {
-        "apiVersion": "stanch.dev/v1alpha1",
-        "kind": "MitigationPolicy",
-        "metadata": {"name": "flux-managed"},
-        "spec": {
-            "actions": [{"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 10}}],
-            "gitops": {"requireApprovalForManaged": False, "suspendAutoSync": True},
-        },
-    }
-    kube.apply(policy, namespace=namespace)
+    kube.apply(_gitops_policy("flux-managed"), namespace=namespace)
     settle()
     operator = fast_operator(world, namespace, tmp_path / "operator")
     operator.start()
@@ -66,12 +79,7 @@ def test_flux_reconciliation_is_suspended_for_the_mitigation_and_restored(
         operator.kill()
         operator.start()
         st = wait_phase(kube, namespace, "grow", {"Succeeded"}, 90)
-
-        def restored() -> dict[str, Any] | None:
-            record = kube.get("mitigation", "grow", namespace)["status"].get("autoSync") or {}
-            return record if record.get("phase") == "Restored" else None
-
-        record = kube.wait_for(restored, 15, "the restore recorded")
+        record = _restore_record(kube, namespace, "grow")
     finally:
         shutdown(operator, kube, namespace)
 
@@ -148,16 +156,7 @@ def test_argo_cd_self_heal_is_suspended_for_the_mitigation_and_restored(
     }
     kube.apply(application, namespace=namespace)
     kube.wait_for(lambda: rollout_complete(kube, namespace, "web"), 60, "web rolled out")
-    policy: dict[str, Any] = {
-        "apiVersion": "stanch.dev/v1alpha1",
-        "kind": "MitigationPolicy",
-        "metadata": {"name": "argo-managed"},
-        "spec": {
-            "actions": [{"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 10}}],
-            "gitops": {"requireApprovalForManaged": False, "suspendAutoSync": True},
-        },
-    }
-    kube.apply(policy, namespace=namespace)
+    kube.apply(_gitops_policy("argo-managed"), namespace=namespace)
     settle()
     operator = fast_operator(world, namespace, tmp_path / "operator")
     operator.start()
@@ -167,12 +166,7 @@ def test_argo_cd_self_heal_is_suspended_for_the_mitigation_and_restored(
         baking = wait_phase(kube, namespace, "grow", {"Baking"}, 60)
         during = _self_heal(kube, namespace)
         wait_phase(kube, namespace, "grow", {"Succeeded"}, 90)
-
-        def restored() -> dict[str, Any] | None:
-            record = kube.get("mitigation", "grow", namespace)["status"].get("autoSync") or {}
-            return record if record.get("phase") == "Restored" else None
-
-        record = kube.wait_for(restored, 15, "the restore recorded")
+        record = _restore_record(kube, namespace, "grow")
     finally:
         shutdown(operator, kube, namespace)
 
