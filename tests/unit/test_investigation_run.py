@@ -180,3 +180,78 @@ async def test_queries_past_the_budget_are_timeouts_and_the_rest_is_kept() -> No
     assert outcome.status.evidence is not None
     overall = next(m for m in outcome.status.evidence.metrics if m.signal == "error_ratio")
     assert overall.now == 0.0, "the overall answer arrived in time and is kept"
+
+
+class Remembered:
+    """Pods and Events a watch cache holds; None for a namespace it cannot vouch for."""
+
+    def __init__(self, pods: list[dict[str, Any]] | None, events: list[dict[str, Any]] | None) -> None:
+        self._pods, self._events = pods, events
+        self.asked: list[str] = []
+
+    def pods(self, namespace: str) -> list[dict[str, Any]] | None:
+        self.asked.append(f"pods {namespace}")
+        return self._pods
+
+    def events(self, namespace: str) -> list[dict[str, Any]] | None:
+        self.asked.append(f"events {namespace}")
+        return self._events
+
+
+def warning(name: str, kind: str, involved: str, reason: str = "BackOff") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "uid": name},
+        "type": "Warning",
+        "reason": reason,
+        "message": f"{reason} on {involved}",
+        "involvedObject": {"kind": kind, "name": involved},
+        "count": 3,
+        "firstTimestamp": "2025-03-01T12:06:00Z",
+        "lastTimestamp": "2025-03-01T12:09:00Z",
+    }
+
+
+async def test_remembered_pods_and_events_replace_their_lists_with_the_same_evidence() -> None:
+    world = deployment_world()
+    stranger = {
+        "metadata": {"name": "cart-1", "labels": {"app": "cart"}, "ownerReferences": []},
+        "spec": {"nodeName": "n1", "containers": [{"name": "app"}]},
+        "status": {"phase": "Running"},
+    }
+    events = [
+        warning("e1", "Pod", "checkout-abc-x"),
+        warning("e2", "Deployment", "checkout", reason="ProgressDeadlineExceeded"),
+    ]
+    listed = FakeKube({**world, "Event": events})
+    by_list = await investigator(listed, FakePrometheus(down=False)).run(incident())
+
+    remembered = FakeKube(world)
+    memory = Remembered([*world["Pod"], stranger], events)
+    inv = investigator(remembered, FakePrometheus(down=False))
+    inv.memory = memory
+    by_memory = await inv.run(incident())
+
+    assert "list Pod" in listed.calls
+    assert "list Event" in listed.calls
+    assert "list Pod" not in remembered.calls
+    assert "list Event" not in remembered.calls
+    assert memory.asked == ["pods shop", "events shop"]
+    assert by_memory.collected.from_memory == ("pods", "events")
+    assert by_list.collected.from_memory == ()
+    assert by_memory.status.evidence == by_list.status.evidence
+    assert by_memory.status.evidence is not None
+    assert by_memory.status.evidence.pod_health.total == 1, "the other app's pod is not the target's"
+    reasons = {e.reason for e in by_memory.status.evidence.events_by_reason}
+    assert reasons == {"BackOff", "ProgressDeadlineExceeded"}
+
+
+async def test_a_cache_that_cannot_vouch_means_listing_as_before() -> None:
+    kube = FakeKube(deployment_world())
+    inv = investigator(kube, FakePrometheus(down=False))
+    inv.memory = Remembered(None, None)
+    outcome = await inv.run(incident())
+    assert "list Pod" in kube.calls
+    assert kube.calls.count("list Event") == 3
+    assert outcome.collected.from_memory == ()
+    assert outcome.status.evidence is not None
+    assert outcome.status.evidence.pod_health.total == 1

@@ -119,3 +119,14 @@ def test_settings_are_immutable() -> None:
     config = settings()
     with pytest.raises(Exception, match="frozen"):
         config.log_level = "DEBUG"  # type: ignore[misc]
+
+
+def test_the_evidence_cache_is_on_unless_switched_off() -> None:
+    base = {"STANCH_PROMETHEUS_URL": "http://127.0.0.1:9090", "STANCH_ALL_NAMESPACES": "true"}
+    assert resolve({}, base, in_cluster=False, is_tty=False).evidence_cache is True
+    off = {**base, "STANCH_EVIDENCE_CACHE": "false"}
+    assert resolve({}, off, in_cluster=False, is_tty=False).evidence_cache is False
+    assert resolve({"evidence_cache": True}, off, in_cluster=False, is_tty=False).evidence_cache is True
+    with pytest.raises(ConfigError) as err:
+        resolve({}, {**base, "STANCH_EVIDENCE_CACHE": "sometimes"}, in_cluster=False, is_tty=False)
+    assert "STANCH_EVIDENCE_CACHE='sometimes' is not a boolean" in str(err.value)

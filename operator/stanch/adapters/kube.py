@@ -36,6 +36,8 @@ PAGE_SIZE = 5000
 
 
 PRECONDITION_FAILED = "PreconditionFailed"
+Objects = list[dict[str, Any]]
+"""Objects as the API server sends them (named so the ``list`` method cannot shadow the type)."""
 
 
 class KubeError(Exception):
@@ -163,11 +165,75 @@ class KubeClient:
         cannot, so it is opt-in. Older API servers answer from the cache in one piece, ignoring the
         page size; ``limit`` is applied here either way.
         """
-        k = kind(kind_name)
-        items: list[dict[str, Any]] = []
-        async for item in self._paged(k, namespace, label_selector, field_selector, limit, cached):
-            items.append(item)
+        items, _ = await self.list_versioned(
+            kind_name,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            limit=limit,
+            cached=cached,
+        )
         return items
+
+    async def list_versioned(
+        self,
+        kind_name: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        cached: bool = False,
+    ) -> tuple[Objects, str]:
+        """Like :meth:`list`, with the list's resourceVersion: where a watch of the same objects
+        starts so that it misses nothing that changed after the list."""
+        k = kind(kind_name)
+        items: Objects = []
+        version: dict[str, str] = {}
+        async for item in self._paged(k, namespace, label_selector, field_selector, limit, cached, version):
+            items.append(item)
+        return items, version.get("resourceVersion", "")
+
+    async def watch(
+        self,
+        kind_name: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The changes after ``resource_version`` as (type, object) pairs: ADDED, MODIFIED, DELETED,
+        BOOKMARK (a newer version to resume from, nothing changed) and ERROR (a Status object; 410
+        means the version is too old and the caller must list again). Ends after about
+        ``timeout_seconds``, when the server closes the stream; the caller resumes from the last
+        version it saw."""
+        k = kind(kind_name)
+        params: dict[str, str | int] = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": timeout_seconds,
+        }
+        self.stats.count("watch")
+        # The client's read timeout is for ordinary requests; a quiet watch may send nothing for
+        # a minute between bookmarks.
+        timeout = httpx.Timeout(10.0, read=timeout_seconds + 30.0)
+        async with self._http.stream("GET", k.path(namespace), params=params, timeout=timeout) as resp:
+            if resp.status_code >= 400:
+                text = (await resp.aread()).decode(errors="replace")
+                try:
+                    status = orjson.loads(text)
+                    raise KubeError(resp.status_code, status.get("reason", ""), status.get("message", text))
+                except orjson.JSONDecodeError:
+                    raise KubeError(resp.status_code, "", text[:500]) from None
+            async for line in resp.aiter_lines():
+                if not line.strip():
+                    continue
+                event = orjson.loads(line)
+                obj = event.get("object") or {}
+                obj.setdefault("kind", k.kind)
+                obj.setdefault("apiVersion", k.api_version)
+                yield str(event.get("type", "")), obj
 
     async def _paged(
         self,
@@ -177,6 +243,7 @@ class KubeClient:
         field_selector: str | None,
         limit: int | None,
         cached: bool = False,
+        version: dict[str, str] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         params: dict[str, str | int] = {"limit": min(PAGE_SIZE, limit) if limit else PAGE_SIZE}
         if cached:
@@ -188,6 +255,9 @@ class KubeClient:
         seen = 0
         while True:
             page = await self._request("list", "GET", k.path(namespace), params=params)
+            if version is not None:
+                # Every page of one list carries the version of the snapshot the list was served from.
+                version["resourceVersion"] = page.get("metadata", {}).get("resourceVersion", "")
             for item in page.get("items", []):
                 # List items carry no kind/apiVersion; add them so snapshots are self-describing.
                 item.setdefault("kind", k.kind)

@@ -71,6 +71,7 @@ OPTIONS: Mapping[str, Option] = {
         Option("investigation_interval", "--investigation-interval", "STANCH_INVESTIGATION_INTERVAL"),
         Option("notify_url", "--notify-url", "STANCH_NOTIFY_URL"),
         Option("notify_format", "--notify-format", "STANCH_NOTIFY_FORMAT"),
+        Option("evidence_cache", "--evidence-cache", "STANCH_EVIDENCE_CACHE"),
     )
 }
 
@@ -123,6 +124,9 @@ class Settings(BaseModel):
     own credential): never logged, printed or put in an error message; see :func:`redact_url`."""
     notify_format: NotifyFormat = NotifyFormat.GENERIC
     """``generic`` JSON or a ``slack`` incoming-webhook payload."""
+    evidence_cache: bool = True
+    """Keep the watched namespaces' pods and Events in memory (list once, then watch) so a refresh
+    reads memory instead of listing them; off: list them on every refresh."""
 
     @field_validator("prometheus_url")
     @classmethod
@@ -402,6 +406,11 @@ def resolve(
     notify_format = pick("notify_format")
     if notify_format:
         candidate["notify_format"] = notify_format
+    evidence_cache = flags.get("evidence_cache")
+    if evidence_cache is None:
+        evidence_cache = _env_bool("evidence_cache", env)
+    if evidence_cache is not None:
+        candidate["evidence_cache"] = evidence_cache
     try:
         return Settings(**candidate)
     except ValidationError as exc:

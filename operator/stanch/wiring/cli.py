@@ -134,6 +134,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         " [STANCH_NOTIFY_FORMAT]",
     )
     run.add_argument(
+        "--evidence-cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the watched namespaces' pods and Events in memory (one list, then a watch) so a"
+        " refresh need not list them; default on [STANCH_EVIDENCE_CACHE]",
+    )
+    run.add_argument(
         "--log-format",
         choices=[f.value for f in LogFormat],
         help="default: console in a terminal, json otherwise [STANCH_LOG_FORMAT]",
@@ -229,6 +236,7 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str], *, is_tty:
         "investigation_interval": args.investigation_interval,
         "notify_url": args.notify_url,
         "notify_format": args.notify_format,
+        "evidence_cache": args.evidence_cache,
     }
     return resolve(
         flags,

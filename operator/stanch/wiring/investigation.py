@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from stanch.adapters.evidence import Collected, CollectorLimits, EvidenceRequest, collect
+from stanch.adapters.evidence import Collected, CollectorLimits, EvidenceRequest, MemoryEvidence, collect
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.analysis import EventTuple, LogLine, group_log_signatures, investigate
@@ -100,6 +100,7 @@ class Investigator:
         limits: CollectorLimits | None = None,
         clock: Callable[[], datetime] = _now,
         config_memory: ConfigMapMemory | None = None,
+        memory: MemoryEvidence | None = None,
     ) -> None:
         self.kube = kube
         self.prometheus = prometheus
@@ -108,6 +109,8 @@ class Investigator:
         self.clock = clock
         self.config_memory = config_memory
         """ConfigMap values remembered from the watch: turns "data updated" into "key K: OLD → NEW"."""
+        self.memory = memory
+        """Pods and Events kept by a watch; the collector lists what it cannot vouch for."""
 
     async def run(self, body: Mapping[str, Any]) -> Outcome:
         """Investigate the Incident ``body`` (a live Kopf body or a plain dict) once."""
@@ -125,7 +128,9 @@ class Investigator:
             lookback=parse_duration(spec.lookback),
             signals=tuple(s.name for s in spec.signals),
         )
-        collected = await collect(self.kube, self.prometheus, request, self.templates, self.limits)
+        collected = await collect(
+            self.kube, self.prometheus, request, self.templates, self.limits, memory=self.memory
+        )
         began = time.perf_counter()
         lines = (LogLine(ln.time, ln.pod, ln.revision, ln.message, ln.previous) for ln in collected.log_lines)
         update: dict[str, Any] = {"log_signatures": group_log_signatures(lines)}

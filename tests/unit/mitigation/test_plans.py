@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from stanch.core.effects import Create, Delete, Evict, Patch
+from stanch.core.label_selectors import selects
 from stanch.core.machine.observations import World
 from stanch.core.models import LOCK_ANNOTATION, MitigationSpec
 from stanch.core.plans import (
@@ -22,7 +23,6 @@ from stanch.core.plans import (
     revert_effects,
     take_snapshot,
 )
-from stanch.core.plans.actions import selects
 from stanch.core.plans.jsonpatch import apply_ops
 
 from .fixtures import deployment, replica_set, with_

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from stanch.adapters.evidence.logs import LogLimits, SampledLine, choose, read_logs
 from stanch.adapters.evidence.metrics import BREAKDOWN_POINTS, SignalResult, query_signals, step_for
@@ -33,6 +33,7 @@ from stanch.core.gathering import (
     rollout_history,
     summarise,
 )
+from stanch.core.label_selectors import selects
 from stanch.core.models import Evidence, MetricSummary
 
 T = TypeVar("T")
@@ -68,6 +69,14 @@ class CollectorLimits:
     logs: LogLimits = field(default_factory=LogLimits)
 
 
+class MemoryEvidence(Protocol):
+    """Pods and Events already in memory (a watch cache); None where it cannot vouch for them."""
+
+    def pods(self, namespace: str) -> list[dict[str, Any]] | None: ...
+
+    def events(self, namespace: str) -> list[dict[str, Any]] | None: ...
+
+
 @dataclass(frozen=True)
 class EvidenceRequest:
     namespace: str
@@ -97,6 +106,8 @@ class Collected:
     window_end: datetime
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds each collector took (the slowest request of a kind), for logs and the benchmark."""
+    from_memory: tuple[str, ...] = ()
+    """Collectors served by the watch cache instead of a list."""
 
 
 def label_selector(selector: Mapping[str, Any] | None) -> str | None:
@@ -130,6 +141,7 @@ async def collect(
     request: EvidenceRequest,
     templates: Mapping[str, str],
     limits: CollectorLimits | None = None,
+    memory: MemoryEvidence | None = None,
 ) -> Collected:
     limits = limits or CollectorLimits()
     ns, name = request.namespace, request.name
@@ -191,32 +203,46 @@ async def collect(
     if deployment is None and not any(p.collector == "deployment" for p in partial):
         partial.append(Partial("deployment", f"Deployment {ns}/{name} not found (deleted, or never existed)"))
 
-    selector = label_selector((deployment or {}).get("spec", {}).get("selector"))
+    selector_obj = (deployment or {}).get("spec", {}).get("selector")
+    selector = label_selector(selector_obj)
     none: list[dict[str, Any]] = []
 
     async def nothing() -> list[dict[str, Any]]:
         return []
 
-    pods_q = listed("Pod", limits.max_pods, label_selector=selector) if selector else nothing()
-    rs_q = listed("ReplicaSet", limits.max_objects, label_selector=selector) if selector else nothing()
-    results = await asyncio.gather(
-        guarded("replicasets", rs_q, none),
-        guarded("pods", pods_q, none),
-        guarded("events", listed("Event", limits.max_events, field_selector="type=Warning"), none),
-        guarded(
-            "events",
+    async def given(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return items
+
+    from_memory: list[str] = []
+    remembered_pods = memory.pods(ns) if memory is not None and selector else None
+    if remembered_pods is not None:
+        assert selector_obj is not None
+        from_memory.append("pods")
+        pods_q = given(
+            _by_name([p for p in remembered_pods if selects(selector_obj, _labels(p))])[: limits.max_pods]
+        )
+    else:
+        pods_q = listed("Pod", limits.max_pods, label_selector=selector) if selector else nothing()
+    remembered_events = memory.events(ns) if memory is not None else None
+    if remembered_events is not None:
+        from_memory.append("events")
+        selections = _event_selections(remembered_events, name, limits.max_events)
+        events_q = [given(s) for s in selections]
+    else:
+        events_q = [
+            listed("Event", limits.max_events, field_selector="type=Warning"),
             listed(
                 "Event",
                 limits.max_events,
                 field_selector=f"involvedObject.kind=Deployment,involvedObject.name={name}",
             ),
-            none,
-        ),
-        guarded(
-            "events",
             listed("Event", limits.max_events, field_selector="involvedObject.kind=ReplicaSet"),
-            none,
-        ),
+        ]
+    rs_q = listed("ReplicaSet", limits.max_objects, label_selector=selector) if selector else nothing()
+    results = await asyncio.gather(
+        guarded("replicasets", rs_q, none),
+        guarded("pods", pods_q, none),
+        *(guarded("events", q, none) for q in events_q),
         guarded("configmaps", listed("ConfigMap", limits.max_objects), none),
         guarded("services", listed("Service", limits.max_objects), none),
         guarded("endpointslices", listed("EndpointSlice", limits.max_objects), none),
@@ -309,7 +335,36 @@ async def collect(
         metrics=metrics,
         nodes=node_evidence(nodes, per_node),
     )
-    return Collected(evidence, log_lines, _dedupe(partial), found, start, end, timings)
+    return Collected(evidence, log_lines, _dedupe(partial), found, start, end, timings, tuple(from_memory))
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    labels: Mapping[str, str] = obj.get("metadata", {}).get("labels") or {}
+    return labels
+
+
+def _by_name(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # The order a list answers in, so a capped selection is the same whether listed or remembered.
+    return sorted(objs, key=lambda o: str(o.get("metadata", {}).get("name", "")))
+
+
+def _event_selections(
+    events: Sequence[dict[str, Any]], deployment: str, cap: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The three Event lists the collector would make (field selectors type=Warning;
+    involvedObject kind=Deployment and name; involvedObject kind=ReplicaSet), from memory."""
+    warnings: list[dict[str, Any]] = []
+    of_deployment: list[dict[str, Any]] = []
+    of_replica_sets: list[dict[str, Any]] = []
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        if event.get("type") == "Warning":
+            warnings.append(event)
+        if involved.get("kind") == "Deployment" and involved.get("name") == deployment:
+            of_deployment.append(event)
+        elif involved.get("kind") == "ReplicaSet":
+            of_replica_sets.append(event)
+    return _by_name(warnings)[:cap], _by_name(of_deployment)[:cap], _by_name(of_replica_sets)[:cap]
 
 
 async def _list_nodes(kube: KubeClient, sem: asyncio.Semaphore, limit: int) -> list[dict[str, Any]]:

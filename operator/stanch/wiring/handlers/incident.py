@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+import structlog
 
 import stanch
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
+from stanch.adapters.watch_cache import EvidenceCache
 from stanch.core.conditions import rfc3339, set_condition
 from stanch.core.config_memory import ConfigMapMemory, referenced_config_maps
 from stanch.core.models import IncidentPhase, IncidentSpec
@@ -34,6 +36,7 @@ MEMO_INVESTIGATOR = "stanch_investigator"
 CONFIGMAP_REFERENCES = "stanch_configmap_references"
 """Id of the Kopf index of ConfigMaps referenced by Deployments (also its handler kwarg name)."""
 MEMO_POKES = "stanch_incident_pokes"
+MEMO_EVIDENCE_CACHE = "stanch_evidence_cache"
 PLURAL = "incidents"
 # However often the workload changes, an Incident is refreshed at most this often.
 MIN_GAP = 2.0
@@ -148,13 +151,21 @@ def register(
         assert isinstance(config, Settings)
         kube = KubeClient.from_env()
         prometheus = PrometheusClient(config.prometheus_url, timeout=PROMETHEUS_TIMEOUT)
+        cache = _evidence_cache(config) if config.evidence_cache else None
+        if cache is not None:
+            memo[MEMO_EVIDENCE_CACHE] = cache
+            cache.start()  # warms in the background; until then the collector lists
         memo[MEMO_INVESTIGATOR] = Investigator(
-            kube, prometheus, config.signal_templates, clock=now, config_memory=config_memory
+            kube, prometheus, config.signal_templates, clock=now, config_memory=config_memory, memory=cache
         )
         memo[MEMO_POKES] = Pokes()
 
     @kopf.on.cleanup(id="stanch-incident-clients-close", registry=registry)
     async def close_clients(memo: kopf.Memo, **_: Any) -> None:
+        cache = memo.get(MEMO_EVIDENCE_CACHE)
+        if isinstance(cache, EvidenceCache):
+            await cache.stop()
+            await cache.kube.close()
         investigator = memo.get(MEMO_INVESTIGATOR)
         if isinstance(investigator, Investigator):
             await investigator.kube.close()
@@ -278,6 +289,21 @@ def register(
         deployment = _deployment_of_pod(meta.get("labels") or {}, list(meta.get("ownerReferences") or ()))
         if deployment:
             pokes.poke_target(namespace, deployment)
+
+
+def _evidence_cache(config: Settings) -> EvidenceCache:
+    """One store per kind and watched namespace; every namespace for --all-namespaces or patterns."""
+    patterned = any(ch in ns for ns in config.namespaces for ch in "*?[!")
+    namespaces = None if config.all_namespaces or patterned else config.namespaces
+    log = structlog.get_logger("stanch").bind(component="evidence-cache")
+
+    def problem(kind: str, namespace: str | None, what: str) -> None:
+        log.warning(
+            "evidence cache not serving", kind=kind, scope=namespace or "all namespaces", problem=what
+        )
+
+    # Its own client: a watch holds a connection open for minutes, apart from the refreshes' pool.
+    return EvidenceCache(KubeClient.from_env(), namespaces, on_problem=problem)
 
 
 async def _refresh(
