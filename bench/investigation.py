@@ -9,7 +9,12 @@ Two measurements per size, against the local world (``python -m e2e.cluster up``
 - ``end-to-end``: the real ``stanch run`` process; the clock starts when the Incident is created
   and stops when a GET first shows ``status.hypotheses`` and ``status.evidence``.
 
-Usage: ``python -m bench.investigation [--sizes 10,100,1000] [--runs 7] [--window 15s] [--recorded] [--keep]``
+Both read pods and Events from the evidence cache, as the operator does by default, once it is warm
+(an operator runs long before its incidents); the time the operator took from start to a warm cache,
+and its resident memory then, are reported too. ``--no-evidence-cache`` measures the listing path.
+
+Usage: ``python -m bench.investigation [--sizes 10,100,1000] [--runs 7] [--window 15s] [--recorded]
+[--no-evidence-cache] [--keep]``
 (``make bench``).
 """
 
@@ -29,12 +34,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from e2e.cluster.prometheus import load_rules
 from e2e.cluster.world import LocalWorld, WorldInfo
-from e2e.operator_process import OperatorProcess
+from e2e.operator_process import OperatorProcess, free_loopback_port
 
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
+from stanch.adapters.watch_cache import EvidenceCache
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
 from stanch.core.recording import names as recorded_names
 from stanch.core.recording import recorded_templates, recording_rules
@@ -71,6 +78,8 @@ COLUMNS = (
     "create→status max ms",
     "API requests per refresh",
     "Prometheus queries per refresh",
+    "operator start→cache warm s",
+    "operator RSS MiB",
 )
 
 
@@ -84,6 +93,8 @@ class SizeResult:
     prometheus_queries_per_refresh: int = 0
     end_to_end_ms: list[float] = field(default_factory=list)
     collector_ms: dict[str, list[float]] = field(default_factory=dict)
+    cache_warm_s: float | None = None
+    operator_rss_mib: float | None = None
 
     def row(self) -> str:
         refresh = statistics.median(self.refresh_ms)
@@ -92,8 +103,13 @@ class SizeResult:
         return (
             f"| {self.pods} | {self.events} | {refresh:.0f} | {max(self.refresh_ms):.0f} | {e2e:.0f} |"
             f" {max(self.end_to_end_ms or [float('nan')]):.0f} | {verbs} |"
-            f" {self.prometheus_queries_per_refresh} |"
+            f" {self.prometheus_queries_per_refresh} | {_fmt(self.cache_warm_s, '.1f')} |"
+            f" {_fmt(self.operator_rss_mib, '.0f')} |"
         )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def deployment(name: str, replicas: int) -> dict[str, Any]:
@@ -185,7 +201,13 @@ RULE_INTERVAL = "5s"
 
 
 async def refreshes(
-    world: WorldInfo, ns: str, name: str, runs: int, result: SizeResult, signals: dict[str, str]
+    world: WorldInfo,
+    ns: str,
+    name: str,
+    runs: int,
+    result: SizeResult,
+    signals: dict[str, str],
+    use_cache: bool,
 ) -> None:
     incident = {
         "apiVersion": "stanch.dev/v1alpha1",
@@ -200,8 +222,14 @@ async def refreshes(
     }
     kube = KubeClient.from_env(world.kubeconfig)
     prometheus = PrometheusClient(world.prometheus_url)
-    investigator = Investigator(kube, prometheus, signals)
+    cache = EvidenceCache(KubeClient.from_env(world.kubeconfig), [ns]) if use_cache else None
+    investigator = Investigator(kube, prometheus, signals, memory=cache)
     try:
+        if cache is not None:
+            cache.start()
+            async with asyncio.timeout(120):
+                if not await cache.wait_ready():
+                    raise SystemExit(f"{ns}: the evidence cache did not become ready")
         await investigator.run(incident)  # warm-up: connections, imports
         for _ in range(runs):
             before, queries = dict(kube.stats.by_verb), prometheus.requests
@@ -217,20 +245,70 @@ async def refreshes(
             assert outcome.status.hypotheses, "an investigation always ranks at least one hypothesis"
             assert outcome.status.evidence is not None
             assert outcome.status.evidence.pod_health.total == result.pods, outcome.status.evidence.pod_health
+            if cache is not None:
+                assert outcome.collected.from_memory == ("pods", "events"), outcome.collected.from_memory
     finally:
+        if cache is not None:
+            await cache.stop()
+            await cache.kube.close()
         await kube.close()
         await prometheus.close()
 
 
+async def cache_warm(operator: OperatorProcess, metrics_port: int, seconds: float) -> None:
+    """Until the operator's metrics say every evidence-cache store serves from memory."""
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(trust_env=False) as client:
+        while time.monotonic() < deadline:
+            try:
+                text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2)).text
+            except httpx.HTTPError:
+                text = ""
+            ready = [ln for ln in text.splitlines() if ln.startswith("stanch_evidence_cache_ready{")]
+            if ready and all(ln.endswith(" 1.0") for ln in ready):
+                return
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"the operator's evidence cache was not ready within {seconds:g}s:\n{operator.tail()}")
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 async def end_to_end(
-    world: WorldInfo, ns: str, name: str, runs: int, result: SizeResult, logs: Path, signals: Path
+    world: WorldInfo,
+    ns: str,
+    name: str,
+    runs: int,
+    result: SizeResult,
+    logs: Path,
+    signals: Path,
+    use_cache: bool,
 ) -> None:
+    metrics_port = free_loopback_port()
+    extra = ["--signals", str(signals), "--metrics-address", f"127.0.0.1:{metrics_port}"]
     operator = OperatorProcess(
-        world.kubeconfig, world.prometheus_url, [ns], logs, extra_args=["--signals", str(signals)]
+        world.kubeconfig,
+        world.prometheus_url,
+        [ns],
+        logs,
+        extra_args=[*extra, "--evidence-cache" if use_cache else "--no-evidence-cache"],
     )
+    started_at = time.perf_counter()
     operator.start()
     kube = KubeClient.from_env(world.kubeconfig)
     try:
+        if use_cache:
+            await cache_warm(operator, metrics_port, 120)
+            result.cache_warm_s = time.perf_counter() - started_at
+        if operator.proc is not None:
+            result.operator_rss_mib = rss_mib(operator.proc.pid)
         for run in range(runs):
             incident = {
                 "apiVersion": "stanch.dev/v1alpha1",
@@ -285,6 +363,7 @@ async def bench_size(
     logs: Path,
     signals: dict[str, str],
     window: str | None,
+    use_cache: bool,
 ) -> SizeResult:
     """``window`` is set when the signals read recording rules (their rate window)."""
     ns = f"bench-{pods}-{uuid.uuid4().hex[:5]}"
@@ -303,8 +382,8 @@ async def bench_size(
             await wait_recorded(world, ns, window, 60)
         result = SizeResult(pods=len(pod_list), events=events)
         print(f"{ns}: {len(pod_list)} pods, {events} events", file=sys.stderr)
-        await refreshes(world, ns, name, runs, result, signals)
-        await end_to_end(world, ns, name, runs, result, logs / ns, logs / "signals.yaml")
+        await refreshes(world, ns, name, runs, result, signals, use_cache)
+        await end_to_end(world, ns, name, runs, result, logs / ns, logs / "signals.yaml", use_cache)
         return result
     finally:
         if not keep:
@@ -329,6 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         "--recorded",
         action="store_true",
         help="load `stanch recording-rules` into the world's Prometheus and use the templates reading them",
+    )
+    parser.add_argument(
+        "--evidence-cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read pods and Events from the evidence cache, as the operator does by default (default on)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     args = parser.parse_args(argv)
@@ -370,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                             Path(tmp),
                             signals,
                             args.window if args.recorded else None,
+                            args.evidence_cache,
                         )
                     )
                 )

@@ -238,3 +238,25 @@ async def test_a_cluster_wide_cache_answers_for_every_namespace() -> None:
         assert cache.pods("empty") == []
     finally:
         await cache.stop()
+
+
+async def test_the_operator_metrics_show_each_store_as_it_is_at_scrape_time() -> None:
+    from prometheus_client import generate_latest
+
+    from stanch.wiring.metrics import Metrics
+
+    kube = ScriptedKube([([obj("a"), obj("b")], "10")], [])
+    cache = EvidenceCache(cast(KubeClient, kube), ["shop"])
+    metrics = Metrics()
+    metrics.observe_cache(cache.stores)
+    before = generate_latest(metrics.registry).decode()
+    assert 'stanch_evidence_cache_ready{kind="Pod",scope="shop"} 0.0' in before
+    cache.start()
+    try:
+        async with asyncio.timeout(2):
+            await cache.wait_ready()
+        after = generate_latest(metrics.registry).decode()
+        assert 'stanch_evidence_cache_ready{kind="Pod",scope="shop"} 1.0' in after
+        assert 'stanch_evidence_cache_objects{kind="Pod",scope="shop"} 2.0' in after
+    finally:
+        await cache.stop()

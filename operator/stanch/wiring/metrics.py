@@ -7,13 +7,14 @@ nothing imported by accident (a library registering its own collectors) leaks in
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
 
 import stanch
+from stanch.adapters.watch_cache import WatchedObjects
 from stanch.core.settings import HostPort
 
 P = ParamSpec("P")
@@ -47,6 +48,26 @@ class Metrics:
             ["phase", "action"],
             registry=self.registry,
         )
+        self.evidence_cache_ready = Gauge(
+            "stanch_evidence_cache_ready",
+            "1 while the evidence cache serves this kind and scope from memory; 0 while it is listing,"
+            " recovering from an error, or after it outgrew its cap (refreshes then list instead).",
+            ["kind", "scope"],
+            registry=self.registry,
+        )
+        self.evidence_cache_objects = Gauge(
+            "stanch_evidence_cache_objects",
+            "Objects the evidence cache holds, by kind and scope.",
+            ["kind", "scope"],
+            registry=self.registry,
+        )
+
+    def observe_cache(self, stores: Iterable[WatchedObjects]) -> None:
+        """Read the evidence cache's stores at every scrape (no bookkeeping in the watch loop)."""
+        for store in stores:
+            labels = {"kind": store.kind, "scope": store.namespace or "*"}
+            self.evidence_cache_ready.labels(**labels).set_function(_ready(store))
+            self.evidence_cache_objects.labels(**labels).set_function(_objects(store))
 
     def instrument(self, handler_id: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Count invocations and errors of an async handler. Kopf's retries count as invocations."""
@@ -69,6 +90,14 @@ class Metrics:
         """Start the /metrics endpoint in a daemon thread; returns the server so tests can stop it."""
         server, _thread = start_http_server(address.port, addr=address.host, registry=self.registry)
         return server
+
+
+def _ready(store: WatchedObjects) -> Callable[[], float]:
+    return lambda: float(store.ready)
+
+
+def _objects(store: WatchedObjects) -> Callable[[], float]:
+    return lambda: float(store.state().objects)
 
 
 METRICS = Metrics()

@@ -154,6 +154,7 @@ def register(
         cache = _evidence_cache(config) if config.evidence_cache else None
         if cache is not None:
             memo[MEMO_EVIDENCE_CACHE] = cache
+            metrics.observe_cache(cache.stores)
             cache.start()  # warms in the background; until then the collector lists
         memo[MEMO_INVESTIGATOR] = Investigator(
             kube, prometheus, config.signal_templates, clock=now, config_memory=config_memory, memory=cache
@@ -333,6 +334,7 @@ async def _refresh(
     log.info(
         "investigated",
         top=outcome.status.top_hypothesis,
+        from_memory=list(outcome.collected.from_memory),
         written=outcome.patch is not None,
         partial=[p.collector for p in outcome.collected.partial],
     )
