@@ -27,6 +27,8 @@ from e2e.tests.test_workloads import ready_pods, rollout_complete
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 
+pytestmark = pytest.mark.local_world("ready-pods", "simulator")
+
 BASELINE_SECONDS = 25
 WINDOW = "15s"
 
@@ -288,6 +290,14 @@ def test_healthy_workload_has_no_confident_cause(
     status = status_of(kube, namespace, "catalog-false-alarm")
     assert_no_confident_cause(status)
     assert status["evidence"]["podHealth"]["ready"] == 2
+    # The operator (evidence cache on by default) read the pods and Events from memory.
+    investigated = [
+        json.loads(line)
+        for line in stanch_op.log_file.read_text().splitlines()
+        if '"investigated"' in line and line.startswith("{")
+    ]
+    assert investigated, stanch_op.tail()
+    assert investigated[-1]["from_memory"] == ["pods", "events"], investigated[-1]
 
 
 def test_fresh_healthy_deploy_is_not_blamed(kube: Kube, namespace: str, stanch_op: OperatorProcess) -> None:

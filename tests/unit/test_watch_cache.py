@@ -260,3 +260,12 @@ async def test_the_operator_metrics_show_each_store_as_it_is_at_scrape_time() ->
         assert 'stanch_evidence_cache_objects{kind="Pod",scope="shop"} 2.0' in after
     finally:
         await cache.stop()
+
+
+async def test_a_stream_that_closes_at_once_is_not_reopened_in_a_tight_loop() -> None:
+    kube = ScriptedKube([([obj("a")], "10")], [[], [], [], [], [], []])
+    s = store(kube, retry_seconds=0.2)
+    async with running(s, lambda: len(kube.watched_from) >= 2):
+        await asyncio.sleep(0.3)
+        assert len(kube.watched_from) <= 3, kube.watched_from
+        assert names(s.items("shop")) == ["a"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,12 @@ class WatchedObjects:
                 version = await self._relist()
                 delay = self._retry
                 while True:
+                    began = time.monotonic()
+                    resumed_from = version
                     version = await self._watch(version)
+                    if version == resumed_from and time.monotonic() - began < 1.0:
+                        # A stream closed at once with nothing in it: never spin on the API server.
+                        await asyncio.sleep(self._retry)
             except _ExpiredError:
                 self._ready = False
                 continue

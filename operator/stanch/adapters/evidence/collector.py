@@ -3,8 +3,10 @@
 One refresh makes a fixed set of requests whatever the namespace's size: one GET of the
 Deployment, then one LIST (paged) each of its ReplicaSets, its pods, three event selections,
 ConfigMaps, Services, EndpointSlices, HPAs, ResourceQuotas, LimitRanges and Nodes, the signal
-queries, and a capped sample of pod logs (the only per-pod requests). Each collector that fails
-or runs out of time becomes a :class:`Partial` entry instead of failing the investigation.
+queries, and a capped sample of pod logs (the only per-pod requests). With a warm evidence cache
+(``memory``) the pods and the three Event selections come from memory instead, selected the same
+way. Each collector that fails or runs out of time becomes a :class:`Partial` entry instead of
+failing the investigation.
 """
 
 from __future__ import annotations
