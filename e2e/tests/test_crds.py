@@ -34,15 +34,22 @@ def dry_run(kube: Kube, obj: dict[str, Any]) -> tuple[bool, str]:
 
 
 def examples() -> list[tuple[str, dict[str, Any]]]:
+    """Every example under manifests/examples/, subdirectories (policies/) included, named by its
+    path there. Each document is dry-run on its own and nothing persists, so no example depends on
+    another; the CRDs they need come first from the fixture."""
+    root = REPO / "manifests" / "examples"
     docs = []
-    for path in sorted((REPO / "manifests" / "examples").glob("*.yaml")):
-        docs += [(path.name, d) for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    for path in sorted(root.rglob("*.yaml")):
+        name = path.relative_to(root).as_posix()
+        docs += [(name, d) for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
     return docs
 
 
 @pytest.mark.usefixtures("crds")
 def test_examples_pass_server_side_dry_run(kube: Kube, namespace: str) -> None:
-    for name, doc in examples():
+    docs = examples()
+    assert any(name.startswith("policies/") for name, _ in docs), "the policy guide's examples too"
+    for name, doc in docs:
         doc = copy.deepcopy(doc)
         if "namespace" in doc["metadata"]:
             doc["metadata"]["namespace"] = namespace
