@@ -3,7 +3,10 @@
 The session brings the local world up (or reuses one that is already healthy, e.g. after
 `make cluster-up`), gives each test its own namespace, and tears down only what it started.
 `E2E_CLUSTER=kind` runs the same suite against the cluster of the current KUBECONFIG (a kind cluster
-where Docker exists); Prometheus and the simulator must then be provided (see docs/local-cluster.md).
+where Docker exists) and a Prometheus given by STANCH_PROMETHEUS_URL; the tests marked
+``local_world(...)`` need what only the local world has (kwok's pods, nodes and Stages, the
+simulator, processes on this host) and are skipped there, naming what they need
+(see docs/local-cluster.md).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +26,72 @@ from e2e.operator_process import OperatorProcess
 REPO = Path(__file__).resolve().parents[1]
 
 
+# What a test marked ``local_world(need, ...)`` needs that only the local world provides. Under
+# E2E_CLUSTER=kind such a test is skipped with these reasons; in the local world it always runs.
+LOCAL_WORLD_NEEDS: dict[str, str] = {
+    "ready-pods": "Running and Ready pods of the placeholder registry.example/* images"
+    " (kwok runs no containers; a real kubelet cannot pull them)",
+    "lifecycle-stages": "the kwok Stages behind sim.stanch.dev/lifecycle"
+    " (crash loop, OOMKilled, image pull failure, never Ready)",
+    "kwok-nodes": "the fake nodes kwok-node-0..2 and their node-not-ready.stage.kwok.x-k8s.io Stage",
+    "simulator": "the workload simulator: per-pod series of running pods in Prometheus, world keys,"
+    " pod logs served through kwok",
+    "prometheus-process": "a Prometheus binary and the world's state directory on this host",
+    "world-processes": "the local world's processes on this host (etcd, kube-apiserver, Prometheus)",
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "scenarios: the public scenario suite, about 8 minutes (in make test; alone: make scenarios-test;"
         " without it: pytest e2e/tests -m 'not scenarios')",
     )
+    config.addinivalue_line(
+        "markers",
+        "local_world(*needs): needs what only the local world has (one or more of: "
+        + ", ".join(LOCAL_WORLD_NEEDS)
+        + "); skipped under E2E_CLUSTER=kind, always run in the local world",
+    )
+
+
+def local_world_needs(marks: Iterable[tuple[object, ...]], where: str) -> list[str]:
+    """The needs named by the arguments of a test's ``local_world`` marks (closest first, without
+    repeats); a mark without needs or with an unknown one is a usage error, in every cluster mode."""
+    needs: list[str] = []
+    for args in marks:
+        if not args:
+            raise pytest.UsageError(
+                f"{where}: local_world() names no need; use some of {list(LOCAL_WORLD_NEEDS)}"
+            )
+        for need in args:
+            if not isinstance(need, str) or need not in LOCAL_WORLD_NEEDS:
+                raise pytest.UsageError(
+                    f"{where}: unknown local_world need {need!r}; known: {list(LOCAL_WORLD_NEEDS)}"
+                )
+            if need not in needs:
+                needs.append(need)
+    return needs
+
+
+def kind_skip_reason(needs: list[str], cluster: str | None) -> str | None:
+    """Why a test with these local-world needs is skipped on ``cluster`` (E2E_CLUSTER), or None:
+    only the kind path skips, and only tests that name a need."""
+    if cluster != "kind" or not needs:
+        return None
+    return "E2E_CLUSTER=kind: needs the local world: " + "; ".join(
+        f"{need}: {LOCAL_WORLD_NEEDS[need]}" for need in needs
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    cluster = os.environ.get("E2E_CLUSTER")
     for item in items:
         item.add_marker(pytest.mark.cluster)
+        needs = local_world_needs((m.args for m in item.iter_markers("local_world")), item.nodeid)
+        reason = kind_skip_reason(needs, cluster)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

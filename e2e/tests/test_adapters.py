@@ -14,6 +14,7 @@ from stanch.adapters.kube import KubeClient, KubeError, PatchType
 from stanch.adapters.prometheus import PrometheusClient, PrometheusError
 
 
+@pytest.mark.local_world("ready-pods")
 async def test_kube_client_reads_pages_and_refuses_stale_writes(
     world: WorldInfo, kube: Kube, namespace: str
 ) -> None:
@@ -67,6 +68,7 @@ async def test_kube_client_reads_pages_and_refuses_stale_writes(
         assert client.stats.by_verb["list"] >= 2
 
 
+@pytest.mark.local_world("ready-pods", "simulator")
 async def test_kube_client_reads_pod_logs(world: WorldInfo, kube: Kube, namespace: str) -> None:
     kube.apply(
         deployment("pay", replicas=1, annotations={"sim.stanch.dev/error-ratio": "0.5"}), namespace=namespace

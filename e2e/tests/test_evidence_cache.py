@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.test_workloads import ready_pods
@@ -49,6 +51,7 @@ def core_event(name: str, type_: str, reason: str, pod: str, namespace: str) -> 
     }
 
 
+@pytest.mark.local_world("ready-pods")
 async def test_the_cache_follows_pods_and_events_and_matches_listing(
     world: WorldInfo, kube: Kube, namespace: str
 ) -> None:

@@ -6,7 +6,11 @@ import socket
 import struct
 from pathlib import Path
 
+import pytest
+
 from e2e.cluster import WorldInfo
+
+pytestmark = pytest.mark.local_world("world-processes")
 
 WORLD_PROCESSES = (
     "etcd",

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.test_workloads import ready_pods, rollout_complete
+
+pytestmark = pytest.mark.local_world("ready-pods", "simulator")
 
 
 def query(world: WorldInfo, promql: str) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.mitigation_world import (
@@ -22,6 +24,8 @@ from e2e.tests.mitigation_world import (
     world_keys,
 )
 from e2e.tests.test_workloads import ready_pods
+
+pytestmark = pytest.mark.local_world("ready-pods", "simulator")
 
 FLAGGED = {
     "sim.stanch.dev/config-map": "flags",

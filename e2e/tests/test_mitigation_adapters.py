@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.cluster.processes import free_loopback_port
 from e2e.kube import Kube, deployment
@@ -109,6 +111,7 @@ async def test_effects_apply_once_and_refuse_a_changed_target(
         assert twice.message == "already gone"
 
 
+@pytest.mark.local_world("ready-pods", "simulator")
 async def test_signals_are_values_or_typed_no_data(world: WorldInfo, kube: Kube, namespace: str) -> None:
     kube.apply(
         deployment("web", replicas=2, annotations={"sim.stanch.dev/error-ratio": "0.2"}), namespace=namespace

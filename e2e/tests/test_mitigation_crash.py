@@ -28,6 +28,8 @@ from e2e.tests.mitigation_world import (
 )
 from e2e.tests.test_workloads import ready_pods
 
+pytestmark = pytest.mark.local_world("ready-pods", "simulator")
+
 
 def _kill_when(kube: Kube, namespace: str, operator: OperatorProcess, check: str, timeout: float = 90) -> str:
     """Watch the Mitigation and SIGKILL the operator the moment its status shows ``check``; returns

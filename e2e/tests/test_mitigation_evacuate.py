@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.mitigation_world import (
@@ -26,6 +28,8 @@ from e2e.tests.mitigation_world import (
 )
 from e2e.tests.test_workloads import ready_pods
 from stanch.core.plans import CORDONED_BY
+
+pytestmark = pytest.mark.local_world("ready-pods", "kwok-nodes", "simulator")
 
 
 def _node_of_most_pods(kube: Kube, namespace: str, app: str) -> str:

@@ -41,6 +41,7 @@ def _own_prometheus(world: WorldInfo, tmp_path: Path) -> tuple[str, Path]:
     return url, state
 
 
+@pytest.mark.local_world("ready-pods", "simulator", "prometheus-process")
 @pytest.mark.parametrize("no_data", ["Revert", "Hold"])
 def test_prometheus_down_during_bake_is_never_success(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path, no_data: str
@@ -85,6 +86,7 @@ def test_prometheus_down_during_bake_is_never_success(
     assert verdict.get("result") != "Healthy", verdict
 
 
+@pytest.mark.local_world("ready-pods")
 def test_dry_run_records_the_plan_and_changes_nothing(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
 ) -> None:

@@ -54,6 +54,7 @@ def test_admission_rejects_a_scale_with_neither_replicas_nor_factor(
         kube.apply(mitigation("empty", "shop", {"scale": {}}), namespace=namespace)
 
 
+@pytest.mark.local_world("ready-pods")
 def test_unexecutable_mitigations_fail_once_naming_the_field_and_touch_nothing(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
 ) -> None:

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.mitigation_world import (
@@ -22,6 +24,8 @@ from e2e.tests.mitigation_world import (
 )
 from e2e.tests.test_workloads import ready_pods
 from stanch.core.models import APPROVED_BY_ANNOTATION, LOCK_ANNOTATION
+
+pytestmark = pytest.mark.local_world("ready-pods", "simulator")
 
 
 def _policy(namespace: str, tier: str) -> dict[str, Any]:

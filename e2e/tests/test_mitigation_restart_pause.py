@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.mitigation_world import (
@@ -58,6 +60,7 @@ def _shape(timestamp: str) -> str:
     return re.sub(r"\d", "d", timestamp)
 
 
+@pytest.mark.local_world("ready-pods", "simulator")
 def test_restart_is_kubectl_rollout_restart_and_replaces_every_pod(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
 ) -> None:
@@ -150,6 +153,7 @@ def _progress(kube: Kube, namespace: str, name: str) -> tuple[int, str | None]:
     return int(d["status"].get("updatedReplicas", 0)), progressing["reason"]
 
 
+@pytest.mark.local_world("ready-pods", "simulator")
 def test_pause_stops_a_rollout_in_progress_like_kubectl_and_resume_lets_it_finish(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
 ) -> None:
@@ -205,6 +209,7 @@ def test_pause_stops_a_rollout_in_progress_like_kubectl_and_resume_lets_it_finis
     kube.wait_for(lambda: rollout_complete(kube, namespace, "web"), 150, "the resumed rollout finished")
 
 
+@pytest.mark.local_world("ready-pods", "simulator")
 def test_deleting_a_pause_mid_bake_reverts_it_and_the_rollout_goes_on(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
 ) -> None:

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.mitigation_world import (
@@ -24,6 +26,8 @@ from e2e.tests.mitigation_world import (
 )
 from e2e.tests.test_workloads import ready_pods
 from stanch.core.models import LOCK_ANNOTATION, parse_duration
+
+pytestmark = pytest.mark.local_world("ready-pods", "simulator")
 
 BAD = {"sim.stanch.dev/error-ratio": "0.4"}
 # Annotations the Deployment controller or kubectl itself writes; the rest must match exactly.

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.mitigation_world import (
@@ -25,6 +27,8 @@ from e2e.tests.mitigation_world import (
 )
 from e2e.tests.test_workloads import ready_pods
 from stanch.core.models import LOCK_ANNOTATION
+
+pytestmark = pytest.mark.local_world("ready-pods", "simulator")
 
 CAPACITY = {"sim.stanch.dev/capacity-rps": "100"}
 

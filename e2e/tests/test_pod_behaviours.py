@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from e2e.kube import Kube, deployment
+
+pytestmark = pytest.mark.local_world("lifecycle-stages")
 
 LC = "sim.stanch.dev/lifecycle"
 

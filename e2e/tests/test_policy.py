@@ -94,6 +94,7 @@ def test_invalid_policy_is_reported_and_allows_nothing(
     assert kube.get("deployment", "checkout", namespace)["spec"]["replicas"] == 2
 
 
+@pytest.mark.local_world("ready-pods", "simulator")
 @pytest.mark.usefixtures("stanch_op")
 def test_two_incidents_on_one_target_create_one_mitigation(kube: Kube, namespace: str) -> None:
     policy = example("staging-auto-rollback.yaml", namespace)

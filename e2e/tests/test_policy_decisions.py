@@ -42,6 +42,8 @@ from e2e.tests.test_investigation import (  # noqa: F401 - fixtures
 from e2e.tests.test_workloads import ready_pods, rollout_complete
 from stanch.core.models import LOCK_ANNOTATION
 
+pytestmark = pytest.mark.local_world("ready-pods", "simulator")
+
 POLICIES = Path(__file__).resolve().parent / "policies"
 BAD = {"sim.stanch.dev/error-ratio": "0.4"}
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.tests.mitigation_world import (
@@ -25,6 +27,8 @@ from e2e.tests.mitigation_world import (
 )
 from e2e.tests.test_workloads import rollout_complete
 from stanch.core.models import FLUX_RECONCILE_ANNOTATION, LOCK_ANNOTATION
+
+pytestmark = pytest.mark.local_world("ready-pods", "simulator")
 
 FLUX_LABELS = {
     "kustomize.toolkit.fluxcd.io/name": "apps",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from e2e.cluster import WorldInfo
 from e2e.cluster.prometheus import load_rules
@@ -16,6 +17,8 @@ from e2e.tests.test_workloads import rollout_complete
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
 from stanch.core.recording import names, recorded_templates, recording_rules
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, render, with_rate_window
+
+pytestmark = pytest.mark.local_world("ready-pods", "simulator", "prometheus-process")
 
 WINDOW = "10s"
 

@@ -18,7 +18,10 @@ from e2e.scenario.__main__ import DEFAULT_DIR
 from e2e.scenario.format import discover, load
 from e2e.scenario.suite import DEFAULT_PARALLEL, run_all
 
-pytestmark = pytest.mark.scenarios
+pytestmark = [
+    pytest.mark.scenarios,
+    pytest.mark.local_world("ready-pods", "lifecycle-stages", "kwok-nodes", "simulator"),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "out" / "scenarios-ci"

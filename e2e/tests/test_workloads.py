@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from e2e.kube import Kube, deployment
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -37,6 +39,7 @@ def rollout_complete(kube: Kube, ns: str, name: str) -> bool:
     )
 
 
+@pytest.mark.local_world("ready-pods", "kwok-nodes")
 def test_deployment_rolls_out_with_revisions(kube: Kube, namespace: str) -> None:
     kube.apply(deployment("web", replicas=3), namespace=namespace)
     kube.wait_for(lambda: rollout_complete(kube, namespace, "web"), 60, "rollout of revision 1")
@@ -56,6 +59,7 @@ def test_deployment_rolls_out_with_revisions(kube: Kube, namespace: str) -> None
     assert images == {"registry.example/app:2.0"}
 
 
+@pytest.mark.local_world("ready-pods")
 def test_kubectl_rollout_undo_restores_previous_template(kube: Kube, namespace: str) -> None:
     kube.apply(deployment("api", env={"MODE": "v1"}), namespace=namespace)
     kube.wait_for(lambda: rollout_complete(kube, namespace, "api"), 60, "revision 1")
@@ -73,6 +77,7 @@ def test_kubectl_rollout_undo_restores_previous_template(kube: Kube, namespace: 
     assert after["metadata"]["annotations"][REVISION] == "3"
 
 
+@pytest.mark.local_world("ready-pods")
 def test_scale_up_and_down_changes_pod_count(kube: Kube, namespace: str) -> None:
     kube.apply(deployment("svc", replicas=2), namespace=namespace)
     kube.wait_for(lambda: len(ready_pods(kube, namespace, "svc")) == 2, 60, "2 ready pods")
@@ -96,6 +101,7 @@ def test_unschedulable_pods_stay_pending(kube: Kube, namespace: str) -> None:
         assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
 
 
+@pytest.mark.local_world("kwok-nodes")
 def test_node_can_be_made_not_ready_and_recover(kube: Kube, namespace: str) -> None:
     node = "kwok-node-2"
 
