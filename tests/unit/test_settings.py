@@ -130,3 +130,15 @@ def test_the_evidence_cache_is_on_unless_switched_off() -> None:
     with pytest.raises(ConfigError) as err:
         resolve({}, {**base, "STANCH_EVIDENCE_CACHE": "sometimes"}, in_cluster=False, is_tty=False)
     assert "STANCH_EVIDENCE_CACHE='sometimes' is not a boolean" in str(err.value)
+
+
+def test_evidence_cache_caps_take_counts_and_name_the_flag_when_wrong() -> None:
+    assert settings().evidence_cache_max_pods == 5000
+    assert settings({"evidence_cache_max_pods": "12000"}).evidence_cache_max_pods == 12000
+    assert settings(env={"STANCH_EVIDENCE_CACHE_MAX_EVENTS": "50000"}).evidence_cache_max_events == 50000
+    for bad in ("lots", "0", "99", "2000000"):
+        with pytest.raises(ConfigError) as err:
+            settings({"evidence_cache_max_pods": bad})
+        message = str(err.value)
+        assert "--evidence-cache-max-pods" in message, message
+        assert "between 100 and 1,000,000" in message, message

@@ -177,7 +177,7 @@ async def test_outgrowing_the_cap_stops_serving_for_good() -> None:
     await until(task.done)
     assert s.items("shop") is None
     assert not s.ready
-    assert "more than 2 objects" in problems[0]
+    assert "more than 2 Pod objects" in problems[0]
     assert s.state().objects == 0  # the memory is given back
 
 
@@ -269,3 +269,32 @@ async def test_a_stream_that_closes_at_once_is_not_reopened_in_a_tight_loop() ->
         await asyncio.sleep(0.3)
         assert len(kube.watched_from) <= 3, kube.watched_from
         assert names(s.items("shop")) == ["a"]
+
+
+async def test_the_cap_is_shared_by_every_namespace_of_a_kind() -> None:
+    class PerNamespace(ScriptedKube):
+        async def list_versioned(
+            self, kind: str, namespace: str | None = None, **_: Any
+        ) -> tuple[list[dict[str, Any]], str]:
+            if namespace == "big":
+                return [obj("x", "big"), obj("y", "big")], "10"
+            return [obj("a", namespace or "")], "10"
+
+    problems: list[tuple[str, str | None]] = []
+    kube = PerNamespace([([], "0")], [])
+    cache = EvidenceCache(
+        cast(KubeClient, kube),
+        ["shop", "big"],
+        max_pods=2,
+        on_problem=lambda k, ns, _: problems.append((k, ns)),
+    )
+    cache.start()
+    try:
+        await until(lambda: bool(problems) and cache.pods("shop") is not None)
+        # shop's one pod fits; big's two would make three: big lists instead, shop keeps serving.
+        assert problems == [("Pod", "big")]
+        assert names(cache.pods("shop")) == ["a"]
+        assert cache.pods("big") is None
+        assert [s.state().objects for s in cache.stores if s.kind == "Pod"] == [1, 0]
+    finally:
+        await cache.stop()

@@ -29,10 +29,13 @@ Keep = Callable[[dict[str, Any]], dict[str, Any] | None]
 OnProblem = Callable[[str, str | None, str], None]
 """Told (kind, namespace or None for all, what went wrong) when a store stops serving."""
 
-# Per watched kind and scope. A pod stripped of managedFields takes a few KiB in Python; the cap
-# bounds the operator's memory in a namespace far larger than the investigation reads anyway
-# (it caps a refresh at 5,000 pods and 5,000 Events a selection).
-DEFAULT_MAX_OBJECTS = 20_000
+# Per kind, over all watched namespaces, so the cache fits the shipped Deployment's 512 MiB limit
+# with room for the operator itself (~105 MiB): measured in Python, a kwok pod without
+# managedFields takes 13 KiB and a kept Event 2.5 KiB; production pods with several containers,
+# env and volumes take two to four times that. 5,000 pods at up to ~40 KiB and 20,000 Events at
+# ~2.5 KiB stay under ~250 MiB. A refresh reads at most 5,000 pods and 5,000 Events a selection.
+DEFAULT_MAX_PODS = 5_000
+DEFAULT_MAX_EVENTS = 20_000
 EVENT_KINDS_KEPT = frozenset({"Deployment", "ReplicaSet"})
 
 
@@ -49,6 +52,14 @@ def keep_event(obj: dict[str, Any]) -> dict[str, Any] | None:
     if obj.get("type") == "Warning" or involved in EVENT_KINDS_KEPT:
         return slim(obj)
     return None
+
+
+class Budget:
+    """How many objects of one kind all its stores may hold together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
 
 
 class _ExpiredError(Exception):
@@ -79,7 +90,8 @@ class WatchedObjects:
         namespace: str | None = None,
         *,
         keep: Keep = slim,
-        max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_objects: int = DEFAULT_MAX_PODS,
+        budget: Budget | None = None,
         on_problem: OnProblem | None = None,
         retry_seconds: float = 1.0,
         max_retry_seconds: float = 30.0,
@@ -89,7 +101,7 @@ class WatchedObjects:
         self.kind = kind_name
         self.namespace = namespace
         self._keep = keep
-        self._max = max_objects
+        self._budget = budget or Budget(max_objects)
         self._on_problem = on_problem
         self._retry = retry_seconds
         self._max_retry = max_retry_seconds
@@ -141,8 +153,8 @@ class WatchedObjects:
                 continue
             except _OverflowError:
                 self._drop(
-                    f"more than {self._max} objects to keep;"
-                    " the investigation lists them on every refresh instead"
+                    f"more than {self._budget.limit} {self.kind} objects to keep (all watched namespaces"
+                    " together); the investigation lists them on every refresh instead"
                 )
                 return
             except asyncio.CancelledError:
@@ -156,6 +168,7 @@ class WatchedObjects:
     def _drop(self, problem: str) -> None:
         self._ready = False
         self._by_ns = {}
+        self._budget.used -= self._count
         self._count = 0
         self._problem = problem
         if self._on_problem is not None:
@@ -173,8 +186,9 @@ class WatchedObjects:
             meta = kept.get("metadata", {})
             by_ns.setdefault(meta.get("namespace", ""), {})[meta.get("name", "")] = kept
             count += 1
-            if count > self._max:
+            if self._budget.used - self._count + count > self._budget.limit:
                 raise _OverflowError
+        self._budget.used += count - self._count
         self._by_ns, self._count = by_ns, count
         self._ready = True
         self._problem = None
@@ -214,15 +228,17 @@ class WatchedObjects:
         bucket = self._by_ns.setdefault(meta.get("namespace", ""), {})
         name = meta.get("name", "")
         if name not in bucket:
-            self._count += 1
-            if self._count > self._max:
+            if self._budget.used >= self._budget.limit:
                 raise _OverflowError
+            self._count += 1
+            self._budget.used += 1
         bucket[name] = obj
 
     def _remove(self, meta: dict[str, Any]) -> None:
         bucket = self._by_ns.get(meta.get("namespace", ""))
         if bucket is not None and bucket.pop(meta.get("name", ""), None) is not None:
             self._count -= 1
+            self._budget.used -= 1
 
 
 def _describe(exc: BaseException) -> str:
@@ -245,17 +261,18 @@ class EvidenceCache:
         kube: KubeClient,
         namespaces: Sequence[str] | None = None,
         *,
-        max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_pods: int = DEFAULT_MAX_PODS,
+        max_events: int = DEFAULT_MAX_EVENTS,
         on_problem: OnProblem | None = None,
     ) -> None:
         self.kube = kube
         scopes: list[str | None] = [None] if namespaces is None else list(dict.fromkeys(namespaces))
+        pods, events = Budget(max_pods), Budget(max_events)
         self._pods = [
-            WatchedObjects(kube, "Pod", s, keep=slim, max_objects=max_objects, on_problem=on_problem)
-            for s in scopes
+            WatchedObjects(kube, "Pod", s, keep=slim, budget=pods, on_problem=on_problem) for s in scopes
         ]
         self._events = [
-            WatchedObjects(kube, "Event", s, keep=keep_event, max_objects=max_objects, on_problem=on_problem)
+            WatchedObjects(kube, "Event", s, keep=keep_event, budget=events, on_problem=on_problem)
             for s in scopes
         ]
         self._tasks: list[asyncio.Task[None]] = []

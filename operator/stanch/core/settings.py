@@ -72,6 +72,10 @@ OPTIONS: Mapping[str, Option] = {
         Option("notify_url", "--notify-url", "STANCH_NOTIFY_URL"),
         Option("notify_format", "--notify-format", "STANCH_NOTIFY_FORMAT"),
         Option("evidence_cache", "--evidence-cache", "STANCH_EVIDENCE_CACHE"),
+        Option("evidence_cache_max_pods", "--evidence-cache-max-pods", "STANCH_EVIDENCE_CACHE_MAX_PODS"),
+        Option(
+            "evidence_cache_max_events", "--evidence-cache-max-events", "STANCH_EVIDENCE_CACHE_MAX_EVENTS"
+        ),
     )
 }
 
@@ -102,6 +106,10 @@ class HostPort(BaseModel):
         return f"{host}:{self.port}"
 
 
+MIN_CACHE_CAP = 100
+MAX_CACHE_CAP = 1_000_000
+
+
 class Settings(BaseModel):
     """Everything `stanch run` needs, already checked."""
 
@@ -127,6 +135,10 @@ class Settings(BaseModel):
     evidence_cache: bool = True
     """Keep the watched namespaces' pods and Events in memory (list once, then watch) so a refresh
     reads memory instead of listing them; off: list them on every refresh."""
+    evidence_cache_max_pods: int = 5_000
+    """Pods the cache may hold, all watched namespaces together; beyond it, pods are listed."""
+    evidence_cache_max_events: int = 20_000
+    """Events the cache may hold (Warnings, and Deployment/ReplicaSet Events), all namespaces together."""
 
     @field_validator("prometheus_url")
     @classmethod
@@ -171,6 +183,20 @@ class Settings(BaseModel):
                 f" and {MAX_INVESTIGATION_INTERVAL / 60:g}m, e.g. 30s"
             )
         return float(seconds)
+
+    @field_validator("evidence_cache_max_pods", "evidence_cache_max_events", mode="before")
+    @classmethod
+    def _cache_cap(cls, value: Any) -> int:
+        try:
+            number = int(str(value).replace("_", ""))
+        except ValueError:
+            number = -1
+        if not MIN_CACHE_CAP <= number <= MAX_CACHE_CAP:
+            raise ValueError(
+                f"{value!r} is not a count between {MIN_CACHE_CAP:,} and {MAX_CACHE_CAP:,}; size it to the"
+                " operator's memory limit (about 40 KiB a pod, 2.5 KiB an Event), e.g. 10000"
+            )
+        return number
 
     @field_validator("notify_url", mode="before")
     @classmethod
@@ -406,6 +432,10 @@ def resolve(
     notify_format = pick("notify_format")
     if notify_format:
         candidate["notify_format"] = notify_format
+    for cap in ("evidence_cache_max_pods", "evidence_cache_max_events"):
+        value = pick(cap)
+        if value is not None:
+            candidate[cap] = value
     evidence_cache = flags.get("evidence_cache")
     if evidence_cache is None:
         evidence_cache = _env_bool("evidence_cache", env)

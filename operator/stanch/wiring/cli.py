@@ -141,6 +141,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         " refresh need not list them; default on [STANCH_EVIDENCE_CACHE]",
     )
     run.add_argument(
+        "--evidence-cache-max-pods",
+        metavar="N",
+        help="pods the cache may hold, all watched namespaces together (about 40 KiB each); beyond it"
+        " they are listed on every refresh; default 5000 [STANCH_EVIDENCE_CACHE_MAX_PODS]",
+    )
+    run.add_argument(
+        "--evidence-cache-max-events",
+        metavar="N",
+        help="Events the cache may hold (about 2.5 KiB each); default 20000"
+        " [STANCH_EVIDENCE_CACHE_MAX_EVENTS]",
+    )
+    run.add_argument(
         "--log-format",
         choices=[f.value for f in LogFormat],
         help="default: console in a terminal, json otherwise [STANCH_LOG_FORMAT]",
@@ -237,6 +249,8 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str], *, is_tty:
         "notify_url": args.notify_url,
         "notify_format": args.notify_format,
         "evidence_cache": args.evidence_cache,
+        "evidence_cache_max_pods": args.evidence_cache_max_pods,
+        "evidence_cache_max_events": args.evidence_cache_max_events,
     }
     return resolve(
         flags,

@@ -304,7 +304,13 @@ def _evidence_cache(config: Settings) -> EvidenceCache:
         )
 
     # Its own client: a watch holds a connection open for minutes, apart from the refreshes' pool.
-    return EvidenceCache(KubeClient.from_env(), namespaces, on_problem=problem)
+    return EvidenceCache(
+        KubeClient.from_env(),
+        namespaces,
+        max_pods=config.evidence_cache_max_pods,
+        max_events=config.evidence_cache_max_events,
+        on_problem=problem,
+    )
 
 
 async def _refresh(
