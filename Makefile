@@ -74,5 +74,6 @@ scenarios: ## run the incident scenarios (SCENARIOS=DIR for another directory) a
 demo: $(VENV)/.installed cluster-deps cluster-binaries ## a bad deploy diagnosed and rolled back, a harmful scale-down reverted (local world)
 	bash scripts/demo.sh
 
-bench: ## investigation benchmark on the local world: 10/100/1,000 pods (docs/benchmarks.md)
-	$(PY) -m bench.investigation
+bench: ## investigation benchmark on the local world: 10/100/1,000 pods with recording rules, 1,000 raw (docs/benchmarks.md)
+	$(PY) -m bench.investigation --recorded
+	$(PY) -m bench.investigation --sizes 1000
