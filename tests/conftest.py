@@ -9,8 +9,22 @@ finds into a fixed regression test.
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
+from e2e.cluster.config import binaries
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, deadline=None)
 settings.register_profile("explore", derandomize=False, deadline=None)
 settings.load_profile("ci")
+
+
+@pytest.fixture
+def kubectl() -> str:
+    """The world's pinned kubectl when built, else one on PATH; the test is skipped without either."""
+    built = binaries().kubectl
+    found = str(built) if built.exists() else shutil.which("kubectl")
+    if found is None:
+        pytest.skip("no kubectl: run `make cluster-binaries` to build one")
+    return found

@@ -4,8 +4,6 @@ library's `operator`, and is found by kubectl's plugin mechanism (`kubectl stanc
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -26,15 +24,6 @@ def _script() -> Path:
     if not SCRIPT.exists():
         pytest.fail(f"console script {SCRIPT} is missing: run `make dev` (pip install -e .)")
     return SCRIPT
-
-
-def _kubectl() -> str | None:
-    versions = dict(
-        re.findall(r"^([A-Z0-9_]+)=(\S+)", (REPO / "e2e/cluster/versions.env").read_text(), re.MULTILINE)
-    )
-    cache = Path(os.environ.get("STANCH_CACHE", str(Path.home() / ".cache" / "stanch")))
-    built = cache / "bin" / f"kubernetes-{versions.get('K8S_VERSION', '')}" / "kubectl"
-    return str(built) if built.exists() else shutil.which("kubectl")
 
 
 def _env() -> dict[str, str]:
@@ -69,10 +58,7 @@ def test_plugin_usage_names_the_kubectl_command() -> None:
     assert result.stdout.startswith("usage: kubectl stanch ")
 
 
-def test_kubectl_dispatches_to_the_plugin() -> None:
-    kubectl = _kubectl()
-    if kubectl is None:
-        pytest.skip("no kubectl: run `make cluster-binaries` to build one")
+def test_kubectl_dispatches_to_the_plugin(kubectl: str) -> None:
     _script()
     # Plugin dispatch is client-side: no cluster and no kubeconfig are needed.
     result = subprocess.run(

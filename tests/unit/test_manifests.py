@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -101,19 +98,7 @@ def test_kustomization_lists_every_base_file() -> None:
     assert "../crds" in listed
 
 
-def _kubectl() -> str | None:
-    versions = dict(
-        re.findall(r"^([A-Z0-9_]+)=(\S+)", (REPO / "e2e/cluster/versions.env").read_text(), re.MULTILINE)
-    )
-    cache = Path(os.environ.get("STANCH_CACHE", str(Path.home() / ".cache" / "stanch")))
-    built = cache / "bin" / f"kubernetes-{versions.get('K8S_VERSION', '')}" / "kubectl"
-    return str(built) if built.exists() else shutil.which("kubectl")
-
-
-def test_kustomize_builds_the_base() -> None:
-    kubectl = _kubectl()
-    if kubectl is None:
-        pytest.skip("no kubectl: run `make cluster-binaries` to build one")
+def test_kustomize_builds_the_base(kubectl: str) -> None:
     out = subprocess.run(
         [kubectl, "kustomize", str(MANIFESTS)], capture_output=True, text=True, check=True, timeout=60
     )

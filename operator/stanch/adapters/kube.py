@@ -117,17 +117,7 @@ class KubeClient:
         headers = {"Content-Type": content_type} if content is not None else {}
         resp = await self._http.request(method, path, params=params, content=content, headers=headers)
         if resp.status_code >= 400:
-            try:
-                status = resp.json()
-                message = status.get("message", resp.text)
-                # The API server puts the specifics in details.causes (e.g. which PodDisruptionBudget
-                # refused an eviction, and its numbers).
-                causes = [c.get("message") for c in (status.get("details") or {}).get("causes") or []]
-                if any(causes):
-                    message = f"{message} ({'; '.join(c for c in causes if c)})"
-                raise KubeError(resp.status_code, status.get("reason", ""), message)
-            except ValueError:
-                raise KubeError(resp.status_code, "", resp.text[:500]) from None
+            raise _error(resp.status_code, resp.content)
         if not resp.content:
             return None
         if resp.headers.get("content-type", "").startswith("application/json"):
@@ -220,12 +210,7 @@ class KubeClient:
         timeout = httpx.Timeout(10.0, read=timeout_seconds + 30.0)
         async with self._http.stream("GET", k.path(namespace), params=params, timeout=timeout) as resp:
             if resp.status_code >= 400:
-                text = (await resp.aread()).decode(errors="replace")
-                try:
-                    status = orjson.loads(text)
-                    raise KubeError(resp.status_code, status.get("reason", ""), status.get("message", text))
-                except orjson.JSONDecodeError:
-                    raise KubeError(resp.status_code, "", text[:500]) from None
+                raise _error(resp.status_code, await resp.aread())
             async for line in resp.aiter_lines():
                 if not line.strip():
                     continue
@@ -396,6 +381,24 @@ class KubeClient:
                 return False
             raise
         return True
+
+
+def _error(status_code: int, content: bytes) -> KubeError:
+    """The API server's Status reply as a KubeError (plain text when it is not a Status)."""
+    text = content.decode(errors="replace")
+    try:
+        status = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return KubeError(status_code, "", text[:500])
+    if not isinstance(status, dict):
+        return KubeError(status_code, "", text[:500])
+    message = status.get("message", text)
+    # The API server puts the specifics in details.causes (e.g. which PodDisruptionBudget
+    # refused an eviction, and its numbers).
+    causes = [c.get("message") for c in (status.get("details") or {}).get("causes") or []]
+    if any(causes):
+        message = f"{message} ({'; '.join(c for c in causes if c)})"
+    return KubeError(status_code, status.get("reason", ""), message)
 
 
 def _with_resource_version(patch: Any, patch_type: PatchType, resource_version: str) -> Any:
