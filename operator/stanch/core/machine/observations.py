@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from stanch.core.models import PolicyDecision
 
-K8sObject = Mapping[str, Any]
-"""A Kubernetes object as the API returns it (camelCase JSON as a dict)."""
-
-
-@dataclass(frozen=True)
-class World:
-    """The target and its related objects, as read by ``ObserveTarget``. ``None`` = absent/not read."""
-
-    target: K8sObject | None
-    replica_sets: Sequence[K8sObject] = ()
-    hpa: K8sObject | None = None
-    config_map: K8sObject | None = None
-    node: K8sObject | None = None
-    pods: Sequence[K8sObject] = ()
-    """Pods named by ``Reads.pods`` that exist."""
-    pods_on_node: Sequence[K8sObject] = ()
-    canary: K8sObject | None = None
-    lock_holder_active: bool = False
-    """The Mitigation named by the target's lock annotation exists and is not in a terminal phase.
-    Lock annotations leak into ReplicaSets (the Deployment controller copies annotations) and come
-    back with a later rollback, so an annotation alone does not prove the lock is held."""
+# Re-exported: the wiring builds a World for TargetObserved.
+from stanch.core.world import K8sObject as K8sObject
+from stanch.core.world import World as World
 
 
 @dataclass(frozen=True)

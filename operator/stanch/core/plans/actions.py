@@ -17,7 +17,6 @@ from typing import Any
 
 from stanch.core.effects import Create, Delete, Evict, ObjectKey, Patch, Precondition, pointer
 from stanch.core.label_selectors import selects
-from stanch.core.machine.observations import World
 from stanch.core.models import ActionKind, MitigationSpec
 from stanch.core.plans.autosync import HELD
 from stanch.core.plans.common import (
@@ -34,6 +33,7 @@ from stanch.core.plans.common import (
 )
 from stanch.core.plans.jsonpatch import apply_ops, get_path, prune_empty
 from stanch.core.plans.rollback import equal_ignore_hash, rollback_patch, snapshot_rollback
+from stanch.core.world import World
 
 DIFF_MAX = 8000
 
