@@ -30,10 +30,14 @@ lint: ## ruff, formatting, mypy --strict, import contracts, CRD drift
 	$(STANCH) crds --check
 
 unit: ## fast tests, no cluster
-	$(PY) -m pytest $(UNIT_PATHS)
+	$(PY) -m pytest --durations=10 $(UNIT_PATHS)
 
-e2e: ## the real-cluster suite (brings the local world up unless one is running)
-	@if [ -d e2e/tests ]; then $(PY) -m pytest e2e/tests; else echo "e2e: no e2e/tests yet"; fi
+# Parallel workers for the real-cluster suite; empty: twice the cores, at least 2 (e2e/run.py).
+E2E_WORKERS ?=
+export E2E_WORKERS
+
+e2e: ## the real-cluster suite: parallel workers, then the serial tests alone (E2E_WORKERS=N)
+	$(PY) -m e2e.run
 
 test: $(VENV)/.installed cluster-deps cluster-binaries ## everything CI checks: lint, unit, e2e (installs what it needs)
 	$(MAKE) lint unit
@@ -64,8 +68,8 @@ cluster-up: ## start the local world (control plane, kwok nodes, Prometheus, sim
 cluster-down: ## stop the local world
 	$(PY) -m e2e.cluster down
 
-scenarios-test: ## only the public scenarios, as the pytest test make test runs (docs/scenarios.md)
-	$(PY) -m pytest e2e/tests/test_scenarios.py -m scenarios -s
+scenarios-test: ## only the public scenarios, as make test runs them (docs/scenarios.md)
+	$(PY) -m e2e.run -m scenarios e2e/tests/test_scenarios.py
 
 SCENARIOS ?= e2e/scenarios
 scenarios: ## run the incident scenarios (SCENARIOS=DIR for another directory) and print the scorecard

@@ -10,11 +10,15 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from e2e.shared import GUARD, shared_write
 from stanch.core.plans import CORDONED_BY
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Kube:
@@ -23,6 +27,7 @@ class Kube:
         self.kubeconfig = kubeconfig
 
     def run(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
+        GUARD.allow(shared_write(args, stdin), "kubectl " + " ".join(args))
         proc = subprocess.run(
             [self.kubectl, "--kubeconfig", self.kubeconfig, *args],
             input=stdin,
@@ -37,6 +42,7 @@ class Kube:
         return proc.stdout
 
     def ok(self, *args: str) -> bool:
+        GUARD.allow(shared_write(args), "kubectl " + " ".join(args))
         proc = subprocess.run(
             [self.kubectl, "--kubeconfig", self.kubeconfig, *args], capture_output=True, text=True, timeout=60
         )
@@ -125,3 +131,20 @@ def release_nodes(kube: Kube, namespace: str) -> list[str]:
             kube.run("annotate", "node", meta["name"], f"{CORDONED_BY}-")
             released.append(meta["name"])
     return released
+
+
+def install_crds(kube: Kube) -> None:
+    """Stanch's CRDs from crds/, as a cluster admin applies them. Every worker applies the same files
+    (server-side: an unchanged CRD is not written again), so it is a harness write, allowed beside
+    other tests."""
+    with GUARD.harness():
+        kube.run("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
+    kube.run(
+        "wait",
+        "--for",
+        "condition=established",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=stanch",
+        "--timeout=60s",
+    )

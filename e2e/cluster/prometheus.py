@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import yaml
 
+from e2e.shared import GUARD
+
 SCRAPE_INTERVAL = "1s"
 
 
@@ -77,6 +79,7 @@ def load_rules(state_dir: Path, prometheus_url: str, name: str, rules: dict[str,
 
     Raises RuntimeError when Prometheus refuses the rules or was started without a rules directory
     (a world from before rule support: restart it)."""
+    GUARD.allow("world-processes", f"load rule file {name!r} into the world's Prometheus and reload it")
     directory = state_dir / RULES_DIR
     if not directory.is_dir():
         raise RuntimeError(f"{directory} does not exist: restart the world (python -m e2e.cluster down; up)")

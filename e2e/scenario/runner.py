@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from e2e.kube import Kube, deployment, release_nodes
 from e2e.operator_process import OperatorProcess
 from e2e.scenario.format import Scenario, Step, Workload, seconds
 from e2e.scenario.proxy import OutageProxy
+from e2e.shared import GUARD, world_keys_touch
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 
@@ -57,7 +56,6 @@ FAST_GUARD = {
 }
 TERMINAL = {"Succeeded", "Reverted", "Failed", "NeedsAttention", "Rejected"}
 CONFIDENT = 50
-_WORLD_LOCK = threading.Lock()
 # Stanch denies by default; a scenario without policies of its own runs under a platform team's
 # ordinary staging policy: the common actions allowed automatically, within limits.
 DEFAULT_POLICY: dict[str, Any] = {
@@ -127,7 +125,6 @@ class ScenarioRun:
         self.mitigation_created_at: float | None = None
         self.world_keys: set[str] = set()
         self.faulted_nodes: set[str] = set()
-        self.images: set[str] = set()
         self.error_ratio_before_mitigation: dict[str, float | None] = {}
 
     # ---- world -------------------------------------------------------------------------------
@@ -159,22 +156,12 @@ class ScenarioRun:
     def _world_patch(self, keys: dict[str, str | None]) -> None:
         if not self.world.simulator_url:
             raise AssertionError("scenarios need the workload simulator")
-        url = f"{self.world.simulator_url}/world"
-        keys = dict(keys)
-        with _WORLD_LOCK:
-            if "images" in keys:
-                # One shared key for every scenario: merge our images in, take only ours out.
-                current = json.loads(httpx.get(url, timeout=10).json()["data"].get("images") or "{}")
-                ours = json.loads(keys["images"] or "{}") if keys["images"] else {}
-                if keys["images"] is None:
-                    for image in self.images:
-                        current.pop(image, None)
-                else:
-                    self.images |= set(ours)
-                    current.update(ours)
-                keys["images"] = json.dumps(current) if current else None
-            self.world_keys |= set(keys)
-            httpx.patch(url, json=keys, timeout=10).raise_for_status()
+        # A scenario's images are its namespace's own key: scenarios and tests run side by side,
+        # in other processes, and none may read-modify-write one shared value.
+        keys = {(f"images.{self.ns}" if k == "images" else k): v for k, v in keys.items()}
+        GUARD.allow(world_keys_touch(keys), f"simulator world keys {sorted(keys)}")
+        self.world_keys |= set(keys)
+        httpx.patch(f"{self.world.simulator_url}/world", json=keys, timeout=10).raise_for_status()
 
     def _traffic(self, traffic: dict[str, float]) -> None:
         self._world_patch({f"traffic.{self.ns}.{w}": f"{rps:g}" for w, rps in traffic.items()})

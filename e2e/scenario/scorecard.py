@@ -10,6 +10,10 @@ from typing import Any
 from e2e.scenario.format import Scenario
 from e2e.scenario.runner import Outcome
 
+SCORES_DIR = Path(__file__).resolve().parents[2] / "out" / "scenarios-ci" / "scores"
+"""Where the pytest run of the public scenarios keeps one score per scenario: workers write them,
+the process that reports the run reads them all into one scorecard."""
+
 
 @dataclass
 class Score:
@@ -165,3 +169,24 @@ def write(scores: list[Score], out_dir: Path) -> tuple[Path, Path]:
     payload: list[dict[str, Any]] = [{**asdict(s), "passed": s.passed} for s in scores]
     js.write_text(json.dumps(payload, indent=2), encoding="utf-8")
     return md, js
+
+
+def save_score(score: Score, scores_dir: Path) -> Path:
+    scores_dir.mkdir(parents=True, exist_ok=True)
+    path = scores_dir / f"{score.scenario}.json"
+    path.write_text(json.dumps(asdict(score), indent=2), encoding="utf-8")
+    return path
+
+
+def load_scores(scores_dir: Path) -> list[Score]:
+    """Every score saved in ``scores_dir``, in scenario order."""
+    if not scores_dir.is_dir():
+        return []
+    return [
+        Score(**json.loads(path.read_text(encoding="utf-8"))) for path in sorted(scores_dir.glob("*.json"))
+    ]
+
+
+def clear_scores(scores_dir: Path) -> None:
+    for path in scores_dir.glob("*.json"):
+        path.unlink(missing_ok=True)

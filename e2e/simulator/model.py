@@ -236,7 +236,7 @@ def plan(inputs: Inputs) -> Plan:
     for p in inputs.pods:
         cm_name = p.annotations.get("sim.stanch.dev/config-map", "").strip()
         cm = config_maps.get((p.namespace, cm_name)) if cm_name else None
-        resolved = resolve(p.annotations, world.image_profile(p.image), cm)
+        resolved = resolve(p.annotations, world.image_profile(p.image, p.namespace), cm)
         behaviours[p.key] = resolved.behaviour
         problems.extend(f"{p.namespace}/{p.name}: {msg}" for msg in resolved.problems)
 

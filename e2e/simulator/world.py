@@ -48,6 +48,7 @@ class World:
     dependency_faults: Mapping[WorkloadKey, Fault] = field(default_factory=dict)
     cert_expired: frozenset[WorkloadKey] = frozenset()
     images: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    namespace_images: Mapping[str, Mapping[str, tuple[tuple[str, str], ...]]] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 
     def traffic_for(self, key: WorkloadKey) -> float:
@@ -56,13 +57,17 @@ class World:
     def clients_for(self, key: WorkloadKey) -> tuple[tuple[str, float], ...]:
         return self.clients.get(key, self.default_clients)
 
-    def image_profile(self, image: str) -> tuple[tuple[str, str], ...]:
-        """Overrides for an image: exact reference first, then its ``:tag`` alone."""
-        if image in self.images:
-            return self.images[image]
-        tail = image.rsplit("/", 1)[-1]
-        if ":" in tail:
-            return self.images.get(":" + tail.split(":", 1)[1], ())
+    def image_profile(self, image: str, namespace: str = "") -> tuple[tuple[str, str], ...]:
+        """Overrides for an image in a namespace: the namespace's own ``images.<ns>`` first, then the
+        cluster-wide ``images``; in each, the exact reference first, then its ``:tag`` alone. Tests
+        and scenarios running side by side each own their namespace's key, so none of them has to
+        read-modify-write one shared JSON value."""
+        for table in (self.namespace_images.get(namespace, {}), self.images):
+            if image in table:
+                return table[image]
+            tail = image.rsplit("/", 1)[-1]
+            if ":" in tail and ":" + tail.split(":", 1)[1] in table:
+                return table[":" + tail.split(":", 1)[1]]
         return ()
 
 
@@ -130,6 +135,7 @@ def parse_world(data: Mapping[str, str]) -> World:
     dep_faults: dict[WorkloadKey, Fault] = {}
     certs: set[WorkloadKey] = set()
     images: dict[str, tuple[tuple[str, str], ...]] = {}
+    namespace_images: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {}
     default_traffic = DEFAULT_TRAFFIC_RPS
     default_clients = DEFAULT_CLIENTS
     problems: list[str] = []
@@ -168,6 +174,10 @@ def parse_world(data: Mapping[str, str]) -> World:
                     raise ValueError("expected expired or valid")
             elif key == "images":
                 images = _parse_images(value)
+            elif kind == "images":
+                if not rest or "." in rest:
+                    raise ValueError("expected images.<namespace>")
+                namespace_images[rest] = _parse_images(value)
             else:
                 raise ValueError("unknown key")
         except (ValueError, KnobError) as exc:
@@ -182,6 +192,7 @@ def parse_world(data: Mapping[str, str]) -> World:
         dependency_faults=dep_faults,
         cert_expired=frozenset(certs),
         images=images,
+        namespace_images=namespace_images,
         problems=tuple(problems),
     )
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.kube import Kube
+from e2e.kube import Kube, install_crds
 from stanch.core import crdgen
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def crds(kube: Kube) -> None:
-    kube.run("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
+    install_crds(kube)
     names = [f"crd/{r.name}" for r in crdgen.RESOURCES]
     kube.run("wait", "--for", "condition=established", *names, "--timeout=60s")
 

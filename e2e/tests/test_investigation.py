@@ -23,6 +23,7 @@ import yaml
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
 from e2e.operator_process import OperatorProcess
+from e2e.shared import GUARD, world_keys_touch
 from e2e.tests.test_workloads import ready_pods, rollout_complete
 from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
@@ -59,6 +60,7 @@ def world_keys(world: WorldInfo) -> Iterator[dict[str, str | None]]:
 
 def patch_world(world: WorldInfo, keys: dict[str, str | None], values: dict[str, str]) -> None:
     assert world.simulator_url, "the local world runs the simulator"
+    GUARD.allow(world_keys_touch(values), f"simulator world keys {sorted(values)}")
     keys.update(values)
     resp = httpx.patch(f"{world.simulator_url}/world", json=values, timeout=10, trust_env=False)
     resp.raise_for_status()

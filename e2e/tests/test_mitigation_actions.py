@@ -82,16 +82,13 @@ def test_bad_canary_is_aborted_and_the_stable_workload_untouched(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
 ) -> None:
     bad = f"registry.example/{namespace}/api:3.0"
-    images = json.loads(
-        (kube.get("configmap", "world", "stanch-sim").get("data") or {}).get("images") or "{}"
-    )
-    images[bad] = {"error-ratio": "0.5"}
+    images = {bad: {"error-ratio": "0.5"}}
     kube.apply(deployment("api", replicas=3), namespace=namespace)
     kube.wait_for(lambda: len(ready_pods(kube, namespace, "api")) == 3, 60, "3 ready pods")
     wait_error_ratio(world.prometheus_url, namespace, "api", lambda v: v < 0.02, 60, "a healthy baseline")
     settle()
     before = deployment_state(kube, namespace, "api")
-    with world_keys(kube, {"images": json.dumps(images)}):
+    with world_keys(kube, {f"images.{namespace}": json.dumps(images)}):
         kube.apply(allow_all_policy(namespace), namespace=namespace)
         operator = fast_operator(world, namespace, tmp_path / "operator")
         operator.start()
@@ -115,11 +112,8 @@ def test_good_canary_is_promoted_into_the_workload(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
 ) -> None:
     broken, fixed = f"registry.example/{namespace}/api:2.0", f"registry.example/{namespace}/api:2.1"
-    images = json.loads(
-        (kube.get("configmap", "world", "stanch-sim").get("data") or {}).get("images") or "{}"
-    )
-    images[broken] = {"error-ratio": "0.4"}
-    with world_keys(kube, {"images": json.dumps(images)}):
+    images = {broken: {"error-ratio": "0.4"}}
+    with world_keys(kube, {f"images.{namespace}": json.dumps(images)}):
         kube.apply(deployment("api", replicas=3, image=broken), namespace=namespace)
         kube.wait_for(lambda: len(ready_pods(kube, namespace, "api")) == 3, 60, "3 ready pods")
         wait_error_ratio(world.prometheus_url, namespace, "api", lambda v: v > 0.25, 60, "the broken image")

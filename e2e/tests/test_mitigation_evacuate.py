@@ -29,7 +29,7 @@ from e2e.tests.mitigation_world import (
 from e2e.tests.test_workloads import ready_pods
 from stanch.core.plans import CORDONED_BY
 
-pytestmark = pytest.mark.local_world("ready-pods", "kwok-nodes", "simulator")
+pytestmark = [pytest.mark.local_world("ready-pods", "kwok-nodes", "simulator"), pytest.mark.serial("nodes")]
 
 
 def _node_of_most_pods(kube: Kube, namespace: str, app: str) -> str:

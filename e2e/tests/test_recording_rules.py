@@ -18,7 +18,10 @@ from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
 from stanch.core.recording import names, recorded_templates, recording_rules
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, render, with_rate_window
 
-pytestmark = pytest.mark.local_world("ready-pods", "simulator", "prometheus-process")
+pytestmark = [
+    pytest.mark.local_world("ready-pods", "simulator", "prometheus-process"),
+    pytest.mark.serial("world-processes"),
+]
 
 WINDOW = "10s"
 

@@ -102,6 +102,7 @@ def test_unschedulable_pods_stay_pending(kube: Kube, namespace: str) -> None:
 
 
 @pytest.mark.local_world("kwok-nodes")
+@pytest.mark.serial("nodes")
 def test_node_can_be_made_not_ready_and_recover(kube: Kube, namespace: str) -> None:
     node = "kwok-node-2"
 

@@ -227,3 +227,11 @@ def test_warmup_knob_makes_a_new_pod_fail_only_while_it_warms_up() -> None:
     warm = plan(Inputs(cold, parse_world({}), T0 + 60))
     assert warming.pods[cold[0].key].error_ratio == pytest.approx(0.5, abs=0.05)
     assert warm.pods[cold[0].key].error_ratio < 0.05
+
+
+def test_a_namespace_image_profile_changes_only_pods_of_that_namespace() -> None:
+    ours = pod("checkout-b-1", image="shop/checkout:1.4.2", revision="b")
+    world = {"images.elsewhere": '{"shop/checkout:1.4.2": {"error-ratio": "0.3"}}'}
+    assert run([ours], world).pods[ours.key].error_ratio == 0.0
+    world = {"images.shop": '{"shop/checkout:1.4.2": {"error-ratio": "0.3"}}'}
+    assert run([ours], world).pods[ours.key].error_ratio == pytest.approx(0.3)

@@ -177,3 +177,25 @@ def test_pod_view_label_value_names_the_traffic_group() -> None:
 
 def test_pods_without_the_label_are_ignored() -> None:
     assert pod_view(with_labels({"app": "x"})) is None
+
+
+def test_namespace_images_apply_to_their_namespace_only_and_before_the_cluster_wide_ones() -> None:
+    w = parse_world(
+        {
+            "images": '{"shop/api:2.0": "error-ratio=0.1", ":3.0": "latency-ms=50"}',
+            "images.t-one": '{"shop/api:2.0": "error-ratio=0.9"}',
+            "images.t-two": '{":3.0": "latency-ms=700"}',
+        }
+    )
+    assert w.image_profile("shop/api:2.0", "t-one") == (("error-ratio", "0.9"),)
+    assert w.image_profile("shop/api:2.0", "t-two") == (("error-ratio", "0.1"),)
+    assert w.image_profile("shop/api:2.0") == (("error-ratio", "0.1"),)
+    assert w.image_profile("other/x:3.0", "t-two") == (("latency-ms", "700"),)
+    assert w.image_profile("other/x:3.0", "t-one") == (("latency-ms", "50"),)
+    assert w.problems == ()
+
+
+def test_an_images_key_must_name_one_namespace() -> None:
+    w = parse_world({"images.": "{}", "images.a.b": "{}"})
+    assert w.namespace_images == {}
+    assert len(w.problems) == 2
