@@ -52,8 +52,8 @@ LOCAL_WORLD_NEEDS: dict[str, str] = {
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "scenarios: the public scenario suite, about 8 minutes (in make test; alone: make scenarios-test;"
-        " without it: pytest e2e/tests -m 'not scenarios')",
+        "scenarios: the public scenarios, one test each (in make test; alone: make scenarios-test;"
+        " without them: python -m e2e.run -m 'not scenarios')",
     )
     config.addinivalue_line(
         "markers",
