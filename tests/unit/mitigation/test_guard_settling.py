@@ -28,6 +28,7 @@ from stanch.core.models import (
     VerdictResult,
 )
 from stanch.core.plans import starts_pods
+from stanch.core.plans.snapshot import CommonSnapshot, NoSnapshot, Snapshot, TargetSnapshot
 
 from .fixtures import deployment
 from .test_guard import ERRORS, LATENCY, T0
@@ -377,4 +378,8 @@ def test_a_bake_that_ends_still_settling_is_inconclusive() -> None:
 )
 def test_which_actions_start_pods(action: dict[str, Any], want: bool) -> None:
     spec = MitigationSpec.model_validate({"target": {"name": "web"}, **action})
-    assert starts_pods(spec, {"target": deployment(replicas=3)}) is want
+    # Only the target matters here; the action's own part is left empty.
+    common = CommonSnapshot(
+        taken_at="2025-03-01T12:00:00Z", target=TargetSnapshot.model_validate(deployment(replicas=3))
+    )
+    assert starts_pods(spec, Snapshot(common=common, action=NoSnapshot())) is want

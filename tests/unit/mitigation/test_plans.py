@@ -16,6 +16,7 @@ from stanch.core.plans import (
     CANARY_LABEL,
     CORDONED_BY,
     RESTARTED_AT,
+    AnySnapshot,
     PlanError,
     detect_drift,
     is_applied,
@@ -34,7 +35,7 @@ def spec(**action: Any) -> MitigationSpec:
     return MitigationSpec.model_validate({"target": {"name": "web"}, **action})
 
 
-def planned(s: MitigationSpec, world: World) -> tuple[dict[str, Any], Any]:
+def planned(s: MitigationSpec, world: World) -> tuple[AnySnapshot, Any]:
     snap = take_snapshot(s, world, mitigation="m1", now=NOW)
     return snap, plan(s, snap, mitigation="m1", mitigation_uid="mit-uid")
 
@@ -59,7 +60,7 @@ def test_rollback_defaults_to_second_highest_revision_and_copies_like_kubectl() 
     dep = deployment("web:v3")
     dep["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = "{...}"
     snap, p = planned(spec(rollback={}), World(target=dep, replica_sets=HISTORY))
-    assert snap["rollback"]["revision"] == 2  # highest is 3 (current), revision 9 is not ours
+    assert snap.action.rollback.revision == 2  # highest is 3 (current), revision 9 is not ours
     (patch,) = p.apply
     assert isinstance(patch, Patch)
     ops = {op["path"]: op for op in patch.ops}
@@ -83,7 +84,7 @@ def test_rollback_to_named_revision_and_missing_revision_error_names_the_field()
     snap, _ = planned(
         spec(rollback={"toRevision": 1}), World(target=deployment("web:v3"), replica_sets=HISTORY)
     )
-    assert snap["rollback"]["revision"] == 1
+    assert snap.action.rollback.revision == 1
     with pytest.raises(PlanError, match=r"spec\.rollback\.toRevision 5.*revisions in history: 1, 2, 3"):
         planned(spec(rollback={"toRevision": 5}), World(target=deployment(), replica_sets=HISTORY))
 
@@ -264,7 +265,7 @@ def test_evacuate_cordons_marks_the_node_then_evicts_and_uncordons_only_if_we_co
         {"metadata": {"name": "n1", "uid": "n-uid", "annotations": {"x": "1"}}, "spec": {}},
     ):
         snap, p = planned(s, World(target=deployment(), node=node, pods_on_node=pods))
-        assert snap["node"]["cordonedBy"] == "shop/m1"  # write-ahead: we are the ones to cordon it
+        assert snap.action.node.cordoned_by == "shop/m1"  # write-ahead: we are the ones to cordon it
         (cordon,) = p.apply
         assert isinstance(cordon, Patch)
         # Pods leave through the Eviction API (PodDisruptionBudgets apply), never a plain delete.
@@ -300,7 +301,7 @@ def test_evacuate_cordons_marks_the_node_then_evicts_and_uncordons_only_if_we_co
         assert not is_applied(p.evict, World(target=deployment(), node=cordoned, pods_on_node=pods))
     # Already cordoned by someone: we do not cordon, and so never uncordon.
     snap2, p2 = planned(s, World(target=deployment(), node=cordoned, pods_on_node=pods))
-    assert snap2["node"]["cordonedBy"] is None
+    assert snap2.action.node.cordoned_by is None
     assert p2.apply == ()
     assert len(p2.evict) == 2
     assert revert_effects(p2, snap2, applied_generation=None, at=NOW) == ()

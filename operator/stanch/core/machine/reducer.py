@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from stanch.core.conditions import set_condition
 from stanch.core.effects import (
+    Create,
     Effect,
     EvaluatePolicy,
     Finish,
@@ -74,19 +75,23 @@ from stanch.core.models import (
 )
 from stanch.core.plans import (
     ActionPlan,
+    AnySnapshot,
     PlanError,
+    action_for,
     detect_drift,
     is_applied,
     lock_patch,
     locked_generation,
     plan,
+    preconditions_hold,
+    read_snapshot,
+    reads,
     revert_effects,
     starts_pods,
     take_snapshot,
     unlock_patch,
 )
 from stanch.core.plans.autosync import (
-    HELD,
     held_annotations,
     needs_restore,
     needs_suspend,
@@ -97,7 +102,7 @@ from stanch.core.plans.autosync import (
     suspended,
 )
 from stanch.core.plans.common import MutatingEffect, meta, rfc3339
-from stanch.core.plans.jsonpatch import get_path
+from stanch.core.plans.verify import Live
 
 P = MitigationPhase
 MAX_ATTEMPTS = 5
@@ -195,22 +200,24 @@ def _target_key(state: MachineState) -> ObjectKey:
     return ObjectKey("apps/v1", "Deployment", t.name, t.namespace or state.identity.namespace)
 
 
+def _snapshot(state: MachineState) -> AnySnapshot | None:
+    """``status.snapshot``, typed (None before it is taken)."""
+    raw = state.status.snapshot
+    return read_snapshot(state.spec, raw) if raw else None
+
+
+def _live(state: MachineState) -> Live:
+    """Where this action's writes are in what ``ObserveTarget`` read."""
+    return action_for(state.spec.action).live
+
+
+def _starts_pods(state: MachineState) -> bool:
+    snap = _snapshot(state)
+    return snap is not None and starts_pods(state.spec, snap)
+
+
 def _reads(state: MachineState) -> Reads:
-    spec = state.spec
-    ns = spec.target.namespace or state.identity.namespace
-    snap = state.status.snapshot or {}
-    return Reads(
-        target=_target_key(state),
-        replica_sets=spec.action == ActionKind.ROLLBACK,
-        hpa=True,
-        config_map=ObjectKey("v1", "ConfigMap", spec.config_toggle.config_map, ns)
-        if spec.config_toggle
-        else None,
-        node=ObjectKey("v1", "Node", spec.evacuate.node) if spec.evacuate else None,
-        pods_on_node=spec.evacuate.node if spec.evacuate else None,
-        pods=tuple(spec.restart.pods) if spec.restart else (),
-        canary=ObjectKey("apps/v1", "Deployment", snap["canary"], ns) if snap.get("canary") else None,
-    )
+    return reads(state.spec, _target_key(state), state.status.snapshot)
 
 
 def _observe(state: MachineState) -> ObserveTarget:
@@ -218,7 +225,7 @@ def _observe(state: MachineState) -> ObserveTarget:
 
 
 def _plan_auto_sync(
-    state: MachineState, snapshot: dict[str, Any], holder: str | None, now: datetime
+    state: MachineState, snapshot: AnySnapshot, holder: str | None, now: datetime
 ) -> AutoSync | None:
     """The suspension the policy decision asks for; kept as recorded when we already hold the lock
     (a re-plan after a restart must not take our own switch for someone else's)."""
@@ -227,7 +234,9 @@ def _plan_auto_sync(
         return recorded
     decision = state.status.policy
     marker = f"{state.identity.namespace}/{state.identity.name}"
-    return plan_auto_sync(decision.suspend_auto_sync if decision else None, snapshot["target"], now, marker)
+    return plan_auto_sync(
+        decision.suspend_auto_sync if decision else None, snapshot.target.as_object(), now, marker
+    )
 
 
 def _plan(state: MachineState) -> ActionPlan:
@@ -281,7 +290,7 @@ def _unlock(state: MachineState) -> tuple[Effect, ...]:
     snap = state.status.snapshot
     if not snap or state.spec.dry_run:
         return ()
-    return (unlock_patch(snap["target"], state.identity.name),)
+    return (unlock_patch(read_snapshot(state.spec, snap).target.as_object(), state.identity.name),)
 
 
 def _after_unlock(applied: AppliedChange | None, extra: int = 0) -> AppliedChange | None:
@@ -359,7 +368,7 @@ def _resume(state: MachineState) -> tuple[Effect, ...]:
     record, snap = state.status.auto_sync, state.status.snapshot
     if record is None or not snap or state.spec.dry_run or not needs_restore(record):
         return ()
-    return (resume_patch(record, snap["target"]),)
+    return (resume_patch(record, read_snapshot(state.spec, snap).target.as_object()),)
 
 
 def _ending_auto_sync(state: MachineState, effects: tuple[Effect, ...], now: datetime) -> dict[str, Any]:
@@ -403,14 +412,18 @@ def _after_end(state: MachineState, obs: Observation, now: datetime) -> Transiti
 
 
 def _intent(state: MachineState, step: str, now: datetime, *, attempt: int = 1) -> StepIntent:
-    snap = state.status.snapshot or {}
-    target = snap.get("target") or {}
+    snap = _snapshot(state)
+    generation = resource_version = None
+    if snap is not None:
+        locked = snap.common.locked_generation
+        generation = snap.target.generation if locked is None else locked
+        resource_version = snap.target.resource_version
     return StepIntent(
         step=step,
         started_at=now,
         attempt=attempt,
-        expected_generation=snap.get("lockedGeneration", meta(target).get("generation")),
-        expected_resource_version=meta(target).get("resourceVersion"),
+        expected_generation=generation,
+        expected_resource_version=resource_version,
     )
 
 
@@ -426,30 +439,10 @@ def _step_effects(state: MachineState, step: str) -> tuple[MutatingEffect, ...]:
         applied = state.status.applied
         at = state.status.intent.started_at if state.status.intent else applied.at if applied else None
         assert at is not None
-        return revert_effects(
-            p, state.status.snapshot or {}, applied_generation=applied.generation if applied else None, at=at
-        )
+        snap = _snapshot(state)
+        assert snap is not None
+        return revert_effects(p, snap, applied_generation=applied.generation if applied else None, at=at)
     raise ValueError(f"unknown step {step}")
-
-
-def _preconditions_hold(effects: tuple[MutatingEffect, ...], world: World) -> bool:
-    """Every patch's precondition still holds on the live objects (the step can be re-issued)."""
-    from stanch.core.plans.actions import _live  # the same object lookup the checks use
-
-    for effect in effects:
-        if not isinstance(effect, Patch):
-            continue
-        live = _live(world, effect.key)
-        if live is None:
-            return False
-        pre = effect.precondition
-        if pre.generation is not None and meta(live).get("generation") != pre.generation:
-            return False
-        if pre.uid is not None and meta(live).get("uid") != pre.uid:
-            return False
-        if any(get_path(live, path) != value for path, value in pre.tests):
-            return False
-    return True
 
 
 # --- the reducer ----------------------------------------------------------------------------------
@@ -642,10 +635,11 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
                 snapshot = take_snapshot(state.spec, world, mitigation=state.identity.name, now=now)
                 auto_sync = None
                 if not state.spec.dry_run:
-                    snapshot["lockedGeneration"] = locked_generation(snapshot["target"], state.identity.name)
                     auto_sync = _plan_auto_sync(state, snapshot, holder, now)
-                    if held_annotations(auto_sync):
-                        snapshot[HELD] = held_annotations(auto_sync)
+                    snapshot = snapshot.locked(
+                        locked_generation(snapshot.target.as_object(), state.identity.name),
+                        held_annotations(auto_sync),
+                    )
                 p = plan(
                     state.spec, snapshot, mitigation=state.identity.name, mitigation_uid=state.identity.uid
                 )
@@ -680,7 +674,7 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
                     reason=f"dry run, nothing changed; would {p.summary}",
                     effects=(Finish(P.SUCCEEDED.value),),
                     plan=plan_model,
-                    snapshot=snapshot,
+                    snapshot=snapshot.to_status(),
                 )
             if p.noop_reason:
                 return _transition(
@@ -691,12 +685,14 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
                     reason=p.noop_reason,
                     effects=(Finish(P.SUCCEEDED.value),),
                     plan=plan_model,
-                    snapshot=snapshot,
+                    snapshot=snapshot.to_status(),
                 )
             if holder == state.identity.name:
-                return _query_baseline(state, now, plan=plan_model, snapshot=snapshot, auto_sync=auto_sync)
+                return _query_baseline(
+                    state, now, plan=plan_model, snapshot=snapshot.to_status(), auto_sync=auto_sync
+                )
             state2 = replace(
-                state, status=status.model_copy(update={"snapshot": snapshot, "plan": plan_model})
+                state, status=status.model_copy(update={"snapshot": snapshot.to_status(), "plan": plan_model})
             )
             intent = _intent(state2, "Lock", now)
             return _transition(
@@ -708,16 +704,15 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
                 effects=(PersistIntent(intent),),
                 plan=plan_model,
                 auto_sync=auto_sync,
-                snapshot=snapshot,
+                snapshot=snapshot.to_status(),
                 intent=intent,
-                canary=snapshot.get("canary"),
+                canary=next((e.key.name for e in p.apply if isinstance(e, Create)), None),
             )
         # Resume with a snapshot: the lock is ours (go on) or still to take.
         if holder == state.identity.name:
             return _query_baseline(state, now)
-        if world.target is not None and meta(world.target).get("generation") != meta(
-            status.snapshot["target"]
-        ).get("generation"):
+        snap = read_snapshot(state.spec, status.snapshot)
+        if world.target is not None and meta(world.target).get("generation") != snap.target.generation:
             # Changed between our snapshot and our lock: nothing of ours is on it yet, so the
             # snapshot is simply stale. Start over from what is there now.
             fresh = replace(
@@ -735,14 +730,10 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
             intent=intent,
         )
     if isinstance(obs, IntentPersisted) and obs.step == "Lock" and status.snapshot is not None:
-        holder = (meta(status.snapshot["target"]).get("annotations") or {}).get(LOCK_ANNOTATION)
+        snap = read_snapshot(state.spec, status.snapshot)
+        holder = (snap.target.annotations or {}).get(LOCK_ANNOTATION)
         stale = holder if holder and holder != state.identity.name else None
-        lock = lock_patch(
-            status.snapshot["target"],
-            state.identity.name,
-            stale_holder=stale,
-            held=status.snapshot.get(HELD),
-        )
+        lock = lock_patch(snap.target.as_object(), state.identity.name, stale_holder=stale, held=snap.held)
         return _quiet(state, lock)
     if isinstance(obs, ChangeApplied) and obs.step == "Lock":
         return _query_baseline(state, now)
@@ -880,10 +871,10 @@ def _applying(state: MachineState, obs: Observation, now: datetime) -> Transitio
         )
     if isinstance(obs, TargetObserved):
         effects = _step_effects(state, step)
-        if is_applied(effects, obs.world):
+        if is_applied(effects, obs.world, _live(state)):
             live = obs.world.target or {}
             return _applied(state, now, step, meta(live).get("resourceVersion"), meta(live).get("generation"))
-        if _preconditions_hold(effects, obs.world):
+        if preconditions_hold(effects, obs.world, _live(state)):
             attempt = (intent.attempt if intent else 0) + 1
             new_intent = _intent(state, step, now, attempt=min(attempt, 1000))
             return _transition(
@@ -945,7 +936,7 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
         effects=(WakeAt(now + interval),),
         applied=applied,
         intent=None,
-        rollout=pods_started() if starts_pods(state.spec, state.status.snapshot or {"target": {}}) else None,
+        rollout=pods_started() if _starts_pods(state) else None,
     )
 
 
@@ -985,7 +976,7 @@ def _evicting(state: MachineState, obs: Observation, now: datetime) -> Transitio
             )
         return _eviction_refused(state, now, obs.reason)
     if isinstance(obs, TargetObserved):
-        if is_applied(evictions, obs.world):
+        if is_applied(evictions, obs.world, _live(state)):
             return _evicted(state, now)
         if now >= intent.started_at + _durations(state)[1]:
             return _eviction_refused(state, now, "pods still on the node")
@@ -1200,14 +1191,16 @@ def _reverting(state: MachineState, obs: Observation, now: datetime) -> Transiti
             else replace(state, status=status.model_copy(update={"intent": _intent(state, "Revert", now)})),
             "Revert",
         )
-        if is_applied(reverts, obs.world) and not (
-            status.applied is None and not is_applied(applied_effects, obs.world) and intent is None
+        if is_applied(reverts, obs.world, _live(state)) and not (
+            status.applied is None
+            and not is_applied(applied_effects, obs.world, _live(state))
+            and intent is None
         ):
             return _reverted(state, now)
-        if status.applied is not None and not is_applied(applied_effects, obs.world):
+        if status.applied is not None and not is_applied(applied_effects, obs.world, _live(state)):
             return _drifted(state, now, obs.world, "cannot revert")
-        if status.applied is None and not is_applied(applied_effects, obs.world):
-            if _preconditions_hold(applied_effects, obs.world):
+        if status.applied is None and not is_applied(applied_effects, obs.world, _live(state)):
+            if preconditions_hold(applied_effects, obs.world, _live(state)):
                 return _reverted(state, now, reason="the change never landed: nothing to revert")
             return _drifted(state, now, obs.world, "cannot revert")
         if intent is not None and intent.attempt >= MAX_ATTEMPTS:

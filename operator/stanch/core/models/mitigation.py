@@ -426,8 +426,10 @@ class MitigationStatus(StanchModel):
     plan: Plan | None = None
     """The planned change (also the dry-run result)."""
     snapshot: dict[str, Any] | None = Field(default=None, json_schema_extra=preserve_unknown())
-    """Pre-change copy of the target (and, for configToggle, of the ConfigMap key), written before any
-    mutation. Free-form because it holds an arbitrary Kubernetes object."""
+    """The pre-change record, written before any mutation: what the action changes and needs to
+    verify and revert it (the target's identity, versions and spec, an HPA's bounds, the action's
+    own part such as the ConfigMap key or the revision rolled back to), never the whole object.
+    Free-form: its shape is Stanch's, versioned by its ``version`` key."""
     intent: StepIntent | None = None
     """Write-ahead record of the step in progress."""
     applied: AppliedChange | None = None

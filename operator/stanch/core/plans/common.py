@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from stanch.core.effects import Create, Delete, Evict, ObjectKey, Patch, Precondition, pointer
-from stanch.core.models import LOCK_ANNOTATION
+from stanch.core.models import LOCK_ANNOTATION, ActionKind
 
 MutatingEffect = Patch | Create | Delete | Evict
 
@@ -44,7 +44,8 @@ class ActionPlan:
     """Evacuate only: the evictions, a step of their own after the cordon (``Evict``): each is
     idempotent, a PodDisruptionBudget may refuse some for a while, and none can be reverted."""
     reversible: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    action: ActionKind | None = None
+    """The action that made it (set by :func:`stanch.core.plans.plan`): which module reverts it."""
 
     def patch_record(self) -> dict[str, Any]:
         """Machine form for ``status.plan.patch``."""
@@ -85,16 +86,6 @@ def annotations_of(obj: Mapping[str, Any] | None) -> dict[str, str]:
 def rfc3339(at: datetime) -> str:
     """Second precision, UTC, ``Z`` suffix: what ``kubectl rollout restart`` writes from a UTC clock."""
     return at.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def strip_object(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A copy small enough for status: no managedFields, no status."""
-    if obj is None:
-        return None
-    out = copy.deepcopy(dict(obj))
-    out.pop("status", None)
-    out.get("metadata", {}).pop("managedFields", None)
-    return out
 
 
 def lock_patch(

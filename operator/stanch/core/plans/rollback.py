@@ -24,12 +24,24 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from stanch.core.effects import Patch, Precondition
-from stanch.core.models import LOCK_ANNOTATION
-from stanch.core.plans.common import PlanError, annotations_of, deployment_key, meta
+from stanch.core.effects import JsonPatchOp, ObjectKey, Patch, Precondition, Reads, pointer
+from stanch.core.models import LOCK_ANNOTATION, ActionKind, MitigationSpec
+from stanch.core.plans.base import BaseAction, revert_patch
+from stanch.core.plans.common import (
+    ActionPlan,
+    MutatingEffect,
+    PlanError,
+    annotations_of,
+    deployment_key,
+    meta,
+)
+from stanch.core.plans.diff import diff_lines
 from stanch.core.plans.jsonpatch import prune_empty
+from stanch.core.plans.snapshot import ActionSnapshot, Snapshot
+from stanch.core.world import World
 
 REVISION = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -121,9 +133,48 @@ def rollback_annotations(deployment: Mapping[str, Any], rs: Mapping[str, Any]) -
     return out
 
 
+class ChosenRevision(ActionSnapshot):
+    """The revision to roll back to and what the rollback writes besides the template."""
+
+    revision: int | None
+    replica_set: str | None
+    template: dict[str, Any]
+    """The ReplicaSet's pod template, as read (the patch drops its ``pod-template-hash``)."""
+    annotations: dict[str, str]
+    """The Deployment's annotations after the rollback, as kubectl computes them (the lock and a
+    held GitOps switch are added when the patch is made)."""
+    restore: dict[str, str] = {}
+    """The Deployment's own values of the annotations the rollback changes or drops: the revert
+    puts these back."""
+    added: list[str] = []
+    """Annotations the Deployment lacked and the rollback adds: the revert removes them."""
+
+
+class RollbackSnapshot(ActionSnapshot):
+    rollback: ChosenRevision
+
+
+def _not_reverted(key: str) -> bool:
+    """The controller's revision annotations and our lock are left to the controller and the unlock."""
+    return key.startswith("deployment.kubernetes.io/") or key == LOCK_ANNOTATION
+
+
+def _chosen(deployment: Mapping[str, Any], rs: Mapping[str, Any]) -> ChosenRevision:
+    before = annotations_of(deployment)
+    after = rollback_annotations(deployment, rs)
+    return ChosenRevision(
+        revision=revision_of(rs),
+        replica_set=meta(rs).get("name"),
+        template=copy.deepcopy(rs["spec"]["template"]),
+        annotations=after,
+        restore={k: v for k, v in before.items() if not _not_reverted(k) and after.get(k) != v},
+        added=sorted(k for k in after if not _not_reverted(k) and k not in before),
+    )
+
+
 def snapshot_rollback(
     deployment: Mapping[str, Any], replica_sets: Sequence[Mapping[str, Any]], to_revision: int | None
-) -> dict[str, Any]:
+) -> ChosenRevision:
     """Choose the revision (kubectl's order of checks: revision, then paused) and keep what the plan
     needs. Raises PlanError naming the field and the fix."""
     rs = choose_replica_set(deployment, replica_sets, to_revision)
@@ -133,23 +184,17 @@ def snapshot_rollback(
             "refuses to roll back a paused Deployment; resume it first (kubectl rollout resume, or a "
             "Mitigation with pause: {resume: true}) and try again"
         )
-    return {
-        "revision": revision_of(rs),
-        "replicaSet": meta(rs).get("name"),
-        "template": copy.deepcopy(rs["spec"]["template"]),
-        "annotations": annotations_of(rs),
-    }
+    return _chosen(deployment, rs)
 
 
 def rollback_patch(
     snapshot_target: Mapping[str, Any],
-    chosen: Mapping[str, Any],
+    chosen: ChosenRevision,
     holder: str,
     held: Mapping[str, str] | None = None,
 ) -> Patch:
     """``held``: annotations set with the lock (a GitOps switch) that must survive the rollback."""
-    rs_view = {"metadata": {"annotations": chosen["annotations"]}}
-    new_annotations = rollback_annotations(snapshot_target, rs_view)
+    new_annotations = dict(chosen.annotations)
     new_annotations.update(held or {})
     new_annotations[LOCK_ANNOTATION] = holder
     has_annotations = meta(snapshot_target).get("annotations") is not None
@@ -157,7 +202,7 @@ def rollback_patch(
     return Patch(
         key=key,
         ops=(
-            {"op": "replace", "path": "/spec/template", "value": template_without_hash(chosen["template"])},
+            {"op": "replace", "path": "/spec/template", "value": template_without_hash(chosen.template)},
             {
                 "op": "replace" if has_annotations else "add",
                 "path": "/metadata/annotations",
@@ -166,5 +211,95 @@ def rollback_patch(
         ),
         precondition=Precondition(generation=meta(snapshot_target).get("generation")),
         step="Apply",
-        description=f"roll {key.display()} back to revision {chosen['revision']} ({chosen['replicaSet']})",
+        description=f"roll {key.display()} back to revision {chosen.revision} ({chosen.replica_set})",
     )
+
+
+class Rollback(BaseAction[RollbackSnapshot]):
+    """``kubectl rollout undo``, guarded."""
+
+    kind = ActionKind.ROLLBACK
+    part = RollbackSnapshot
+
+    def reads(
+        self, spec: MitigationSpec, target: ObjectKey, snapshot: Snapshot[RollbackSnapshot] | None
+    ) -> Reads:
+        return Reads(target=target, replica_sets=True, hpa=True)
+
+    def take(self, spec: MitigationSpec, world: World, *, mitigation: str) -> RollbackSnapshot:
+        assert spec.rollback is not None
+        assert world.target is not None
+        return RollbackSnapshot(
+            rollback=snapshot_rollback(world.target, world.replica_sets, spec.rollback.to_revision)
+        )
+
+    def read(self, raw: Mapping[str, Any]) -> RollbackSnapshot:
+        if "version" in raw:
+            return RollbackSnapshot.model_validate(raw)
+        # Written by an older Stanch: the ReplicaSet's own annotations beside a full copy of the
+        # Deployment; compute what the rollback writes and restores from those.
+        old = raw["rollback"]
+        rs = {"metadata": {"name": old.get("replicaSet"), "annotations": old["annotations"]}, "spec": old}
+        chosen = _chosen(raw["target"], rs).model_copy(update={"revision": old.get("revision")})
+        return RollbackSnapshot(rollback=chosen)
+
+    def plan(
+        self,
+        spec: MitigationSpec,
+        snapshot: Snapshot[RollbackSnapshot],
+        *,
+        mitigation: str,
+        mitigation_uid: str,
+    ) -> ActionPlan:
+        chosen = snapshot.action.rollback
+        target = snapshot.target_object()
+        current = (target.get("spec") or {}).get("template")
+        if equal_ignore_hash(chosen.template, current):
+            return ActionPlan(
+                summary=f"nothing to do: the current template already matches revision {chosen.revision}",
+                changes=(),
+                apply=(),
+                noop_reason=f"current template already matches revision {chosen.revision}",
+            )
+        patch = rollback_patch(target, chosen, mitigation, snapshot.held)
+        return ActionPlan(
+            summary=f"roll back {deployment_key(target).display()} to revision {chosen.revision} "
+            f"({chosen.replica_set})",
+            changes=tuple(diff_lines(current, patch.ops[0]["value"], "spec.template")),
+            apply=(patch,),
+            revert_note="restores the snapshot's pod template and annotations",
+        )
+
+    def revert(
+        self,
+        plan: ActionPlan,
+        snapshot: Snapshot[RollbackSnapshot],
+        *,
+        applied_generation: int | None,
+        at: datetime,
+    ) -> tuple[MutatingEffect, ...]:
+        chosen = snapshot.action.rollback
+        held = snapshot.held
+        ops: list[JsonPatchOp] = []
+        for k in sorted({*chosen.restore, *chosen.added}):
+            if k in held:
+                continue  # released at the end, not by the revert
+            path = pointer("metadata", "annotations", k)
+            ops.append(
+                {"op": "add", "path": path, "value": chosen.restore[k]}
+                if k in chosen.restore
+                else {"op": "remove", "path": path}
+            )
+        return tuple(
+            revert_patch(
+                effect,
+                snapshot.target.as_object(),
+                applied_generation=applied_generation,
+                annotation_ops=tuple(ops),
+            )
+            for effect in plan.apply
+            if isinstance(effect, Patch)
+        )
+
+    def starts_pods(self, spec: MitigationSpec, snapshot: Snapshot[RollbackSnapshot]) -> bool:
+        return True
