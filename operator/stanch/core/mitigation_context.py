@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from stanch.core.models import (
-    BUILTIN_GUARD,
     TIMELINE_MAX,
     ActionKind,
     Direction,
@@ -26,8 +25,8 @@ from stanch.core.models import (
     OnsetSource,
     PolicyDecision,
     PolicyDecisionKind,
+    ResolvedGuard,
     SignalKind,
-    SignalRef,
     SignalTemplate,
     TimelineEntry,
     TimelineKind,
@@ -43,10 +42,6 @@ _BUILTIN_KINDS: Mapping[str, tuple[SignalKind, Direction, str]] = {
     "memory_vs_limit": (SignalKind.SATURATION, Direction.LOWER_IS_BETTER, "ratio"),
     "restarts": (SignalKind.RESTARTS, Direction.LOWER_IS_BETTER, "restarts"),
 }
-
-DEFAULT_GUARD_SIGNALS = ("error_ratio", "latency_p99")
-"""Signals a guard watches when neither the Mitigation nor a policy names any (the design's
-"error-ratio and latency templates")."""
 
 
 def signal_templates(queries: Mapping[str, str]) -> dict[str, SignalTemplate]:
@@ -68,14 +63,10 @@ def signal_templates(queries: Mapping[str, str]) -> dict[str, SignalTemplate]:
     return out
 
 
-def resolve_guard(spec: MitigationSpec, policy_defaults: GuardSpec | None = None) -> GuardSpec:
+def resolve_guard(spec: MitigationSpec, policy_defaults: GuardSpec | None = None) -> ResolvedGuard:
     """The Mitigation's guard over the policy's ``guardDefaults`` over :data:`BUILTIN_GUARD`, with
     the default signals filled in when nobody named any."""
-    base = policy_defaults.merged_over(BUILTIN_GUARD) if policy_defaults else BUILTIN_GUARD
-    guard = spec.guard.merged_over(base)
-    if not guard.signals:
-        guard = guard.model_copy(update={"signals": [SignalRef(name=n) for n in DEFAULT_GUARD_SIGNALS]})
-    return guard
+    return ResolvedGuard.of(spec.guard, *((policy_defaults,) if policy_defaults else ()))
 
 
 NO_POLICY = "no policy evaluator: default deny (design invariant 4)"

@@ -23,6 +23,7 @@ from stanch.core.models import (
     GuardSpec,
     NoDataAction,
     Observation,
+    ResolvedGuard,
     SignalKind,
     SignalTemplate,
     SuccessCriteria,
@@ -53,7 +54,7 @@ def bake(
             tolerance=guard.tolerance or 0.0,
         )
         history.append(result.observation)
-        j = judge(history, result, guard=guard, bake_over=i == len(samples) - 1, at=T0)
+        j = judge(history, result, guard=ResolvedGuard.of(guard), bake_over=i == len(samples) - 1, at=T0)
         out.append((j.action, j.verdict.result if j.verdict else None))
         if j.action != GuardAction.CONTINUE:
             break
@@ -249,7 +250,7 @@ def test_verdict_carries_numbers() -> None:
             [ERRORS], baseline, {"error_ratio": [0.3] * 6}, at=T0, previous=history, tolerance=0.1
         )
         history.append(result.observation)
-    judgement = judge(history, result, guard=BUILTIN_GUARD, bake_over=False, at=T0)
+    judgement = judge(history, result, guard=ResolvedGuard.of(BUILTIN_GUARD), bake_over=False, at=T0)
     assert judgement.verdict is not None
     number = judgement.verdict.numbers[0]
     assert (number.baseline, number.observed) == (0.01, 0.3)

@@ -47,6 +47,7 @@ from stanch.core.models import (
     MitigationStatus,
     PolicyDecision,
     PolicyDecisionKind,
+    ResolvedGuard,
     SignalRef,
 )
 from stanch.core.plans import CORDONED_BY
@@ -59,7 +60,7 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ALLOW = PolicyDecision(
     decision=PolicyDecisionKind.ALLOW, policy="MitigationPolicy/shop/p", rule="actions[Scale]"
 )
-GUARD = BUILTIN_GUARD.model_copy(update={"signals": [SignalRef(name="error_ratio")]})
+GUARD = ResolvedGuard.of(BUILTIN_GUARD.model_copy(update={"signals": [SignalRef(name="error_ratio")]}))
 
 
 def state(action: dict[str, Any], **kw: Any) -> MachineState:

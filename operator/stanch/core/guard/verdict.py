@@ -45,10 +45,10 @@ from stanch.core.guard.settling import SETTLING_KINDS
 from stanch.core.models import (
     CheckVerdict,
     Direction,
-    GuardSpec,
     InconclusiveAction,
     NoDataAction,
     Observation,
+    ResolvedGuard,
     SignalKind,
     SignalTemplate,
     SignalValue,
@@ -375,16 +375,15 @@ def judge(
     history: Sequence[Observation],
     latest: CheckResult,
     *,
-    guard: GuardSpec,
+    guard: ResolvedGuard,
     bake_over: bool,
     at: datetime,
     thresholds: Mapping[str, float | None] | None = None,
 ) -> Judgement:
-    """Decide after a check. ``history`` includes ``latest.observation`` as its last entry and
-    ``guard`` must be fully resolved (no unset fields)."""
-    failure_limit = guard.failure_limit or 1
-    no_data = guard.no_data or NoDataAction.HOLD
-    inconclusive = guard.inconclusive or InconclusiveAction.HOLD
+    """Decide after a check. ``history`` includes ``latest.observation`` as its last entry."""
+    failure_limit = guard.failure_limit
+    no_data = guard.no_data
+    inconclusive = guard.inconclusive
     numbers = [c.number(threshold=(thresholds or {}).get(c.signal)) for c in latest.signals]
     checks = len(history)
     failed = sum(1 for o in history if o.check == CheckVerdict.FAIL)

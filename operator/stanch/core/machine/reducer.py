@@ -71,7 +71,6 @@ from stanch.core.models import (
     PolicyDecisionKind,
     SignalValue,
     StepIntent,
-    parse_duration,
 )
 from stanch.core.plans import (
     ActionPlan,
@@ -246,19 +245,6 @@ def _plan(state: MachineState) -> ActionPlan:
     )
 
 
-def _durations(state: MachineState) -> tuple[timedelta, timedelta, timedelta]:
-    g = state.guard
-    return (
-        parse_duration(g.baseline_window or "10m"),
-        parse_duration(g.bake_time or "5m"),
-        parse_duration(g.interval or "30s"),
-    )
-
-
-def _settle_time(state: MachineState) -> timedelta:
-    return parse_duration(state.guard.settle_time or "30s")
-
-
 MIN_BASELINE = timedelta(seconds=10)
 """A baseline shorter than this is too few points to compare with; the guard's small-sample rule
 still judges it, but an onset a moment ago is better read with a little of what came before."""
@@ -271,8 +257,7 @@ def baseline_start(state: MachineState, now: datetime) -> datetime:
     errors began would otherwise have a mostly healthy baseline, and the tail of the very errors a
     rollback cures (a rate window still draining) would read as "worse" and revert the rollback.
     """
-    window = _durations(state)[0]
-    start = now - window
+    start = now - state.guard.baseline_period
     onset = state.incident_onset
     if onset is not None and start < onset:
         start = min(onset, now - MIN_BASELINE)
@@ -762,9 +747,7 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
             )
             for s in obs.series
         ]
-        baseline = Baseline(
-            window=state.guard.baseline_window or "10m", start=obs.start, end=obs.end, values=values
-        )
+        baseline = Baseline(window=state.guard.baseline_window, start=obs.start, end=obs.end, values=values)
         state2 = replace(state, status=status.model_copy(update={"baseline": baseline}))
         intent = _intent(state2, "Apply", now)
         nums = ", ".join(
@@ -813,7 +796,7 @@ def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transi
         )
         reason += f"; {status['auto_sync'].reason}"
     start = baseline_start(state, now)
-    if start > now - _durations(state)[0]:
+    if start > now - state.guard.baseline_period:
         reason += f"; baseline from the Incident's onset ({start.isoformat()})"
     query = QuerySignals(
         signals=tuple(s.name for s in state.guard.signals),
@@ -903,7 +886,7 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
             effects=_finish(state, P.SUCCEEDED),
             intent=None,
         )
-    interval = _durations(state)[2]
+    interval = state.guard.check_period
     applied = AppliedChange(at=now, resource_version=rv, generation=gen)
     p = _plan(state)
     if step == "Apply" and p.evict:
@@ -930,8 +913,7 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
         to=P.BAKING,
         event="Applied",
         reason=(
-            f"{_plan(state).summary}; baking {state.guard.bake_time or '5m'}, "
-            f"checks every {state.guard.interval or '30s'}"
+            f"{_plan(state).summary}; baking {state.guard.bake_time}, checks every {state.guard.interval}"
         ),
         effects=(WakeAt(now + interval),),
         applied=applied,
@@ -978,7 +960,7 @@ def _evicting(state: MachineState, obs: Observation, now: datetime) -> Transitio
     if isinstance(obs, TargetObserved):
         if is_applied(evictions, obs.world, _live(state)):
             return _evicted(state, now)
-        if now >= intent.started_at + _durations(state)[1]:
+        if now >= intent.started_at + state.guard.bake_period:
             return _eviction_refused(state, now, "pods still on the node")
         retry = intent.model_copy(update={"attempt": intent.attempt + 1})
         return _update(state, state.status.message or "", (PersistIntent(retry),), intent=retry)
@@ -990,8 +972,8 @@ def _evicting(state: MachineState, obs: Observation, now: datetime) -> Transitio
 def _eviction_refused(state: MachineState, now: datetime, why: str) -> Transition:
     intent = state.status.intent
     assert intent is not None
-    bake = state.guard.bake_time or "5m"
-    deadline = intent.started_at + _durations(state)[1]
+    bake = state.guard.bake_time
+    deadline = intent.started_at + state.guard.bake_period
     conditions = _condition(state.status, now, EVICTED, ok=False, reason="EvictionRefused", message=why)
     if now >= deadline:
         return _start_revert(
@@ -1024,10 +1006,10 @@ def _evicted(state: MachineState, now: datetime) -> Transition:
         to=P.BAKING,
         event="Applied",
         reason=(
-            f"{n} pod(s) evicted from {node}; baking {state.guard.bake_time or '5m'}, "
-            f"checks every {state.guard.interval or '30s'}"
+            f"{n} pod(s) evicted from {node}; baking {state.guard.bake_time}, "
+            f"checks every {state.guard.interval}"
         ),
-        effects=(WakeAt(now + _durations(state)[2]),),
+        effects=(WakeAt(now + state.guard.check_period),),
         applied=applied.model_copy(update={"at": now}),  # the bake starts once the pods are out
         intent=None,
         rollout=pods_started() if n else None,  # their replacements start elsewhere
@@ -1057,7 +1039,7 @@ def _drifted(state: MachineState, now: datetime, world: World, why: str) -> Tran
 def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
     status = state.status
     assert status.applied is not None
-    _, bake, interval = _durations(state)
+    bake, interval = state.guard.bake_period, state.guard.check_period
     last = status.observations[-1].time if status.observations else status.applied.at
     if isinstance(obs, Tick):
         due = last + interval
@@ -1084,14 +1066,14 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
         baseline = {v.signal: v.points for v in (status.baseline.values if status.baseline else [])}
         sample = {s.signal: s.points for s in obs.series}
         specs = [SignalSpec.of(s.name, state.signals.get(s.name)) for s in state.guard.signals]
-        settling = settling_reason(status.rollout, now=now, settle_time=_settle_time(state))
+        settling = settling_reason(status.rollout, now=now, settle_time=state.guard.settle_period)
         result = run_check(
             specs,
             baseline,
             sample,
             at=obs.at,
             previous=status.observations,
-            tolerance=state.guard.tolerance or 0.0,
+            tolerance=state.guard.tolerance,
             settling=settling,
         )
         history = [*status.observations, result.observation]

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Literal
 
 from stanch.core.effects import Effect
-from stanch.core.models import AuditEntry, GuardSpec, MitigationSpec, MitigationStatus, SignalTemplate
+from stanch.core.models import AuditEntry, MitigationSpec, MitigationStatus, ResolvedGuard, SignalTemplate
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class MachineState:
     identity: MitigationIdentity
     spec: MitigationSpec
     status: MitigationStatus
-    guard: GuardSpec
+    guard: ResolvedGuard
     """The guard with every field resolved (spec over policy ``guardDefaults`` over ``BUILTIN_GUARD``)."""
     signals: Mapping[str, SignalTemplate] = field(default_factory=dict)
     """Signal templates by name (kind, direction, threshold); a guard signal missing here is no data."""

@@ -311,3 +311,67 @@ BUILTIN_GUARD = GuardSpec(
     inconclusive=InconclusiveAction.HOLD,
 )
 """Defaults used when neither the Mitigation nor any policy sets a guard field."""
+
+DEFAULT_GUARD_SIGNALS = ("error_ratio", "latency_p99")
+"""Signals a guard watches when neither the Mitigation nor a policy names any (the design's
+"error-ratio and latency templates")."""
+
+
+class ResolvedGuard(StanchModel):
+    """The guard a Mitigation runs under: every field set (the Mitigation's guard over the policy's
+    ``guardDefaults`` over :data:`BUILTIN_GUARD`). Durations keep the text they were written in (for
+    status and messages) and are read as ``timedelta`` through the ``*_period`` properties."""
+
+    signals: Annotated[list[SignalRef], Field(min_length=1, max_length=8)]
+    """Signals compared against the baseline."""
+    baseline_window: Duration
+    """How far back before the action the baseline is taken."""
+    bake_time: Duration
+    """How long the change is watched before it is declared Healthy."""
+    interval: Duration
+    """Time between guard checks."""
+    tolerance: Annotated[float, Field(ge=0, le=10)]
+    """Relative degradation versus the baseline allowed before a check fails."""
+    failure_limit: Annotated[int, Field(ge=1, le=100)]
+    """Consecutive failed checks that make the verdict Worse."""
+    settle_time: Duration
+    """How long after new pods are available latency and saturation may still settle."""
+    success_criteria: SuccessCriteria | None = None
+    """Optional early-success rule."""
+    no_data: NoDataAction
+    """What to do when a signal has no data."""
+    inconclusive: InconclusiveAction
+    """What to do when the bake ends Inconclusive."""
+
+    @classmethod
+    def of(cls, guard: GuardSpec, *layers: GuardSpec) -> ResolvedGuard:
+        """``guard`` over each of ``layers`` in turn over :data:`BUILTIN_GUARD`, with
+        :data:`DEFAULT_GUARD_SIGNALS` when nobody named any."""
+        merged = BUILTIN_GUARD
+        for layer in reversed(layers):
+            merged = layer.merged_over(merged)
+        merged = guard.merged_over(merged)
+        values = merged.model_dump()
+        if not merged.signals:
+            values["signals"] = [{"name": n} for n in DEFAULT_GUARD_SIGNALS]
+        return cls.model_validate(values)
+
+    @property
+    def baseline_period(self) -> timedelta:
+        return parse_duration(self.baseline_window)
+
+    @property
+    def bake_period(self) -> timedelta:
+        return parse_duration(self.bake_time)
+
+    @property
+    def check_period(self) -> timedelta:
+        return parse_duration(self.interval)
+
+    @property
+    def settle_period(self) -> timedelta:
+        return parse_duration(self.settle_time)
+
+
+DEFAULT_GUARD = ResolvedGuard.of(GuardSpec())
+"""The guard of a Mitigation that sets nothing under a policy that sets nothing."""

@@ -79,6 +79,7 @@ from stanch.core.mitigation_context import (
 )
 from stanch.core.models import (
     APPROVED_BY_ANNOTATION,
+    DEFAULT_GUARD,
     TERMINAL_PHASES,
     MitigationPhase,
     MitigationSpec,
@@ -511,11 +512,14 @@ def wake_key(body: kopf.Body) -> tuple[Any, ...]:
 
 
 def _interval(body: kopf.Body) -> float:
+    """How often to look again when the machine asked for no wake-up: the guard's interval (the
+    built-in default when the Mitigation sets none)."""
+    default = DEFAULT_GUARD.check_period.total_seconds()
     raw = ((body.get("spec") or {}).get("guard") or {}).get("interval")
     try:
-        return max(parse_duration(raw).total_seconds(), 1.0) if raw else 30.0
+        return max(parse_duration(raw).total_seconds(), 1.0) if raw else default
     except ValueError:
-        return 30.0
+        return default
 
 
 def _watches_incident(body: kopf.Body) -> bool:
