@@ -30,9 +30,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from stanch.core.models import StepIntent
+
+
+class Step(StrEnum):
+    """The write-ahead steps a mutation belongs to (``StepIntent.step``, ``Patch.step``,
+    ``ChangeApplied.step``). A StrEnum, so status and Events carry the same strings as before."""
+
+    LOCK = "Lock"
+    """Take the target's lock annotation (with a held GitOps switch, in the same write)."""
+    SUSPEND = "Suspend"
+    """Turn off an Argo CD Application's self-heal after the lock."""
+    APPLY = "Apply"
+    """The change itself."""
+    EVICT = "Evict"
+    """Evacuate only: the evictions, after the cordon."""
+    PROMOTE = "Promote"
+    """Canary only: the fix into the workload, then the canary removed."""
+    REVERT = "Revert"
+    """Undo the change back to the snapshot."""
+    UNLOCK = "Unlock"
+    """Release the lock (best effort)."""
+    RESUME = "Resume"
+    """Restore the GitOps self-heal suspended with the lock."""
+
 
 JsonPatchOp = Mapping[str, Any]
 """One RFC 6902 operation: ``{"op": "replace", "path": "/spec/replicas", "value": 4}``."""

@@ -25,6 +25,7 @@ from stanch.core.effects import (
     PersistIntent,
     QuerySignals,
     Reads,
+    Step,
     WakeAt,
 )
 from stanch.core.guard import (
@@ -362,7 +363,7 @@ def _ending_auto_sync(state: MachineState, effects: tuple[Effect, ...], now: dat
     record = state.status.auto_sync
     if record is None or record.phase not in (AutoSyncPhase.SUSPENDING, AutoSyncPhase.SUSPENDED):
         return {}
-    if any(isinstance(e, Patch) and e.step == "Resume" for e in effects):
+    if any(isinstance(e, Patch) and e.step == Step.RESUME for e in effects):
         return {"auto_sync": record.model_copy(update={"phase": AutoSyncPhase.RESTORING, "changed_at": now})}
     if record.phase is AutoSyncPhase.SUSPENDING:
         update = {
@@ -377,7 +378,7 @@ def _ending_auto_sync(state: MachineState, effects: tuple[Effect, ...], now: dat
 def _after_end(state: MachineState, obs: Observation, now: datetime) -> Transition:
     """A terminal Mitigation still restores what it suspended (also after a restart)."""
     record = state.status.auto_sync
-    if isinstance(obs, ChangeApplied | ApplyFailed) and obs.step == "Resume" and record is not None:
+    if isinstance(obs, ChangeApplied | ApplyFailed) and obs.step == Step.RESUME and record is not None:
         if isinstance(obs, ApplyFailed) and obs.retriable and not obs.conflict:
             return _quiet(state, WakeAt(now + timedelta(seconds=10)))
         done = resumed(record, isinstance(obs, ChangeApplied), getattr(obs, "reason", ""), now)
@@ -414,13 +415,13 @@ def _intent(state: MachineState, step: str, now: datetime, *, attempt: int = 1) 
 
 def _step_effects(state: MachineState, step: str) -> tuple[MutatingEffect, ...]:
     p = _plan(state)
-    if step == "Apply":
+    if step == Step.APPLY:
         return p.apply
-    if step == "Promote":
+    if step == Step.PROMOTE:
         return p.promote
-    if step == "Evict":
+    if step == Step.EVICT:
         return p.evict
-    if step == "Revert":
+    if step == Step.REVERT:
         applied = state.status.applied
         at = state.status.intent.started_at if state.status.intent else applied.at if applied else None
         assert at is not None
@@ -458,7 +459,9 @@ def reduce(state: MachineState, observation: Observation, *, now: datetime) -> T
 def _has_change(state: MachineState) -> bool:
     """Whether the target may carry our change (an Apply was at least intended)."""
     intent = state.status.intent
-    return state.status.applied is not None or (intent is not None and intent.step in ("Apply", "Promote"))
+    return state.status.applied is not None or (
+        intent is not None and intent.step in (Step.APPLY, Step.PROMOTE)
+    )
 
 
 def _on_delete(state: MachineState, now: datetime) -> Transition:
@@ -679,7 +682,7 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
             state2 = replace(
                 state, status=status.model_copy(update={"snapshot": snapshot.to_status(), "plan": plan_model})
             )
-            intent = _intent(state2, "Lock", now)
+            intent = _intent(state2, Step.LOCK, now)
             return _transition(
                 state,
                 now=now,
@@ -704,7 +707,7 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
                 state, status=status.model_copy(update={"snapshot": None, "plan": None, "intent": None})
             )
             return _baseline(fresh, obs, now)
-        intent = _intent(state, "Lock", now, attempt=(status.intent.attempt + 1) if status.intent else 1)
+        intent = _intent(state, Step.LOCK, now, attempt=(status.intent.attempt + 1) if status.intent else 1)
         return _transition(
             state,
             now=now,
@@ -714,18 +717,18 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
             effects=(PersistIntent(intent),),
             intent=intent,
         )
-    if isinstance(obs, IntentPersisted) and obs.step == "Lock" and status.snapshot is not None:
+    if isinstance(obs, IntentPersisted) and obs.step == Step.LOCK and status.snapshot is not None:
         snap = read_snapshot(state.spec, status.snapshot)
         holder = (snap.target.annotations or {}).get(LOCK_ANNOTATION)
         stale = holder if holder and holder != state.identity.name else None
         lock = lock_patch(snap.target.as_object(), state.identity.name, stale_holder=stale, held=snap.held)
         return _quiet(state, lock)
-    if isinstance(obs, ChangeApplied) and obs.step == "Lock":
+    if isinstance(obs, ChangeApplied) and obs.step == Step.LOCK:
         return _query_baseline(state, now)
-    if isinstance(obs, ChangeApplied | ApplyFailed) and obs.step == "Suspend" and status.auto_sync:
+    if isinstance(obs, ChangeApplied | ApplyFailed) and obs.step == Step.SUSPEND and status.auto_sync:
         record = suspended(status.auto_sync, isinstance(obs, ChangeApplied), getattr(obs, "reason", ""), now)
         return _query_baseline(state, now, auto_sync=record)
-    if isinstance(obs, ApplyFailed) and obs.step == "Lock":
+    if isinstance(obs, ApplyFailed) and obs.step == Step.LOCK:
         if obs.retriable or obs.conflict:
             return _quiet(state, _observe(state))
         return _transition(
@@ -749,7 +752,7 @@ def _baseline(state: MachineState, obs: Observation, now: datetime) -> Transitio
         ]
         baseline = Baseline(window=state.guard.baseline_window, start=obs.start, end=obs.end, values=values)
         state2 = replace(state, status=status.model_copy(update={"baseline": baseline}))
-        intent = _intent(state2, "Apply", now)
+        intent = _intent(state2, Step.APPLY, now)
         nums = ", ".join(
             f"{v.signal}={v.value if v.value is not None else 'no data'} (n={v.samples})" for v in values
         )
@@ -819,8 +822,8 @@ def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transi
 
 def _applying(state: MachineState, obs: Observation, now: datetime) -> Transition:
     intent = state.status.intent
-    step = intent.step if intent else "Apply"
-    if step == "Evict":
+    step = intent.step if intent else Step.APPLY
+    if step == Step.EVICT:
         return _evicting(state, obs, now)
     if isinstance(obs, IntentPersisted) and intent is not None and obs.step == step:
         effects = _step_effects(state, step)
@@ -876,7 +879,7 @@ def _applying(state: MachineState, obs: Observation, now: datetime) -> Transitio
 
 
 def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen: int | None) -> Transition:
-    if step == "Promote":
+    if step == Step.PROMOTE:
         return _transition(
             state,
             now=now,
@@ -889,9 +892,9 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
     interval = state.guard.check_period
     applied = AppliedChange(at=now, resource_version=rv, generation=gen)
     p = _plan(state)
-    if step == "Apply" and p.evict:
+    if step == Step.APPLY and p.evict:
         # Evacuate: the node is cordoned (or already was); now the evictions, a step of their own.
-        intent = _intent(state, "Evict", now)
+        intent = _intent(state, Step.EVICT, now)
         node = (state.status.snapshot or {}).get("node") or {}
         done = "cordoned" if p.apply else "already cordoned"
         return _transition(
@@ -940,11 +943,11 @@ def _evicting(state: MachineState, obs: Observation, now: datetime) -> Transitio
     intent = state.status.intent
     assert intent is not None
     evictions = _plan(state).evict
-    if isinstance(obs, IntentPersisted) and obs.step == "Evict":
+    if isinstance(obs, IntentPersisted) and obs.step == Step.EVICT:
         return _quiet(state, *evictions) if evictions else _evicted(state, now)
-    if isinstance(obs, ChangeApplied) and obs.step == "Evict":
+    if isinstance(obs, ChangeApplied) and obs.step == Step.EVICT:
         return _evicted(state, now)
-    if isinstance(obs, ApplyFailed) and obs.step == "Evict":
+    if isinstance(obs, ApplyFailed) and obs.step == Step.EVICT:
         if obs.conflict:
             return _quiet(state, _observe(state))
         if not obs.retriable:
@@ -1123,7 +1126,7 @@ def _baking(state: MachineState, obs: Observation, now: datetime) -> Transition:
                 verdict=verdict,
             )
         if state.spec.action == ActionKind.CANARY:
-            intent = _intent(state, "Promote", now)
+            intent = _intent(state, Step.PROMOTE, now)
             return _transition(
                 state,
                 now=now,
@@ -1170,8 +1173,10 @@ def _reverting(state: MachineState, obs: Observation, now: datetime) -> Transiti
         reverts = _step_effects(
             state
             if intent
-            else replace(state, status=status.model_copy(update={"intent": _intent(state, "Revert", now)})),
-            "Revert",
+            else replace(
+                state, status=status.model_copy(update={"intent": _intent(state, Step.REVERT, now)})
+            ),
+            Step.REVERT,
         )
         if is_applied(reverts, obs.world, _live(state)) and not (
             status.applied is None
@@ -1189,7 +1194,7 @@ def _reverting(state: MachineState, obs: Observation, now: datetime) -> Transiti
             # The revert's precondition keeps failing: the target is not what we left. Stop and
             # say so rather than loop or force it.
             return _drifted(state, now, obs.world, f"the revert was refused {intent.attempt} times")
-        new_intent = _intent(state, "Revert", now, attempt=(intent.attempt + 1) if intent else 1)
+        new_intent = _intent(state, Step.REVERT, now, attempt=(intent.attempt + 1) if intent else 1)
         if intent is not None:
             new_intent = new_intent.model_copy(update={"started_at": intent.started_at})
         return _transition(
@@ -1201,11 +1206,11 @@ def _reverting(state: MachineState, obs: Observation, now: datetime) -> Transiti
             effects=(PersistIntent(new_intent),),
             intent=new_intent,
         )
-    if isinstance(obs, IntentPersisted) and intent is not None and obs.step == "Revert":
-        return _quiet(state, *_step_effects(state, "Revert"))
-    if isinstance(obs, RevertApplied) or (isinstance(obs, ChangeApplied) and obs.step == "Revert"):
+    if isinstance(obs, IntentPersisted) and intent is not None and obs.step == Step.REVERT:
+        return _quiet(state, *_step_effects(state, Step.REVERT))
+    if isinstance(obs, RevertApplied) or (isinstance(obs, ChangeApplied) and obs.step == Step.REVERT):
         return _reverted(state, now)
-    if isinstance(obs, ApplyFailed) and obs.step == "Revert":
+    if isinstance(obs, ApplyFailed) and obs.step == Step.REVERT:
         if obs.retriable and (intent.attempt if intent else 1) < MAX_ATTEMPTS:
             return _quiet(state, _observe(state))
         if obs.conflict:

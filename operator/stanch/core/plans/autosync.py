@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from stanch.core.effects import ObjectKey, Patch, Precondition, pointer
+from stanch.core.effects import ObjectKey, Patch, Precondition, Step, pointer
 from stanch.core.models import (
     FLUX_RECONCILE_ANNOTATION,
     FLUX_RECONCILE_DISABLED,
@@ -149,7 +149,7 @@ def suspend_patch(record: AutoSync, has_annotations: bool) -> Patch:
         key=key,
         ops=({"op": "replace", "path": SELF_HEAL, "value": False}, add),
         precondition=Precondition(tests=tests),
-        step="Suspend",
+        step=Step.SUSPEND,
         description=f"suspend the self-heal of {key.display()}",
     )
 
@@ -202,7 +202,7 @@ def resume_patch(record: AutoSync, target: Mapping[str, Any]) -> Patch:
             key=app,
             ops=({"op": "replace", "path": SELF_HEAL, "value": True}, {"op": "remove", "path": marker}),
             precondition=Precondition(tests=((marker, record.marker),)),
-            step="Resume",
+            step=Step.RESUME,
             description=f"restore the self-heal of {app.display()}",
         )
     path = pointer("metadata", "annotations", FLUX_RECONCILE_ANNOTATION)
@@ -218,7 +218,7 @@ def resume_patch(record: AutoSync, target: Mapping[str, Any]) -> Patch:
         precondition=Precondition(
             uid=(target.get("metadata") or {}).get("uid"), tests=((path, record.value),)
         ),
-        step="Resume",
+        step=Step.RESUME,
         description=f"restore {record.tool} reconciliation of {key.display()}",
     )
 

@@ -10,7 +10,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Generic
 
-from stanch.core.effects import Create, Delete, Evict, JsonPatchOp, ObjectKey, Patch, Precondition, Reads
+from stanch.core.effects import (
+    Create,
+    Delete,
+    Evict,
+    JsonPatchOp,
+    ObjectKey,
+    Patch,
+    Precondition,
+    Reads,
+    Step,
+)
 from stanch.core.models import ActionKind, MitigationSpec
 from stanch.core.plans.common import ActionPlan, MutatingEffect, meta
 from stanch.core.plans.jsonpatch import get_path
@@ -79,7 +89,7 @@ def revert_patch(
         key=effect.key,
         ops=tuple(ops),
         precondition=Precondition(uid=effect.precondition.uid, generation=generation, tests=tuple(tests)),
-        step="Revert",
+        step=Step.REVERT,
         description=f"revert: {effect.description}",
     )
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from stanch.core.effects import Create, Delete, ObjectKey, Patch, Precondition, Reads, pointer
+from stanch.core.effects import Create, Delete, ObjectKey, Patch, Precondition, Reads, Step, pointer
 from stanch.core.models import ActionKind, MitigationSpec
 from stanch.core.plans.base import BaseAction
 from stanch.core.plans.common import CANARY_LABEL, ActionPlan, MutatingEffect, PlanError, deployment_key, meta
@@ -162,11 +162,14 @@ class Canary(BaseAction[CanarySnapshot]):
                         ),
                     ),
                 ),
-                step="Promote",
+                step=Step.PROMOTE,
                 description=f"promote the fix into {key.display()}",
             ),
             Delete(
-                key=canary_key, precondition=Precondition(), step="Promote", description="remove the canary"
+                key=canary_key,
+                precondition=Precondition(),
+                step=Step.PROMOTE,
+                description="remove the canary",
             ),
         )
         return ActionPlan(
@@ -174,7 +177,10 @@ class Canary(BaseAction[CanarySnapshot]):
             changes=tuple(diff_lines(container, fixed, f"containers[{index}]")),
             apply=(
                 Create(
-                    manifest=manifest, owner_uid=mitigation_uid, step="Apply", description="create the canary"
+                    manifest=manifest,
+                    owner_uid=mitigation_uid,
+                    step=Step.APPLY,
+                    description="create the canary",
                 ),
             ),
             promote=promote,
@@ -190,7 +196,7 @@ class Canary(BaseAction[CanarySnapshot]):
         at: datetime,
     ) -> tuple[MutatingEffect, ...]:
         return tuple(
-            Delete(key=e.key, precondition=Precondition(), step="Revert", description="delete the canary")
+            Delete(key=e.key, precondition=Precondition(), step=Step.REVERT, description="delete the canary")
             for e in plan.apply
             if isinstance(e, Create)
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stanch.core.effects import Create, Delete, Evict, ObjectKey, Patch, Precondition, pointer
+from stanch.core.effects import Create, Delete, Evict, ObjectKey, Patch, Precondition, Step, pointer
 from stanch.core.models import LOCK_ANNOTATION, ActionKind
 
 MutatingEffect = Patch | Create | Delete | Evict
@@ -127,7 +127,7 @@ def lock_patch(
         precondition=Precondition(
             uid=meta(target).get("uid"), generation=meta(target).get("generation"), tests=tests
         ),
-        step="Lock",
+        step=Step.LOCK,
         description=f"lock {key.display()} for {holder}",
     )
 
@@ -154,7 +154,7 @@ def unlock_patch(target: Mapping[str, Any], holder: str) -> Patch:
         key=key,
         ops=({"op": "remove", "path": path},),
         precondition=Precondition(tests=((path, holder),)),
-        step="Unlock",
+        step=Step.UNLOCK,
         description=f"release the lock on {key.display()}",
         best_effort=True,
     )

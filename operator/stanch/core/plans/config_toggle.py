@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from stanch.core.effects import ObjectKey, Patch, Precondition, Reads, pointer
+from stanch.core.effects import ObjectKey, Patch, Precondition, Reads, Step, pointer
 from stanch.core.models import ActionKind, MitigationSpec
 from stanch.core.plans.base import BaseAction, revert_patch, with_generation
 from stanch.core.plans.common import ActionPlan, MutatingEffect, PlanError, deployment_key, meta, rfc3339
@@ -111,12 +111,12 @@ class ConfigToggle(BaseAction[ConfigToggleSnapshot]):
                 key=cm_key,
                 ops=(op,),
                 precondition=Precondition(uid=cm.uid, tests=tests),
-                step="Apply",
+                step=Step.APPLY,
                 description=f"{cm_key.display()} {ct.key}: {cm.value!r} → {ct.value!r}",
             )
         ]
         if ct.restart:
-            effects.append(restart_patch(target, snapshot.taken_at, "Apply"))
+            effects.append(restart_patch(target, snapshot.taken_at, Step.APPLY))
         before = repr(cm.value) if cm.present else "(absent)"
         return ActionPlan(
             summary=f"set {cm_key.display()} key {ct.key}: {before} → {ct.value!r}"
@@ -140,7 +140,7 @@ class ConfigToggle(BaseAction[ConfigToggleSnapshot]):
             if effect.key.kind == "Deployment":
                 # The restart that came with the toggle: a new restart picks the old value up again.
                 target = with_generation(snapshot.target.as_object(), applied_generation)
-                out.append(restart_patch(target, rfc3339(at), "Revert"))
+                out.append(restart_patch(target, rfc3339(at), Step.REVERT))
             else:
                 out.append(
                     revert_patch(

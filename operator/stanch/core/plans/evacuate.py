@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from stanch.core.effects import Evict, ObjectKey, Patch, Precondition, Reads, pointer
+from stanch.core.effects import Evict, ObjectKey, Patch, Precondition, Reads, Step, pointer
 from stanch.core.models import ActionKind, MitigationSpec
 from stanch.core.plans.base import BaseAction
 from stanch.core.plans.common import CORDONED_BY, ActionPlan, MutatingEffect, PlanError, deployment_key, meta
@@ -107,7 +107,7 @@ class Evacuate(BaseAction[EvacuateSnapshot]):
                     key=node_key,
                     ops=ops,
                     precondition=Precondition(uid=node.uid, tests=tests),
-                    step="Apply",
+                    step=Step.APPLY,
                     description=f"cordon {node.name}",
                 )
             )
@@ -115,7 +115,7 @@ class Evacuate(BaseAction[EvacuateSnapshot]):
             Evict(
                 key=ObjectKey("v1", "Pod", p.name, namespace),
                 precondition=Precondition(uid=p.uid),
-                step="Evict",
+                step=Step.EVICT,
                 description=f"evict pod {p.name} from {node.name}",
             )
             for p in snapshot.action.pods
@@ -160,6 +160,6 @@ def _uncordon(node: NodeState, key: ObjectKey) -> Patch:
         precondition=Precondition(
             uid=node.uid, tests=(("/spec/unschedulable", True), (mark, node.cordoned_by))
         ),
-        step="Revert",
+        step=Step.REVERT,
         description=f"uncordon {node.name}",
     )

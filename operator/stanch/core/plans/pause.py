@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stanch.core.effects import Patch, Precondition
+from stanch.core.effects import Patch, Precondition, Step
 from stanch.core.models import ActionKind, MitigationSpec
 from stanch.core.plans.base import BaseAction
 from stanch.core.plans.common import ActionPlan, deployment_key, meta
@@ -31,7 +31,7 @@ class Pause(BaseAction[NoSnapshot]):
             key=key,
             ops=({"op": "add", "path": "/spec/paused", "value": want},),
             precondition=Precondition(generation=meta(target).get("generation")),
-            step="Apply",
+            step=Step.APPLY,
             description=f"spec.paused → {want}",
         )
         return ActionPlan(

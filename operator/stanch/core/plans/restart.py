@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stanch.core.effects import Delete, ObjectKey, Patch, Precondition, Reads, pointer
+from stanch.core.effects import Delete, ObjectKey, Patch, Precondition, Reads, Step, pointer
 from stanch.core.label_selectors import selects
 from stanch.core.models import ActionKind, MitigationSpec
 from stanch.core.plans.base import BaseAction
@@ -107,7 +107,7 @@ class Restart(BaseAction[RestartSnapshot]):
                 Delete(
                     key=ObjectKey("v1", "Pod", p.name, key.namespace),
                     precondition=Precondition(uid=p.uid),
-                    step="Apply",
+                    step=Step.APPLY,
                     description=f"delete pod {p.name}",
                 )
                 for p in pods
@@ -124,7 +124,7 @@ class Restart(BaseAction[RestartSnapshot]):
         return ActionPlan(
             summary=f"rolling restart of {key.display()} (kubectl rollout restart)",
             changes=(f"spec.template.metadata.annotations[{RESTARTED_AT}] = {snapshot.taken_at}",),
-            apply=(restart_patch(target, snapshot.taken_at, "Apply"),),
+            apply=(restart_patch(target, snapshot.taken_at, Step.APPLY),),
             revert_note=NO_UNDO,
             reversible=False,
         )

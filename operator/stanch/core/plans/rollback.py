@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from stanch.core.effects import JsonPatchOp, ObjectKey, Patch, Precondition, Reads, pointer
+from stanch.core.effects import JsonPatchOp, ObjectKey, Patch, Precondition, Reads, Step, pointer
 from stanch.core.models import LOCK_ANNOTATION, ActionKind, MitigationSpec
 from stanch.core.plans.base import BaseAction, revert_patch
 from stanch.core.plans.common import (
@@ -210,7 +210,7 @@ def rollback_patch(
             },
         ),
         precondition=Precondition(generation=meta(snapshot_target).get("generation")),
-        step="Apply",
+        step=Step.APPLY,
         description=f"roll {key.display()} back to revision {chosen.revision} ({chosen.replica_set})",
     )
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from stanch.core.effects import ObjectKey, Patch, Precondition
+from stanch.core.effects import ObjectKey, Patch, Precondition, Step
 from stanch.core.models import ActionKind, MitigationSpec
 from stanch.core.plans.base import BaseAction
 from stanch.core.plans.common import ActionPlan, PlanError, deployment_key, meta
@@ -64,7 +64,7 @@ class Scale(BaseAction[NoSnapshot]):
             precondition=Precondition(
                 generation=meta(target).get("generation"), tests=(("/spec/replicas", current),)
             ),
-            step="Apply",
+            step=Step.APPLY,
             description=f"replicas {current} → {desired}",
         )
         return ActionPlan(
@@ -97,7 +97,7 @@ def _via_hpa(hpa: Mapping[str, Any], key: ObjectKey, desired: int) -> ActionPlan
             uid=meta(hpa).get("uid"),
             tests=(("/spec/minReplicas", old_min), ("/spec/maxReplicas", old_max)),
         ),
-        step="Apply",
+        step=Step.APPLY,
         description=(
             f"raise the HPA instead of fighting it: min {eff_min} → {new_min}, max {old_max} → {new_max}"
         ),
