@@ -13,7 +13,7 @@ import pytest
 
 from stanch.core.machine.effects import QuerySignals
 from stanch.core.machine.observations import Tick
-from stanch.core.machine.reducer import MIN_BASELINE, baseline_start
+from stanch.core.machine.phases.baseline import MIN_BASELINE, baseline_start
 from stanch.core.mitigation_context import incident_facts
 
 from .test_machine import T0, new_cluster, state, step
