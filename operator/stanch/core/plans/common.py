@@ -43,6 +43,8 @@ class ActionPlan:
     evict: tuple[Evict, ...] = ()
     """Evacuate only: the evictions, a step of their own after the cordon (``Evict``): each is
     idempotent, a PodDisruptionBudget may refuse some for a while, and none can be reverted."""
+    evict_from: str | None = None
+    """Evacuate only: the node the pods leave."""
     reversible: bool = True
     action: ActionKind | None = None
     """The action that made it (set by :func:`stanch.core.plans.plan`): which module reverts it."""

@@ -127,6 +127,7 @@ class Evacuate(BaseAction[EvacuateSnapshot]):
             changes=tuple(e.description for e in (*apply, *evict)),
             apply=tuple(apply),
             evict=evict,
+            evict_from=node.name,
             revert_note=(
                 "uncordons the node (Stanch cordoned it); evicted pods are not moved back"
                 if apply

@@ -108,7 +108,6 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
     if step == Step.APPLY and p.evict:
         # Evacuate: the node is cordoned (or already was); now the evictions, a step of their own.
         intent = intent_for(state, Step.EVICT, now)
-        node = (state.status.snapshot or {}).get("node") or {}
         done = "cordoned" if p.apply else "already cordoned"
         return transition(
             state,
@@ -116,7 +115,7 @@ def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen:
             to=None,
             event="Evicting",
             reason=(
-                f"node {node.get('name')} {done}; evicting {len(p.evict)} pod(s) through the Eviction "
+                f"node {p.evict_from} {done}; evicting {len(p.evict)} pod(s) through the Eviction "
                 "API (PodDisruptionBudgets apply)"
             ),
             effects=(PersistIntent(intent),),

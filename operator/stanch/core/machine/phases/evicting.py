@@ -99,8 +99,8 @@ def _eviction_refused(state: MachineState, now: datetime, why: str) -> Transitio
 
 
 def _evicted(state: MachineState, now: datetime) -> Transition:
-    n = len(plan_of(state).evict)
-    node = ((state.status.snapshot or {}).get("node") or {}).get("name")
+    p = plan_of(state)
+    n, node = len(p.evict), p.evict_from
     applied = state.status.applied or AppliedChange(at=now)
     return transition(
         state,
