@@ -16,6 +16,7 @@ import pytest
 
 from e2e.cluster import WorldInfo
 from e2e.kube import Kube, deployment
+from e2e.shared import GUARD
 from e2e.tests.mitigation_world import (
     FAST_GUARD,
     deployment_state,
@@ -132,6 +133,15 @@ APPLICATION_CRD: dict[str, Any] = {
 }
 
 
+@pytest.fixture(scope="module")
+def application_crd(kube: Kube) -> None:
+    """The stand-in CRD, the same whichever worker applies it and read by no other test: a harness
+    write (e2e.shared), so this test runs beside the others."""
+    with GUARD.harness():
+        kube.apply(APPLICATION_CRD)
+    kube.run("wait", "--for", "condition=established", "crd/applications.argoproj.io", "--timeout=60s")
+
+
 def _self_heal(kube: Kube, namespace: str) -> tuple[Any, dict[str, str]]:
     app = kube.get("application.argoproj.io", "shop", namespace)
     annotations = {
@@ -142,11 +152,10 @@ def _self_heal(kube: Kube, namespace: str) -> tuple[Any, dict[str, str]]:
     return app["spec"]["syncPolicy"]["automated"].get("selfHeal"), annotations
 
 
+@pytest.mark.usefixtures("application_crd")
 def test_argo_cd_self_heal_is_suspended_for_the_mitigation_and_restored(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
 ) -> None:
-    kube.apply(APPLICATION_CRD)
-    kube.run("wait", "--for", "condition=established", "crd/applications.argoproj.io", "--timeout=60s")
     manifest = deployment("web", replicas=2)
     # Applications in any namespace: the tracking id names <namespace>_<app>.
     tracking = f"{namespace}_shop:apps/Deployment:{namespace}/web"
