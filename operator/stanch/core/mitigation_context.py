@@ -63,6 +63,23 @@ def signal_templates(queries: Mapping[str, str]) -> dict[str, SignalTemplate]:
     return out
 
 
+def mitigation_signals(
+    operator_queries: Mapping[str, str], policy_templates: Mapping[str, SignalTemplate]
+) -> dict[str, SignalTemplate]:
+    """The signal templates one Mitigation runs under: the operator's (``--signals``), overridden
+    name by name by the deciding policy's ``spec.signals``. A policy's template of a built-in name
+    replaces its query *and* its kind, direction and threshold together: a threshold judged on a
+    query it was not written for would be a wrong verdict, not a stricter one."""
+    return {**signal_templates(operator_queries), **policy_templates}
+
+
+def signal_queries(templates: Mapping[str, SignalTemplate]) -> dict[str, str]:
+    """What the sampler queries for each signal name: exactly the PromQL of the templates the guard
+    judges by (:func:`mitigation_signals`), so the query and its threshold never come from two
+    different templates."""
+    return {name: template.query for name, template in templates.items()}
+
+
 def resolve_guard(spec: MitigationSpec, policy_defaults: GuardSpec | None = None) -> ResolvedGuard:
     """The Mitigation's guard over the policy's ``guardDefaults`` over :data:`BUILTIN_GUARD`, with
     the default signals filled in when nobody named any."""

@@ -71,10 +71,11 @@ from stanch.core.mitigation_context import (
     incident_entry,
     incident_facts,
     link_into_incident,
+    mitigation_signals,
     phase_after_link,
     phase_summary,
     resolve_guard,
-    signal_templates,
+    signal_queries,
     timeline_entry,
 )
 from stanch.core.models import (
@@ -175,7 +176,7 @@ def machine_state(
 
 def _templates(runtime: Runtime, context: PolicyContext) -> dict[str, SignalTemplate]:
     """The operator's templates, overridden by the deciding policy's."""
-    return {**signal_templates(runtime.settings.signal_templates), **context.templates}
+    return mitigation_signals(runtime.settings.signal_templates, context.templates)
 
 
 def initial_observations(state: MachineState, incident_resolved: bool) -> list[Observation]:
@@ -394,6 +395,10 @@ class Pass:
             start=effect.start,
             end=effect.end,
             step_seconds=effect.step_seconds,
+            # This Mitigation's templates (the deciding policy's over the operator's): the sampler's
+            # own table is only the operator's, so without them a policy's custom signal was never
+            # queried (no data, a guard holding forever) and an override ran the built-in query.
+            templates=signal_queries(self.state.signals),
         )
         series = tuple(SignalSeries(signal=s.signal, points=s.points, error=s.error) for s in samples)
         if effect.purpose == "baseline":
