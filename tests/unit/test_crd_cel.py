@@ -135,6 +135,10 @@ VALID = [
     mit(rollback={}, temporary=True, keepOnResolve=True),
     mit(rollback={}, guard={"bakeTime": "5m", "interval": "30s"}),
     mit(rollback={}, guard={"bakeTime": "30s", "interval": "30s"}),
+    mit(rollback={}, guard={"interval": "1s", "bakeTime": "1s"}),
+    mit(rollback={}, guard={"interval": "1h", "bakeTime": "1h"}),
+    mit(rollback={}, guard={"baselineNoData": "Proceed"}),
+    pol(guardDefaults={"interval": "1m"}),
     pol(freezeWindows=[{"name": "bf", "start": T1, "end": T2}]),
     pol(freezeWindows=[{"name": "we", "schedule": WEEKEND}]),
     pol(actions=[{"action": "Scale", "tier": "Auto", "limits": {"minReplicas": 2, "maxReplicas": 2}}]),
@@ -150,6 +154,10 @@ INVALID = [
     (mit(canary={"env": []}), "canary needs an image, an env patch or args"),
     (mit(rollback={}, keepOnResolve=True), "keepOnResolve only applies to temporary mitigations"),
     (mit(rollback={}, guard={"bakeTime": "20s", "interval": "1m"}), "bakeTime must be at least one interval"),
+    (mit(rollback={}, guard={"interval": "0s"}), "interval must be between 1s and 1h"),
+    (mit(rollback={}, guard={"interval": "1h1s", "bakeTime": "2h"}), "interval must be between 1s and 1h"),
+    (pol(guardDefaults={"interval": "0s"}), "interval must be between 1s and 1h"),
+    (pol(guardDefaults={"interval": "2h"}), "interval must be between 1s and 1h"),
     (pol(freezeWindows=[{"name": "bf", "start": T2, "end": T1}]), "end must be after start"),
     (pol(freezeWindows=[{"name": "bf", "start": T1, "end": T1}]), "end must be after start"),
     (pol(freezeWindows=[{"name": "bf", "start": T1}]), "start and end must be set together"),
@@ -182,6 +190,15 @@ def test_cel_rejects_invalid_objects(obj: dict[str, Any], message: str) -> None:
 def test_failure_names_the_location() -> None:
     assert cel_failures("Mitigation", mit(scale={})) == [
         "spec.scale: scale needs exactly one of replicas or factor"
+    ]
+
+
+def test_an_out_of_range_interval_is_reported_at_the_interval_field() -> None:
+    schema = schema_of("Mitigation")["properties"]["spec"]["properties"]["guard"]
+    (rule,) = [r for r in schema["x-kubernetes-validations"] if "1s" in r["rule"]]
+    assert rule["fieldPath"] == ".interval"
+    assert cel_failures("Mitigation", mit(rollback={}, guard={"interval": "0s"})) == [
+        "spec.guard: interval must be between 1s and 1h"
     ]
 
 

@@ -12,9 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from stanch.core.models import (
+    DEFAULT_GUARD,
     TIMELINE_MAX,
     ActionKind,
     Direction,
+    GuardError,
+    GuardProblem,
     GuardSpec,
     IncidentMitigation,
     IncidentPhase,
@@ -30,6 +33,7 @@ from stanch.core.models import (
     SignalTemplate,
     TimelineEntry,
     TimelineKind,
+    guard_layers,
 )
 from stanch.core.signals import SIGNAL_DESCRIPTIONS
 
@@ -80,10 +84,25 @@ def signal_queries(templates: Mapping[str, SignalTemplate]) -> dict[str, str]:
     return {name: template.query for name, template in templates.items()}
 
 
-def resolve_guard(spec: MitigationSpec, policy_defaults: GuardSpec | None = None) -> ResolvedGuard:
+def resolve_guard(
+    spec: MitigationSpec, policy_defaults: GuardSpec | None = None, policy: str | None = None
+) -> ResolvedGuard:
     """The Mitigation's guard over the policy's ``guardDefaults`` over :data:`BUILTIN_GUARD`, with
-    the default signals filled in when nobody named any."""
-    return ResolvedGuard.of(spec.guard, *((policy_defaults,) if policy_defaults else ()))
+    the default signals filled in when nobody named any. Raises ``GuardError`` naming the field."""
+    return ResolvedGuard.resolve(*guard_layers(spec.guard, policy_defaults, policy))
+
+
+def resolve_guard_or_problem(
+    spec: MitigationSpec, policy_defaults: GuardSpec | None = None, policy: str | None = None
+) -> tuple[ResolvedGuard, GuardProblem | None]:
+    """:func:`resolve_guard`, or the built-in guard and the problem when the merge is invalid.
+
+    The reducer ends (or reverts) a Mitigation whose guard has a problem before any phase would judge
+    with the stand-in guard; a deletion still completes. Raising here instead stalled every pass."""
+    try:
+        return resolve_guard(spec, policy_defaults, policy), None
+    except GuardError as err:
+        return DEFAULT_GUARD, err.problem
 
 
 NO_POLICY = "no policy evaluator: default deny (design invariant 4)"

@@ -1,4 +1,5 @@
-"""Types shared by all three resources: names, durations, targets, conditions, signals and guards."""
+"""Types shared by all three resources: names, durations, targets, conditions and signals (the guard
+built on them is in :mod:`stanch.core.models.guard`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, Field, StringConstraints
 
-from stanch.core.models.base import PRESERVE_KEY, Capped, CelRule, StanchModel
+from stanch.core.models.base import PRESERVE_KEY, Capped, StanchModel
 
 # --- strings ------------------------------------------------------------------------------------
 
@@ -210,168 +211,3 @@ class SignalTemplate(StanchModel):
     """Unit for display, e.g. ``ratio``, ``seconds``, ``rps``."""
     description: ShortText | None = None
     """What the query measures, for humans."""
-
-
-class NoDataAction(StrEnum):
-    """What to do when a guard has no data (design invariant 5: no data is never healthy)."""
-
-    HOLD = "Hold"
-    REVERT = "Revert"
-
-
-class InconclusiveAction(StrEnum):
-    """What to do when the bake ends without a clear Healthy or Worse verdict."""
-
-    HOLD = "Hold"
-    REVERT = "Revert"
-    KEEP = "Keep"
-
-
-class SuccessCriteria(StanchModel):
-    """Ends the bake early as Healthy once a signal is back under target for enough checks."""
-
-    signal: SignalName
-    """Name of the signal template to watch."""
-    below: Annotated[float, Field(ge=0)]
-    """The signal must stay strictly below this value..."""
-    checks: Annotated[int, Field(ge=1, le=100)] = 3
-    """...for this many consecutive checks."""
-
-
-class GuardSpec(StanchModel):
-    """How a mitigation is watched: baseline, bake, checks and fail-safes.
-
-    Every field is optional: unset fields inherit the matching policy's ``guardDefaults`` and then
-    the built-in defaults in :data:`BUILTIN_GUARD`.
-    """
-
-    signals: Annotated[list[SignalRef], Field(max_length=8)] = []
-    """Signals to compare against the baseline; empty means the policy's error-ratio and latency
-    templates."""
-    baseline_window: Duration | None = None
-    """How far back before the action the baseline is taken (default 10m); never before the linked
-    Incident's onset, so the incident's own errors are the baseline a fix is judged against."""
-    bake_time: Duration | None = None
-    """How long to watch after the change is applied before declaring it Healthy (default 5m)."""
-    interval: Duration | None = None
-    """Time between guard checks (default 10s: with two failed checks in a row a clear regression is
-    reverted within about 20 s of showing up; see docs/benchmarks.md)."""
-    tolerance: Annotated[float, Field(ge=0, le=10)] | None = None
-    """Relative degradation versus the baseline allowed before a check fails, as a fraction
-    (0.1 = 10 % worse; default 0.1)."""
-    failure_limit: Annotated[int, Field(ge=1, le=100)] | None = None
-    """Consecutive failed checks that make the verdict Worse and trigger a revert (default 2)."""
-    settle_time: Duration | None = None
-    """While the target's new pods start, and for this long after they are all available, a check
-    that is worse only on latency or saturation counts as settling, not failing (default 30s; set it
-    to the rate window of your latency query, which keeps the rollout in its numbers that long).
-    Error ratio, restarts and throughput are never excused."""
-    success_criteria: SuccessCriteria | None = None
-    """Optional early-success rule."""
-    no_data: NoDataAction | None = None
-    """What to do when a signal has no data or Prometheus fails (default Hold; never Healthy)."""
-    inconclusive: InconclusiveAction | None = None
-    """What to do when the bake ends Inconclusive (default Hold)."""
-
-    cel_rules = (
-        CelRule(
-            rule="!has(self.bakeTime) || !has(self.interval)"
-            " || duration(self.bakeTime) >= duration(self.interval)",
-            message="bakeTime must be at least one interval",
-        ),
-    )
-
-    @model_validator(mode="after")
-    def _bake_at_least_interval(self) -> GuardSpec:
-        if (
-            self.bake_time
-            and self.interval
-            and parse_duration(self.bake_time) < parse_duration(self.interval)
-        ):
-            raise ValueError("bakeTime must be at least one interval")
-        return self
-
-    def merged_over(self, defaults: GuardSpec) -> GuardSpec:
-        """This guard with unset fields taken from ``defaults`` (mitigation over policy over built-in)."""
-        values = defaults.model_dump(exclude_unset=False)
-        for name, value in self.model_dump().items():
-            if value is not None and value != []:
-                values[name] = value
-        return GuardSpec.model_validate(values)
-
-
-BUILTIN_GUARD = GuardSpec(
-    baseline_window="10m",
-    bake_time="5m",
-    interval="10s",
-    tolerance=0.1,
-    failure_limit=2,
-    settle_time="30s",
-    no_data=NoDataAction.HOLD,
-    inconclusive=InconclusiveAction.HOLD,
-)
-"""Defaults used when neither the Mitigation nor any policy sets a guard field."""
-
-DEFAULT_GUARD_SIGNALS = ("error_ratio", "latency_p99")
-"""Signals a guard watches when neither the Mitigation nor a policy names any (the design's
-"error-ratio and latency templates")."""
-
-
-class ResolvedGuard(StanchModel):
-    """The guard a Mitigation runs under: every field set (the Mitigation's guard over the policy's
-    ``guardDefaults`` over :data:`BUILTIN_GUARD`). Durations keep the text they were written in (for
-    status and messages) and are read as ``timedelta`` through the ``*_period`` properties."""
-
-    signals: Annotated[list[SignalRef], Field(min_length=1, max_length=8)]
-    """Signals compared against the baseline."""
-    baseline_window: Duration
-    """How far back before the action the baseline is taken."""
-    bake_time: Duration
-    """How long the change is watched before it is declared Healthy."""
-    interval: Duration
-    """Time between guard checks."""
-    tolerance: Annotated[float, Field(ge=0, le=10)]
-    """Relative degradation versus the baseline allowed before a check fails."""
-    failure_limit: Annotated[int, Field(ge=1, le=100)]
-    """Consecutive failed checks that make the verdict Worse."""
-    settle_time: Duration
-    """How long after new pods are available latency and saturation may still settle."""
-    success_criteria: SuccessCriteria | None = None
-    """Optional early-success rule."""
-    no_data: NoDataAction
-    """What to do when a signal has no data."""
-    inconclusive: InconclusiveAction
-    """What to do when the bake ends Inconclusive."""
-
-    @classmethod
-    def of(cls, guard: GuardSpec, *layers: GuardSpec) -> ResolvedGuard:
-        """``guard`` over each of ``layers`` in turn over :data:`BUILTIN_GUARD`, with
-        :data:`DEFAULT_GUARD_SIGNALS` when nobody named any."""
-        merged = BUILTIN_GUARD
-        for layer in reversed(layers):
-            merged = layer.merged_over(merged)
-        merged = guard.merged_over(merged)
-        values = merged.model_dump()
-        if not merged.signals:
-            values["signals"] = [{"name": n} for n in DEFAULT_GUARD_SIGNALS]
-        return cls.model_validate(values)
-
-    @property
-    def baseline_period(self) -> timedelta:
-        return parse_duration(self.baseline_window)
-
-    @property
-    def bake_period(self) -> timedelta:
-        return parse_duration(self.bake_time)
-
-    @property
-    def check_period(self) -> timedelta:
-        return parse_duration(self.interval)
-
-    @property
-    def settle_period(self) -> timedelta:
-        return parse_duration(self.settle_time)
-
-
-DEFAULT_GUARD = ResolvedGuard.of(GuardSpec())
-"""The guard of a Mitigation that sets nothing under a policy that sets nothing."""

@@ -12,12 +12,12 @@ from stanch.core.models.base import Capped, CelRule, StanchModel
 from stanch.core.models.common import (
     Conditions,
     Duration,
-    GuardSpec,
     ObjectName,
     TargetRef,
     Text,
     preserve_unknown,
 )
+from stanch.core.models.guard import GuardSpec
 from stanch.core.models.meta import ObjectMeta
 
 APPROVED_BY_ANNOTATION = "stanch.dev/approved-by"

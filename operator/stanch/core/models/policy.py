@@ -13,7 +13,6 @@ from stanch.core.models.base import CelRule, StanchModel
 from stanch.core.models.common import (
     Conditions,
     Duration,
-    GuardSpec,
     Identifier,
     LabelKey,
     LabelValue,
@@ -23,6 +22,7 @@ from stanch.core.models.common import (
     parse_duration,
     preserve_unknown,
 )
+from stanch.core.models.guard import GuardSpec
 from stanch.core.models.incident import Confidence, HypothesisCategory
 from stanch.core.models.meta import ObjectMeta
 
