@@ -188,7 +188,12 @@ def test_apply_precondition_expects_the_generation_after_our_own_lock() -> None:
     t = _step(
         t.state,
         BaselineCollected(
-            start=query.start, end=query.end, series=(SignalSeries("error_ratio", (0.0, 0.0, 0.0)),)
+            start=query.start,
+            end=query.end,
+            series=(
+                SignalSeries("error_ratio", (0.0, 0.0, 0.0)),
+                SignalSeries("latency_p99", (0.1, 0.1, 0.1)),
+            ),
         ),
     )
     t = _step(t.state, IntentPersisted(step="Apply", attempt=1))

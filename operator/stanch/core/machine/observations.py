@@ -95,6 +95,15 @@ class Tick:
     """Time passed (a timer, a resume after restart, a ``WakeAt``)."""
 
 
+@dataclass(frozen=True)
+class PassesFailed:
+    """The wiring's passes over this Mitigation raised ``attempts`` times in a row (not a passing
+    outage): its retry budget is spent, and the Mitigation must stop visibly rather than retry."""
+
+    error: str
+    attempts: int
+
+
 Observation = (
     PolicyDecided
     | Approved
@@ -108,6 +117,7 @@ Observation = (
     | DeleteRequested
     | IncidentResolved
     | Tick
+    | PassesFailed
 )
 """Everything the reducer reacts to. (Not :class:`stanch.core.models.Observation`, which is one
 guard check stored in status.)"""

@@ -17,6 +17,7 @@ from stanch.core.machine.observations import (
     DeleteRequested,
     IncidentResolved,
     Observation,
+    PassesFailed,
 )
 from stanch.core.machine.phases.applying import on_applying
 from stanch.core.machine.phases.baking import on_baking
@@ -24,6 +25,7 @@ from stanch.core.machine.phases.baseline import on_baseline
 from stanch.core.machine.phases.ending import after_end, on_delete, on_resolved
 from stanch.core.machine.phases.pending import on_awaiting_approval, on_pending
 from stanch.core.machine.phases.reverting import on_reverting
+from stanch.core.machine.phases.stopped import on_guard_problem, retry_budget_exhausted
 from stanch.core.machine.state import KubeEvent, MachineState, Transition
 from stanch.core.machine.transitions import VALID, P, phase_of, with_condition
 from stanch.core.models import TERMINAL_PHASES, AuditEntry, MitigationStatus
@@ -60,6 +62,8 @@ def invalid_spec(
 def reduce(state: MachineState, observation: Observation, *, now: datetime) -> Transition:
     """Decide what happens next. Pure: no I/O, time comes in as ``now``."""
     phase = phase_of(state)
+    if isinstance(observation, PassesFailed):
+        return retry_budget_exhausted(state, observation.error, observation.attempts, now)
     if phase in TERMINAL_PHASES and isinstance(observation, ChangeApplied | ApplyFailed):
         return after_end(state, observation, now)
     if isinstance(observation, DeleteRequested) or (state.deleting and phase not in (P.REVERTING,)):
@@ -68,6 +72,9 @@ def reduce(state: MachineState, observation: Observation, *, now: datetime) -> T
         return on_resolved(state, now)
     if phase in TERMINAL_PHASES:
         return after_end(state, observation, now)
+    if state.guard_problem is not None and phase not in (P.PENDING, P.REVERTING):
+        # Pending: the deciding policy's guardDefaults are not known yet. Reverting needs no guard.
+        return on_guard_problem(state, now)
     handler = {
         P.PENDING: on_pending,
         P.AWAITING_APPROVAL: on_awaiting_approval,

@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import Literal
 
 from stanch.core.effects import Effect
-from stanch.core.models import AuditEntry, MitigationSpec, MitigationStatus, ResolvedGuard, SignalTemplate
+from stanch.core.models import (
+    AuditEntry,
+    GuardProblem,
+    MitigationSpec,
+    MitigationStatus,
+    ResolvedGuard,
+    SignalTemplate,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,9 @@ class MachineState:
     incident_onset: datetime | None = None
     """The linked Incident's onset (a change point or the reported start), if it has one: the
     baseline never reaches back before it."""
+    guard_problem: GuardProblem | None = None
+    """Why the merged guard is invalid, if it is; ``guard`` is then the built-in stand-in, never
+    judged with: the reducer ends the Mitigation (or reverts its change) first."""
 
 
 @dataclass(frozen=True)

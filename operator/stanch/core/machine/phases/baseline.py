@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stanch.core.effects import Create, Finish, PersistIntent, QuerySignals, Step
+from stanch.core.machine.finishing import finish
 from stanch.core.machine.observations import (
     ApplyFailed,
     BaselineCollected,
@@ -18,8 +19,16 @@ from stanch.core.machine.observations import (
 )
 from stanch.core.machine.reading import intent_for, observe
 from stanch.core.machine.state import MachineState, Transition
-from stanch.core.machine.transitions import P, quiet, transition, valid_condition
-from stanch.core.models import LOCK_ANNOTATION, AutoSync, AutoSyncPhase, Baseline, Plan, SignalValue
+from stanch.core.machine.transitions import P, quiet, transition, valid_condition, with_condition
+from stanch.core.models import (
+    LOCK_ANNOTATION,
+    AutoSync,
+    AutoSyncPhase,
+    Baseline,
+    BaselineNoDataAction,
+    Plan,
+    SignalValue,
+)
 from stanch.core.plans import (
     AnySnapshot,
     PlanError,
@@ -229,11 +238,16 @@ def on_baseline(state: MachineState, obs: Observation, now: datetime) -> Transit
             for s in obs.series
         ]
         baseline = Baseline(window=state.guard.baseline_window, start=obs.start, end=obs.end, values=values)
-        state2 = replace(state, status=status.model_copy(update={"baseline": baseline}))
-        intent = intent_for(state2, Step.APPLY, now)
         nums = ", ".join(
             f"{v.signal}={v.value if v.value is not None else 'no data'} (n={v.samples})" for v in values
         )
+        blind = unjudgeable(state, values)
+        if blind and state.guard.baseline_no_data is BaselineNoDataAction.REFUSE:
+            return _refuse_blind(state, now, blind, nums, baseline)
+        state2 = replace(state, status=status.model_copy(update={"baseline": baseline}))
+        intent = intent_for(state2, Step.APPLY, now)
+        if blind:
+            nums += f"; acting without a baseline for {', '.join(blind)} (baselineNoData: Proceed)"
         return transition(
             state,
             now=now,
@@ -247,6 +261,53 @@ def on_baseline(state: MachineState, obs: Observation, now: datetime) -> Transit
     if isinstance(obs, Tick):
         return quiet(state, observe(state))
     return quiet(state)
+
+
+BASELINE_TAKEN = "BaselineTaken"
+"""Condition: False (reason ``NoData``) when the baseline could not judge a guarded signal and the
+Mitigation refused to act blind."""
+
+
+def unjudgeable(state: MachineState, values: list[SignalValue]) -> list[str]:
+    """Guarded signals no check could judge: no baseline point and no SLO threshold in the template.
+
+    The guard compares each check with the baseline, or with the template's threshold when there is
+    no baseline; with neither, every check is NoData and the bake holds (or reverts) with the change
+    in place: the change would have been made blind (design invariant 5)."""
+    by_name = {v.signal: v for v in values}
+    out = []
+    for ref in state.guard.signals:
+        value = by_name.get(ref.name)
+        template = state.signals.get(ref.name)
+        if (value is None or not value.points) and (template is None or template.threshold is None):
+            out.append(ref.name)
+    return out
+
+
+def _refuse_blind(
+    state: MachineState, now: datetime, blind: list[str], nums: str, baseline: Baseline
+) -> Transition:
+    """Refused before any write to the target (only our lock is on it, and it goes)."""
+    errors = "; ".join(f"{v.signal}: {v.error}" for v in baseline.values if v.signal in blind and v.error)
+    why = (
+        f"baseline over {baseline.window} has no data for {', '.join(blind)} ({nums}"
+        + (f"; {errors}" if errors else "")
+        + "), and no SLO threshold could judge it either: acting would be blind, so nothing was"
+        " changed. Fix the signal's query or the workload's metrics, give the template a threshold,"
+        " or set guard.baselineNoData: Proceed (in spec.guard or the policy's guardDefaults) to act"
+        " anyway"
+    )
+    return transition(
+        state,
+        now=now,
+        to=P.FAILED,
+        event="BaselineNoData",
+        reason=why,
+        effects=finish(state, P.FAILED),
+        baseline=baseline,
+        intent=None,
+        conditions=with_condition(state.status, now, BASELINE_TAKEN, ok=False, reason="NoData", message=why),
+    )
 
 
 def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transition:

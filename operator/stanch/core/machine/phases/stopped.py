@@ -1,0 +1,110 @@
+"""Deterministic errors that stop a Mitigation whatever its phase: an invalid merged guard, and a pass
+that kept raising until its retry budget was spent (design invariant 13: nothing stuck or silent).
+
+Both end the same way, chosen by what is on the target:
+
+- nothing of ours changed it yet: **Failed**, the lock released;
+- our change may be on it and the plan can undo it: **Reverting** (no guard watches it any more, so
+  it must not stay), ending Reverted;
+- our change may be on it and cannot be undone by Stanch (or the revert itself is what fails):
+  **NeedsAttention**, saying what to check.
+
+Each is one transition with a condition (``Valid``/``InvalidGuard`` or ``Stalled``), a Warning
+Event whose reason is the cause, and a message naming the fix; the wiring counts it in
+``stanch_mitigation_failures_total``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from stanch.core.machine.finishing import finish
+from stanch.core.machine.reading import has_change, observe, plan_of
+from stanch.core.machine.state import MachineState, Transition
+from stanch.core.machine.transitions import VALID, P, phase_of, quiet, transition, with_condition
+from stanch.core.models import TERMINAL_PHASES, Condition
+
+INVALID_GUARD = "InvalidGuard"
+"""Event and ``Valid`` condition reason: the Mitigation's guard over the policy's ``guardDefaults``
+over the built-in defaults breaks a rule."""
+RETRY_BUDGET_EXHAUSTED = "RetryBudgetExhausted"
+"""Event and ``Stalled`` condition reason: the Mitigation's pass kept raising."""
+STALLED = "Stalled"
+"""Condition: Stanch stopped retrying an error on this Mitigation (True, with the error and the fix)."""
+
+ERROR_EVENTS = frozenset({INVALID_GUARD, RETRY_BUDGET_EXHAUSTED})
+"""Events that stop a Mitigation on an error even when it goes on to revert (so the failure metric
+counts them although the phase they lead to is Reverting)."""
+
+
+def on_guard_problem(state: MachineState, now: datetime) -> Transition:
+    """The merged guard is invalid: no check can run, so nothing may be changed or left changed."""
+    problem = state.guard_problem
+    assert problem is not None
+    conditions = with_condition(
+        state.status, now, VALID, ok=False, reason=INVALID_GUARD, message=problem.message
+    )
+    return _stop(state, now, INVALID_GUARD, f"invalid guard: {problem.message}", conditions)
+
+
+def retry_budget_exhausted(state: MachineState, error: str, attempts: int, now: datetime) -> Transition:
+    """The pass raised ``attempts`` times in a row with an error that is not a passing outage."""
+    if phase_of(state) in TERMINAL_PHASES:
+        return quiet(state)
+    why = (
+        f"gave up after {attempts} failed passes in a row: {error}"[:600]
+        + "; see the operator's log for the traceback, fix the cause, then delete and recreate the"
+        " Mitigation"
+    )
+    conditions = with_condition(
+        state.status, now, STALLED, ok=True, reason=RETRY_BUDGET_EXHAUSTED, message=why
+    )
+    # A revert that itself keeps failing is not tried again from here: a human must look.
+    revert = phase_of(state) != P.REVERTING
+    return _stop(state, now, RETRY_BUDGET_EXHAUSTED, why, conditions, revert=revert)
+
+
+def _stop(
+    state: MachineState,
+    now: datetime,
+    event: str,
+    why: str,
+    conditions: list[Condition],
+    *,
+    revert: bool = True,
+) -> Transition:
+    if not has_change(state):
+        return transition(
+            state,
+            now=now,
+            to=P.FAILED,
+            event=event,
+            reason=f"{why}; nothing was changed",
+            effects=finish(state, P.FAILED),
+            intent=None,
+            conditions=conditions,
+        )
+    if revert and state.status.snapshot is not None and plan_of(state).reversible:
+        return transition(
+            state,
+            now=now,
+            to=P.REVERTING,
+            event=event,
+            reason=f"{why}; the change may be live with no guard watching it: reverting",
+            effects=(observe(state),),
+            intent=None,
+            conditions=conditions,
+        )
+    note = plan_of(state).revert_note if state.status.snapshot is not None else "no snapshot"
+    return transition(
+        state,
+        now=now,
+        to=P.NEEDS_ATTENTION,
+        event=event,
+        reason=(
+            f"{why}; the change may be live and Stanch will not undo it ({note}):"
+            " check the target and undo it by hand if needed"
+        ),
+        effects=finish(state, P.NEEDS_ATTENTION),
+        conditions=conditions,
+    )
