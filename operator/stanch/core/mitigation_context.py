@@ -105,6 +105,21 @@ def resolve_guard_or_problem(
         return DEFAULT_GUARD, err.problem
 
 
+DRY_RUN_RULE = "dryRun"
+"""The rule of the decision a dry run gets (the evaluator's and :func:`default_decision`'s)."""
+
+
+def as_decided(spec: MitigationSpec, status: MitigationStatus) -> MitigationSpec:
+    """The spec with ``dryRun`` as it was when the policy decided (design invariant 12: what runs is
+    exactly what the policy allowed). ``dryRun`` can be edited: a dry run, always allowed, switched
+    to a real one between passes would act without any policy having allowed it; a real one switched
+    to a dry run mid-bake would write nothing more, leaving its change and its lock behind."""
+    if status.policy is None:
+        return spec
+    decided = status.policy.rule == DRY_RUN_RULE
+    return spec if spec.dry_run == decided else spec.model_copy(update={"dry_run": decided})
+
+
 NO_POLICY = "no policy evaluator: default deny (design invariant 4)"
 
 
@@ -113,7 +128,7 @@ def default_decision(spec: MitigationSpec, now: datetime) -> PolicyDecision:
     if spec.dry_run:
         return PolicyDecision(
             decision=PolicyDecisionKind.ALLOW,
-            rule="dryRun",
+            rule=DRY_RUN_RULE,
             reasons=["dry run is always allowed: it records the plan and changes nothing"],
             decided_at=now,
         )

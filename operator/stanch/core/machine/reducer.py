@@ -13,11 +13,15 @@ from datetime import datetime
 
 from stanch.core.machine.observations import (
     ApplyFailed,
+    BaselineCollected,
     ChangeApplied,
     DeleteRequested,
+    GuardSample,
     IncidentResolved,
+    IntentPersisted,
     Observation,
     PassesFailed,
+    RevertApplied,
 )
 from stanch.core.machine.phases.applying import on_applying
 from stanch.core.machine.phases.baking import on_baking
@@ -59,9 +63,24 @@ def invalid_spec(
     return type(new).model_validate(new.model_dump()), KubeEvent("Warning", "InvalidSpec", reason)
 
 
+DRY_RUN_NEVER_ASKS = (
+    IntentPersisted,
+    ChangeApplied,
+    ApplyFailed,
+    RevertApplied,
+    BaselineCollected,
+    GuardSample,
+)
+"""The observations that only ever answer a write-ahead intent, a write or a signal query."""
+
+
 def reduce(state: MachineState, observation: Observation, *, now: datetime) -> Transition:
     """Decide what happens next. Pure: no I/O, time comes in as ``now``."""
     phase = phase_of(state)
+    if state.spec.dry_run and isinstance(observation, DRY_RUN_NEVER_ASKS):
+        # A dry run persists no intent, sends no write and queries no signal, so an answer to one
+        # is stale or misrouted: acting on it (a baseline → an Apply intent) would write for a dry run.
+        return Transition(state=state)
     if isinstance(observation, PassesFailed):
         return retry_budget_exhausted(state, observation.error, observation.attempts, now)
     if phase in TERMINAL_PHASES and isinstance(observation, ChangeApplied | ApplyFailed):

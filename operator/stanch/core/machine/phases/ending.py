@@ -68,11 +68,47 @@ def on_delete(state: MachineState, now: datetime) -> Transition:
     return start_revert(state, now, "Mitigation deleted mid-flight: reverting first (revertOnDelete)")
 
 
+def awaits_resolution(state: MachineState) -> bool:
+    """A finished Mitigation that still has something to do when its Incident resolves: a temporary
+    change that succeeded and stays in place until then (the daemon keeps looking for it)."""
+    spec = state.spec
+    return (
+        spec.temporary
+        and not spec.keep_on_resolve
+        and not spec.dry_run
+        and spec.incident_ref is not None
+        and phase_of(state) == P.SUCCEEDED
+        and has_change(state)
+    )
+
+
 def on_resolved(state: MachineState, now: datetime) -> Transition:
+    """The linked Incident is resolved: a temporary Mitigation is undone, whatever phase holds it.
+
+    - A phase that may hold our change (Applying, the evictions, Baking — holding on NoData or
+      Inconclusive included — and Succeeded) reverts, through Reverting's usual preconditions: the
+      revert is conditional on the target being as we left it, so someone else's change is never
+      overwritten (drift: NeedsAttention).
+    - A phase with no change yet (Pending, AwaitingApproval, Baseline) ends Failed with event
+      ``IncidentResolved``, like a deletion before any change; the lock, if already taken, and a
+      GitOps suspension are released on the way out.
+    - Reverting goes on; Reverted, Rejected and Failed have nothing of ours in place.
+    - NeedsAttention is left to the human it is waiting for: it is reached when the target is no
+      longer as we left it (drift, a refused revert) or a change cannot be undone, which is exactly
+      when an automatic revert would be refused or wrong. Its lock was released when it got there.
+    - A dry run never changed anything, so there is nothing to undo (and nothing is written).
+    """
     phase = phase_of(state)
-    if not state.spec.temporary or phase not in (P.BAKING, P.SUCCEEDED):
+    spec = state.spec
+    if not spec.temporary or spec.dry_run or phase == P.REVERTING:
         return quiet(state)
-    if state.spec.keep_on_resolve:
+    if phase in TERMINAL_PHASES and phase != P.SUCCEEDED:
+        return quiet(state)
+    changed = has_change(state)
+    if spec.keep_on_resolve:
+        said = any(entry.event == "KeptOnResolve" for entry in state.status.audit)
+        if said or not (changed or phase == P.SUCCEEDED):
+            return quiet(state)  # said once: the Incident stays resolved, the pass repeats
         return transition(
             state,
             now=now,
@@ -80,4 +116,16 @@ def on_resolved(state: MachineState, now: datetime) -> Transition:
             event="KeptOnResolve",
             reason="incident resolved; temporary mitigation kept (keepOnResolve)",
         )
-    return start_revert(state, now, "incident resolved: undoing the temporary mitigation")
+    if changed:
+        return start_revert(state, now, "incident resolved: undoing the temporary mitigation")
+    if phase == P.SUCCEEDED:
+        return quiet(state)  # nothing of ours was applied (NothingToDo): nothing to undo
+    return transition(
+        state,
+        now=now,
+        to=P.FAILED,
+        event="IncidentResolved",
+        reason="incident resolved before any change was made: the temporary mitigation ends without acting",
+        effects=finish(state, P.FAILED),
+        intent=None,
+    )
