@@ -63,6 +63,14 @@ class KubeError(Exception):
         return self.status == 403
 
 
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is an outage that passes on its own (the API server overloaded or restarting,
+    the network down, a timeout), as opposed to an error that a retry would only repeat."""
+    if isinstance(exc, KubeError):
+        return exc.status >= 500 or exc.status == 429
+    return isinstance(exc, httpx.TransportError | TimeoutError | ConnectionError)
+
+
 @dataclass
 class RequestStats:
     """Counts of API requests by verb, for benchmarks and the operator's own metrics."""

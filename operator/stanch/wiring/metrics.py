@@ -48,6 +48,23 @@ class Metrics:
             ["phase", "action"],
             registry=self.registry,
         )
+        # Design invariant 13: an error that stops a Mitigation is counted, not only logged, so an
+        # alert can fire on rate(stanch_mitigation_failures_total[10m]) by reason.
+        self.mitigation_failures = Counter(
+            "stanch_mitigation_failures",
+            "Mitigations stopped by an error, by reason (the Event's reason: InvalidGuard,"
+            " BaselineNoData, RetryBudgetExhausted, InvalidSpec, PlanFailed, Drift, ...) and the phase"
+            " it left them in (Failed, NeedsAttention, or Reverting when the change is being undone).",
+            ["reason", "phase"],
+            registry=self.registry,
+        )
+        self.mitigation_pass_errors = Counter(
+            "stanch_mitigation_pass_errors",
+            "Passes of a Mitigation's loop that raised, by exception type and whether it was a passing"
+            " outage (transient=true: retried without limit) or counted against the retry budget.",
+            ["error", "transient"],
+            registry=self.registry,
+        )
         self.evidence_cache_ready = Gauge(
             "stanch_evidence_cache_ready",
             "1 while the evidence cache serves this kind and scope from memory; 0 while it is listing,"

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 import stanch
 from stanch.adapters.effects import EffectExecutor, EffectResult, Mutation
-from stanch.adapters.kube import KubeClient, KubeError
+from stanch.adapters.kube import KubeClient, KubeError, transient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.signals import SignalSampler
 from stanch.adapters.status import write_status
@@ -57,18 +57,18 @@ from stanch.core.machine.observations import (
     IncidentResolved,
     IntentPersisted,
     Observation,
+    PassesFailed,
     PolicyDecided,
     SignalSeries,
     TargetObserved,
     Tick,
     World,
 )
-from stanch.core.machine.phases.ending import awaits_resolution
+from stanch.core.machine.phases.stopped import ERROR_EVENTS, RETRY_BUDGET_EXHAUSTED
 from stanch.core.machine.reducer import invalid_spec, reduce
 from stanch.core.machine.state import MachineState, MitigationIdentity, Transition
 from stanch.core.mitigation_context import (
     IncidentFacts,
-    as_decided,
     default_decision,
     incident_entry,
     incident_facts,
@@ -76,7 +76,7 @@ from stanch.core.mitigation_context import (
     mitigation_signals,
     phase_after_link,
     phase_summary,
-    resolve_guard,
+    resolve_guard_or_problem,
     signal_queries,
     timeline_entry,
 )
@@ -84,6 +84,7 @@ from stanch.core.models import (
     APPROVED_BY_ANNOTATION,
     DEFAULT_GUARD,
     TERMINAL_PHASES,
+    AuditEntry,
     MitigationPhase,
     MitigationSpec,
     MitigationStatus,
@@ -146,8 +147,6 @@ class PassResult:
     finished: bool = False
     phase: MitigationPhase | None = None
     gone: bool = False
-    awaits_incident: bool = False
-    """Finished, but a temporary change stays in place until its Incident resolves: keep looking."""
 
 
 class StaleReadError(Exception):
@@ -162,20 +161,27 @@ def machine_state(
     obj: dict[str, Any], runtime: Runtime, context: PolicyContext, incident_onset: datetime | None = None
 ) -> MachineState:
     meta = obj["metadata"]
+    spec = MitigationSpec.model_validate(obj["spec"])
     status = MitigationStatus.model_validate(
         {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
     )
-    spec = as_decided(MitigationSpec.model_validate(obj["spec"]), status)
+    guard, problem = resolve_guard_or_problem(spec, context.guard_defaults, _policy_ref(status))
     return MachineState(
         identity=MitigationIdentity(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"]),
         spec=spec,
         status=status,
-        guard=resolve_guard(spec, context.guard_defaults),
+        guard=guard,
+        guard_problem=problem,
         signals=_templates(runtime, context),
         approved_by_annotation=(meta.get("annotations") or {}).get(APPROVED_BY_ANNOTATION),
         deleting=bool(meta.get("deletionTimestamp")),
         incident_onset=incident_onset,
     )
+
+
+def _policy_ref(status: MitigationStatus) -> str | None:
+    """The deciding policy, as ``MitigationPolicy/<ns>/<name>``: where a guardDefaults fix goes."""
+    return status.policy.policy if status.policy is not None else None
 
 
 def _templates(runtime: Runtime, context: PolicyContext) -> dict[str, SignalTemplate]:
@@ -197,9 +203,7 @@ def initial_observations(state: MachineState, incident_resolved: bool) -> list[O
             out.append(
                 Approved(by=state.approved_by_annotation, reason=f"annotation {APPROVED_BY_ANNOTATION}")
             )
-    if incident_resolved and (phase not in TERMINAL_PHASES or phase == MitigationPhase.SUCCEEDED):
-        # Every phase that may hold a temporary change reacts, not only Succeeded: one holding on
-        # NoData in Baking was never undone and kept its lock. The reducer decides what it means.
+    if incident_resolved and phase == MitigationPhase.SUCCEEDED:
         out.append(IncidentResolved())
     return out
 
@@ -235,8 +239,12 @@ class Pass:
         self.incident_resolved = incident.resolved
         self.result = PassResult(phase=self.state.status.phase)
 
-    async def run(self) -> PassResult:
-        queue: deque[Observation] = deque(initial_observations(self.state, self.incident_resolved))
+    async def run(self, observations: Sequence[Observation] | None = None) -> PassResult:
+        """Reduce ``observations`` (by default, what happened since the last pass) and everything
+        they lead to."""
+        if observations is None:
+            observations = initial_observations(self.state, self.incident_resolved)
+        queue: deque[Observation] = deque(observations)
         steps = 0
         while queue and steps < MAX_STEPS_PER_PASS:
             steps += 1
@@ -250,16 +258,19 @@ class Pass:
             if policy is not None and policy.policy and observation.__class__ is PolicyDecided:
                 # The deciding policy's guard defaults and templates apply from the baseline on.
                 self.context = await policy_context(self.runtime.kube, policy.policy)
+                guard, problem = resolve_guard_or_problem(
+                    self.state.spec, self.context.guard_defaults, policy.policy
+                )
                 self.state = replace(
                     self.state,
-                    guard=resolve_guard(self.state.spec, self.context.guard_defaults),
+                    guard=guard,
+                    guard_problem=problem,
                     signals=_templates(self.runtime, self.context),
                 )
             if before != self.state.status.phase:
                 await self._link_incident(before)
             queue.extend(await self._run_effects(transition))
         self.result.phase = self.state.status.phase
-        self.result.awaits_incident = awaits_resolution(self.state)
         if steps >= MAX_STEPS_PER_PASS:
             self.log.warning("mitigation pass stopped after too many steps", steps=steps)
         return self.result
@@ -297,6 +308,10 @@ class Pass:
             self.runtime.metrics.mitigation_phases.labels(
                 phase=after.value, action=action.value if action else "unknown"
             ).inc()
+        for entry in transition.audit:
+            if stopped_by_error(entry):
+                phase = entry.to_phase.value if entry.to_phase else "unknown"
+                self.runtime.metrics.mitigation_failures.labels(reason=entry.event, phase=phase).inc()
 
     async def _run_effects(self, transition: Transition) -> list[Observation]:
         out: list[Observation] = []
@@ -474,6 +489,16 @@ async def drive_once(runtime: Runtime, namespace: str, name: str) -> PassResult:
     return await Pass(runtime, obj, incident, context).run()
 
 
+def stopped_by_error(entry: AuditEntry) -> bool:
+    """Whether an audit entry is a Mitigation stopped by an error (counted in
+    ``stanch_mitigation_failures_total``): it entered Failed or NeedsAttention, or an error sent it
+    to revert."""
+    entered = entry.to_phase != entry.from_phase
+    return entry.event in ERROR_EVENTS or (
+        entered and entry.to_phase in (MitigationPhase.FAILED, MitigationPhase.NEEDS_ATTENTION)
+    )
+
+
 def spec_errors(exc: ValidationError) -> str:
     """Each problem as ``spec.<field>: <message>``, for status, Event and condition."""
     parts = []
@@ -493,8 +518,70 @@ async def _fail_invalid_spec(runtime: Runtime, obj: dict[str, Any], exc: Validat
     if event is not None:
         await write_status(runtime.kube, "Mitigation", obj, new.to_dict())
         kopf.event(kopf.Body(obj), type=event.type, reason=event.reason, message=event.message)  # type: ignore[arg-type]
+        runtime.metrics.mitigation_failures.labels(reason=event.reason, phase=P_FAILED).inc()
         log.warning("mitigation spec invalid", reason=event.message)
     return PassResult(finished=True, phase=new.phase)
+
+
+P_FAILED = MitigationPhase.FAILED.value
+
+MAX_PASS_FAILURES = 5
+"""Passes in a row that may raise an error other than a passing outage before the Mitigation is
+stopped (Failed, reverted, or NeedsAttention): with the backoff, about half a minute of retries
+(2 + 4 + 8 + 16 s). A deterministic error repeats on every pass; retrying it forever left a
+Mitigation holding its target's lock, its change unguarded, with nothing but a log line."""
+MAX_PASS_BACKOFF = 60.0
+
+
+@dataclass
+class RetryBudget:
+    """Consecutive failed passes of one Mitigation's loop.
+
+    A passing outage (the API server's 5xx or 429, the network, a timeout: see ``transient``) is
+    retried with backoff for as long as it lasts: the Mitigation did nothing wrong, and while the API
+    server is away nothing could be written anyway. Any other error counts against the budget."""
+
+    limit: int = MAX_PASS_FAILURES
+    counted: int = 0
+    """Failures in a row that count against the budget."""
+    streak: int = 0
+    """Failures in a row of any kind (the backoff grows with these)."""
+    last_error: str = ""
+
+    def failed(self, exc: BaseException) -> None:
+        self.streak += 1
+        if not transient(exc):
+            self.counted += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def succeeded(self) -> None:
+        self.counted = self.streak = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.counted >= self.limit
+
+    @property
+    def delay(self) -> float:
+        return min(2.0**self.streak, MAX_PASS_BACKOFF)
+
+
+async def stop_failing(runtime: Runtime, namespace: str, name: str, budget: RetryBudget) -> PassResult:
+    """The retry budget is spent: one pass that feeds ``PassesFailed`` to the reducer, which stops the
+    Mitigation (Failed, Reverting, NeedsAttention) with a condition and an Event; its effects run as
+    in any pass, so the lock is released or the change reverted. Nothing but the Mitigation itself
+    is read first: the Incident or the policy may be what keeps failing."""
+    obj = await runtime.kube.get("Mitigation", name, namespace)
+    if obj is None:
+        return PassResult(gone=True, finished=True)
+    stop = PassesFailed(error=budget.last_error, attempts=budget.counted)
+    return await Pass(runtime, obj, IncidentFacts(), PolicyContext()).run([stop])
+
+
+def _count_pass_error(runtime: Runtime, exc: BaseException) -> None:
+    runtime.metrics.mitigation_pass_errors.labels(
+        error=type(exc).__name__, transient="true" if transient(exc) else "false"
+    ).inc()
 
 
 def _lock(memo: kopf.Memo) -> asyncio.Lock:
@@ -534,33 +621,56 @@ def _interval(body: kopf.Body) -> float:
         return default
 
 
+def _watches_incident(body: kopf.Body) -> bool:
+    spec = body.get("spec") or {}
+    return bool(spec.get("incidentRef") and spec.get("temporary") and not spec.get("keepOnResolve"))
+
+
 async def run_daemon(runtime: Runtime, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped) -> None:
     """The loop: a pass, then sleep until the machine's next wake-up, a change to the object, or stop."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     log = bind_object(body)
     wake = _wake(memo)
-    failures = 0
+    budget = RetryBudget()
     while not stopped:
         wake.clear()
         delay: float
         try:
             async with _lock(memo):
-                result = await drive_once(runtime, namespace, name)
-            failures = 0
+                if budget.exhausted:
+                    log.error("mitigation retry budget spent; stopping it", error=budget.last_error)
+                    result = await stop_failing(runtime, namespace, name, budget)
+                else:
+                    result = await drive_once(runtime, namespace, name)
+            budget.succeeded()
         except StaleReadError:
             continue
         except Exception as exc:
-            failures += 1
-            delay = min(2.0**failures, 60.0)
+            _count_pass_error(runtime, exc)
+            stopping = budget.exhausted
+            if stopping and not transient(exc):
+                # Even stopping it fails (its status cannot be written): say so where it can still
+                # be seen and end this loop rather than retry forever.
+                _abandon(runtime, body, f"{type(exc).__name__}: {exc}", budget)
+                return
+            if stopping:
+                budget.streak += 1  # an outage while stopping: wait for it, then stop
+            else:
+                budget.failed(exc)
             log.warning(
-                "mitigation pass failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in=delay
+                "mitigation pass failed; retrying",
+                error=f"{type(exc).__name__}: {exc}",
+                retry_in=budget.delay,
+                failures=budget.counted,
+                budget=budget.limit,
             )
-            await _sleep(stopped, wake, delay)
+            if stopping or not budget.exhausted:
+                await _sleep(stopped, wake, budget.delay)
             continue
         if result.gone:
             return
         if result.phase in TERMINAL_PHASES and result.wake_at is None:
-            if not result.awaits_incident:
+            if not (result.phase == MitigationPhase.SUCCEEDED and _watches_incident(body)):
                 log.info("mitigation finished", phase=result.phase.value if result.phase else None)
                 return
             delay = _interval(body)
@@ -569,6 +679,18 @@ async def run_daemon(runtime: Runtime, body: kopf.Body, memo: kopf.Memo, stopped
         else:
             delay = _interval(body)
         await _sleep(stopped, wake, delay)
+
+
+def _abandon(runtime: Runtime, body: kopf.Body, error: str, budget: RetryBudget) -> None:
+    """The last resort when not even the stop can be persisted: an Event, the metric and the log."""
+    message = (
+        f"Stanch stopped driving this Mitigation: its passes failed {budget.counted} times"
+        f" ({budget.last_error}) and recording that failed too ({error}); its status is stale and"
+        " its target may carry its change and lock: check the target, then delete the Mitigation"
+    )[:1024]
+    kopf.event(body, type="Warning", reason=RETRY_BUDGET_EXHAUSTED, message=message)
+    runtime.metrics.mitigation_failures.labels(reason=RETRY_BUDGET_EXHAUSTED, phase="unknown").inc()
+    bind_object(body).error("mitigation abandoned", error=error, cause=budget.last_error)
 
 
 async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
@@ -588,6 +710,7 @@ async def on_delete(runtime: Runtime, body: kopf.Body, memo: kopf.Memo) -> None:
     revertOnDelete is false). Kopf keeps the finalizer until this returns without raising."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     deadline = runtime.clock() + timedelta(seconds=60)
+    budget = RetryBudget()
     while runtime.clock() < deadline:
         try:
             async with _lock(memo):
@@ -595,12 +718,35 @@ async def on_delete(runtime: Runtime, body: kopf.Body, memo: kopf.Memo) -> None:
         except StaleReadError:
             await asyncio.sleep(FINALIZER_MIN_PAUSE)
             continue
+        except Exception as exc:
+            _count_pass_error(runtime, exc)
+            budget.failed(exc)
+            if budget.exhausted:
+                # A deletion always completes (design invariant 13): the object goes, the Event,
+                # the metric and the log say what may be left on the target.
+                _deleted_unfinished(runtime, body, budget)
+                return
+            await asyncio.sleep(min(budget.delay, 10.0))
+            continue
+        budget.succeeded()
         if result.gone or result.finished or result.phase in TERMINAL_PHASES:
             return
         # Never spin: a pass that asked for no wake-up (or one already due) still waits a little.
         due = (result.wake_at - runtime.clock()).total_seconds() if result.wake_at else FINALIZER_MIN_PAUSE
         await asyncio.sleep(min(max(due, FINALIZER_MIN_PAUSE), 5.0))
     raise kopf.TemporaryError("still reverting before deletion", delay=_interval(body))
+
+
+def _deleted_unfinished(runtime: Runtime, body: kopf.Body, budget: RetryBudget) -> None:
+    target = ((body.get("spec") or {}).get("target") or {}).get("name", "?")
+    message = (
+        f"deleted although its passes failed {budget.counted} times in a row ({budget.last_error});"
+        f" the deletion completes, but the revert may not have run: check Deployment {target} for"
+        " Stanch's change and its stanch.dev/active-mitigation annotation"
+    )[:1024]
+    kopf.event(body, type="Warning", reason=RETRY_BUDGET_EXHAUSTED, message=message)
+    runtime.metrics.mitigation_failures.labels(reason=RETRY_BUDGET_EXHAUSTED, phase="Deleted").inc()
+    bind_object(body).error("mitigation deleted without finishing", cause=budget.last_error)
 
 
 async def start_runtime(memo: kopf.Memo, metrics: Metrics) -> None:
