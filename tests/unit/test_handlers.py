@@ -70,6 +70,7 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
         "stanch-incident-clients-close",
         "stanch-mitigation-clients",
         "stanch-mitigation-clients-close",
+        "stanch-peering-object",
         "policy-notify-start",
         "policy-notify-stop",
     }
@@ -163,6 +164,7 @@ def test_peering_name_makes_peering_mandatory() -> None:
         "stanch",
         True,
     )
+    assert settings.peering.lifetime == 30  # a crashed active replica's record expires after this
 
 
 def test_login_prefers_an_explicit_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,14 +56,17 @@ def test_flags_win_over_environment() -> None:
 def test_environment_fallbacks() -> None:
     env = {
         "STANCH_PROMETHEUS_URL": URL,
-        "STANCH_NAMESPACES": "shop, team-*",
+        "STANCH_NAMESPACES": "shop, team-a",
         "STANCH_LIVENESS": ":9000/live",
         "STANCH_METRICS_ADDRESS": "off",
         "STANCH_LOG_FORMAT": "console",
         "STANCH_PEERING": "stanch",
+        "STANCH_PRIORITY": "7",
+        "STANCH_PEERING_LIFETIME": "45s",
     }
     config = resolve({}, env, in_cluster=True, is_tty=False)
-    assert config.namespaces == ("shop", "team-*")
+    assert config.namespaces == ("shop", "team-a")
+    assert (config.priority, config.peering_lifetime) == (7, 45.0)
     assert config.liveness_endpoint == "http://0.0.0.0:9000/live"
     assert config.metrics_address is None
     assert config.log_format is LogFormat.CONSOLE
@@ -142,3 +145,24 @@ def test_evidence_cache_caps_take_counts_and_name_the_flag_when_wrong() -> None:
         message = str(err.value)
         assert "--evidence-cache-max-pods" in message, message
         assert "between 100 and 1,000,000" in message, message
+
+
+def test_peering_priority_and_lifetime_defaults_and_errors() -> None:
+    config = settings({"peering_name": "stanch"})
+    assert (config.priority, config.peering_lifetime) == (None, 30.0)  # None: derived per process
+    assert settings({"peering_name": "stanch", "priority": "-3"}).priority == -3
+    assert settings({"peering_name": "stanch", "peering_lifetime": "2m"}).peering_lifetime == 120.0
+    with pytest.raises(ConfigError, match=r"--priority \(or STANCH_PRIORITY\): 'high' is not an integer"):
+        settings({"priority": "high"})
+    for bad in ("5s", "1h", "soon"):
+        with pytest.raises(ConfigError) as err:
+            settings({"peering_lifetime": bad})
+        assert "--peering-lifetime (or STANCH_PEERING_LIFETIME)" in str(err.value)
+
+
+def test_peering_refuses_namespace_patterns() -> None:
+    # One missing KopfPeering pauses the whole operator; a glob's future namespace would have none.
+    for pattern in ("team-*", "!kube-system"):
+        with pytest.raises(ConfigError, match="namespace patterns"):
+            settings({"all_namespaces": None, "namespaces": ["shop", pattern], "peering_name": "stanch"})
+    assert settings({"all_namespaces": None, "namespaces": ["team-*"]}).namespaces == ("team-*",)

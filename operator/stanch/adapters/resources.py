@@ -60,6 +60,10 @@ KINDS: dict[str, Kind] = {
         Kind("ClusterMitigationPolicy", GROUP, VERSION, "clustermitigationpolicies", namespaced=False),
         # Argo CD's Application: its selfHeal is suspended while a Mitigation runs (suspendAutoSync).
         Kind("Application", "argoproj.io", "v1alpha1", "applications"),
+        # Kopf's peering records (kopf.dev, Kopf's group): with two replicas, the operator creates
+        # its own peering object at start if it is missing (see wiring/handlers/peering.py).
+        Kind("KopfPeering", "kopf.dev", "v1", "kopfpeerings"),
+        Kind("ClusterKopfPeering", "kopf.dev", "v1", "clusterkopfpeerings", namespaced=False),
     )
 }
 

@@ -41,6 +41,11 @@ OFF = "off"
 DEFAULT_INVESTIGATION_INTERVAL = 30.0
 MIN_INVESTIGATION_INTERVAL = 1.0
 MAX_INVESTIGATION_INTERVAL = 3600.0
+# Kopf refreshes a peer's record 5-10 s before it expires, so a lifetime under 15 s leaves no margin
+# for a slow PATCH; past 10 minutes a dead replica's Mitigations would go unwatched for too long.
+DEFAULT_PEERING_LIFETIME = 30.0
+MIN_PEERING_LIFETIME = 15.0
+MAX_PEERING_LIFETIME = 600.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ OPTIONS: Mapping[str, Option] = {
         Option("all_namespaces", "--all-namespaces", "STANCH_ALL_NAMESPACES"),
         Option("standalone", "--standalone", "STANCH_STANDALONE"),
         Option("peering_name", "--peering", "STANCH_PEERING"),
+        Option("priority", "--priority", "STANCH_PRIORITY"),
+        Option("peering_lifetime", "--peering-lifetime", "STANCH_PEERING_LIFETIME"),
         Option("liveness_endpoint", "--liveness", "STANCH_LIVENESS"),
         Option("metrics_address", "--metrics-address", "STANCH_METRICS_ADDRESS"),
         Option("log_format", "--log-format", "STANCH_LOG_FORMAT"),
@@ -120,6 +127,12 @@ class Settings(BaseModel):
     all_namespaces: bool = False
     standalone: bool = True
     peering_name: str | None = None
+    priority: int | None = None
+    """Kopf peering priority; None: derived per process at start, the oldest replica highest
+    (see ``stanch.wiring.peering``)."""
+    peering_lifetime: float = DEFAULT_PEERING_LIFETIME
+    """Seconds a replica's peering record stays valid without a refresh: the longest a killed
+    active replica leaves the cluster unserved before a standby resumes."""
     liveness_endpoint: str | None = None
     metrics_address: HostPort | None = None
     log_format: LogFormat = LogFormat.JSON
@@ -164,6 +177,27 @@ class Settings(BaseModel):
                 f"{value!r} is not a valid peering object name; use a DNS label such as 'stanch'"
             )
         return value
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not an integer; e.g. --priority 100") from None
+
+    @field_validator("peering_lifetime", mode="before")
+    @classmethod
+    def _peering_lifetime(cls, value: Any) -> float:
+        seconds = value if isinstance(value, int | float) else _duration_seconds(str(value))
+        if not MIN_PEERING_LIFETIME <= seconds <= MAX_PEERING_LIFETIME:
+            raise ValueError(
+                f"{value!r} is out of range; use a duration between {MIN_PEERING_LIFETIME:g}s"
+                f" and {MAX_PEERING_LIFETIME / 60:g}m, e.g. 30s"
+            )
+        return float(seconds)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -240,7 +274,21 @@ class Settings(BaseModel):
             raise ConfigError(
                 "peering_name", "--peering needs --no-standalone (peering coordinates several replicas)"
             )
+        if self.peering_name is not None and any(_is_pattern(ns) for ns in self.namespaces):
+            # Kopf keeps one KopfPeering per watched namespace and pauses the whole operator while
+            # any of them is missing: a namespace created later that matches the glob would
+            # silently stop every replica.
+            raise ConfigError(
+                "peering_name",
+                "--peering with namespace patterns: every namespace a pattern matches needs its own"
+                " KopfPeering, and one missing pauses the operator everywhere; list the namespaces by"
+                " name, or use --all-namespaces (one ClusterKopfPeering)",
+            )
         return self
+
+
+def _is_pattern(namespace: str) -> bool:
+    return any(c in namespace for c in "*?!")
 
 
 def check_prometheus_url(value: str) -> str:
@@ -418,12 +466,16 @@ def resolve(
         "all_namespaces": bool(all_namespaces),
         "standalone": standalone,
         "peering_name": peering_name,
+        "priority": pick("priority"),
         "liveness_endpoint": liveness,
         "metrics_address": metrics,
         "log_format": LogFormat(str(log_format)),
         "log_level": pick("log_level") or "INFO",
         "signal_templates": templates,
     }
+    lifetime = pick("peering_lifetime")
+    if lifetime is not None:
+        candidate["peering_lifetime"] = lifetime
     interval = pick("investigation_interval")
     if interval is not None:
         candidate["investigation_interval"] = interval

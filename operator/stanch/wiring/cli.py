@@ -80,7 +80,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--standalone",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="run without Kopf peering (default; the Deployment has one replica) [STANCH_STANDALONE]",
+        help="run without Kopf peering: the only replica (default unless --peering is given)"
+        " [STANCH_STANDALONE]",
     )
     run.add_argument(
         "--peering",
@@ -88,6 +89,21 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar="NAME",
         help="coordinate replicas through the KopfPeering object NAME; implies --no-standalone"
         " [STANCH_PEERING]",
+    )
+    run.add_argument(
+        "--priority",
+        metavar="N",
+        help="Kopf peering priority; the highest live replica acts, the others pause. Default: derived"
+        " at start so that the longest-running replica is highest (always below 0, so any N >= 0"
+        " outranks the replicas, e.g. a maintenance run); never give two replicas the same value:"
+        " equal priorities pause them all [STANCH_PRIORITY]",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        metavar="DURATION",
+        help="how long this replica's peering record stays valid without a refresh (refreshed 5-10s"
+        " before it expires): the longest a killed active replica leaves the cluster unserved;"
+        " 15s..10m, default 30s [STANCH_PEERING_LIFETIME]",
     )
     run.add_argument(
         "--liveness",
@@ -241,6 +257,8 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str], *, is_tty:
         "all_namespaces": args.all_namespaces,
         "standalone": args.standalone,
         "peering_name": args.peering_name,
+        "priority": args.priority,
+        "peering_lifetime": args.peering_lifetime,
         "liveness_endpoint": args.liveness_endpoint,
         "metrics_address": args.metrics_address,
         "log_format": args.log_format,

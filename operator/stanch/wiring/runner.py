@@ -8,6 +8,7 @@ import structlog
 import stanch
 from stanch.core.settings import Settings
 from stanch.wiring.handlers import build_registry
+from stanch.wiring.handlers.peering import process_priority
 from stanch.wiring.handlers.startup import MEMO_SETTINGS
 from stanch.wiring.logs import configure_logging
 from stanch.wiring.metrics import METRICS, Metrics
@@ -23,12 +24,15 @@ def run_operator(config: Settings, metrics: Metrics = METRICS) -> int:
         except OSError as exc:
             log.error("metrics endpoint failed", address=str(config.metrics_address), error=str(exc))
             return 1
+    priority = process_priority(config)
     log.info(
         "starting",
         version=stanch.__version__,
         scope="cluster" if config.all_namespaces else list(config.namespaces),
         standalone=config.standalone,
         peering=config.peering_name,
+        priority=priority,
+        peering_lifetime=None if config.standalone else config.peering_lifetime,
         liveness=config.liveness_endpoint,
         metrics=str(config.metrics_address) if config.metrics_address else None,
         prometheus=config.prometheus_url,
@@ -44,6 +48,7 @@ def run_operator(config: Settings, metrics: Metrics = METRICS) -> int:
         namespaces=config.namespaces,
         standalone=config.standalone,
         peering_name=config.peering_name,
+        priority=priority,
         liveness_endpoint=config.liveness_endpoint,
     )
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import kopf
 
-from stanch.wiring.handlers import incident, mitigation, policy, startup
+from stanch.wiring.handlers import incident, mitigation, peering, policy, startup
 from stanch.wiring.metrics import Metrics
 
 
 def build_registry(metrics: Metrics) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     startup.register(registry)
+    peering.register(registry)
     incident.register(registry, metrics)
     mitigation.register(registry, metrics)
     policy.register(registry, metrics)

@@ -44,6 +44,8 @@ def apply_kopf_settings(kopf_settings: kopf.OperatorSettings, config: Settings, 
     kopf_settings.networking.connect_timeout = 10
 
     kopf_settings.peering.standalone = config.standalone
+    # The longest a crashed active replica leaves the cluster unserved (docs/architecture.md).
+    kopf_settings.peering.lifetime = round(config.peering_lifetime)
     if config.peering_name is not None:
         kopf_settings.peering.name = config.peering_name
         kopf_settings.peering.mandatory = True
