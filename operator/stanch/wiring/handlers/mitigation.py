@@ -64,11 +64,13 @@ from stanch.core.machine.observations import (
     Tick,
     World,
 )
+from stanch.core.machine.phases.ending import awaits_resolution
 from stanch.core.machine.phases.stopped import ERROR_EVENTS, RETRY_BUDGET_EXHAUSTED
 from stanch.core.machine.reducer import invalid_spec, reduce
 from stanch.core.machine.state import MachineState, MitigationIdentity, Transition
 from stanch.core.mitigation_context import (
     IncidentFacts,
+    as_decided,
     default_decision,
     incident_entry,
     incident_facts,
@@ -147,6 +149,8 @@ class PassResult:
     finished: bool = False
     phase: MitigationPhase | None = None
     gone: bool = False
+    awaits_incident: bool = False
+    """Finished, but a temporary change stays in place until its Incident resolves: keep looking."""
 
 
 class StaleReadError(Exception):
@@ -161,10 +165,10 @@ def machine_state(
     obj: dict[str, Any], runtime: Runtime, context: PolicyContext, incident_onset: datetime | None = None
 ) -> MachineState:
     meta = obj["metadata"]
-    spec = MitigationSpec.model_validate(obj["spec"])
     status = MitigationStatus.model_validate(
         {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
     )
+    spec = as_decided(MitigationSpec.model_validate(obj["spec"]), status)
     guard, problem = resolve_guard_or_problem(spec, context.guard_defaults, _policy_ref(status))
     return MachineState(
         identity=MitigationIdentity(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"]),
@@ -203,7 +207,9 @@ def initial_observations(state: MachineState, incident_resolved: bool) -> list[O
             out.append(
                 Approved(by=state.approved_by_annotation, reason=f"annotation {APPROVED_BY_ANNOTATION}")
             )
-    if incident_resolved and phase == MitigationPhase.SUCCEEDED:
+    if incident_resolved and (phase not in TERMINAL_PHASES or phase == MitigationPhase.SUCCEEDED):
+        # Every phase that may hold a temporary change reacts, not only Succeeded: one holding on
+        # NoData in Baking was never undone and kept its lock. The reducer decides what it means.
         out.append(IncidentResolved())
     return out
 
@@ -271,6 +277,7 @@ class Pass:
                 await self._link_incident(before)
             queue.extend(await self._run_effects(transition))
         self.result.phase = self.state.status.phase
+        self.result.awaits_incident = awaits_resolution(self.state)
         if steps >= MAX_STEPS_PER_PASS:
             self.log.warning("mitigation pass stopped after too many steps", steps=steps)
         return self.result
@@ -621,11 +628,6 @@ def _interval(body: kopf.Body) -> float:
         return default
 
 
-def _watches_incident(body: kopf.Body) -> bool:
-    spec = body.get("spec") or {}
-    return bool(spec.get("incidentRef") and spec.get("temporary") and not spec.get("keepOnResolve"))
-
-
 async def run_daemon(runtime: Runtime, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped) -> None:
     """The loop: a pass, then sleep until the machine's next wake-up, a change to the object, or stop."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -670,7 +672,7 @@ async def run_daemon(runtime: Runtime, body: kopf.Body, memo: kopf.Memo, stopped
         if result.gone:
             return
         if result.phase in TERMINAL_PHASES and result.wake_at is None:
-            if not (result.phase == MitigationPhase.SUCCEEDED and _watches_incident(body)):
+            if not result.awaits_incident:
                 log.info("mitigation finished", phase=result.phase.value if result.phase else None)
                 return
             delay = _interval(body)
