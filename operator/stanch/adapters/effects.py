@@ -38,7 +38,9 @@ class Outcome(StrEnum):
     FORBIDDEN = "Forbidden"
     """RBAC refused it; retrying will not help."""
     INVALID = "Invalid"
-    """The API server rejected the request itself (validation, admission); retrying will not help."""
+    """The API server rejected the request itself (422 from validation or an admission policy, 400):
+    retrying will not help. A failed JSON-patch ``test`` is a 422 too, but a bare one (no details):
+    :meth:`KubeClient.patch` reports that as a conflict."""
     TRANSIENT = "Transient"
     """Timeouts, 5xx, 429, connection errors: the same conditional request may be retried."""
 
@@ -54,6 +56,8 @@ class EffectResult:
     generation: int | None = None
     obj: Mapping[str, Any] | None = None
     """The object as the API server returned it after the change (absent for deletes)."""
+    code: int | None = None
+    """The HTTP status of a failure (0: no answer, None: not from the API server's reply)."""
 
     @property
     def ok(self) -> bool:
@@ -90,7 +94,7 @@ class EffectExecutor:
                 return await self._evict(effect)
             return await self._delete(effect)
         except KubeError as exc:
-            return EffectResult(effect, _classify(exc), exc.message[:500])
+            return EffectResult(effect, _classify(exc), exc.message[:500], code=exc.status)
         except (httpx.HTTPError, OSError) as exc:
             return EffectResult(effect, Outcome.TRANSIENT, f"{type(exc).__name__}: {exc}"[:500])
 

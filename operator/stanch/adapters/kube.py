@@ -43,11 +43,14 @@ Objects = list[dict[str, Any]]
 class KubeError(Exception):
     """An API error with its HTTP status and the server's reason."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, *, about: str = "") -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.about = about
+        """``details.kind/name`` of the Status: the object a validation or admission refusal is
+        about. Empty for a failed JSON-patch operation, which the API server reports bare."""
 
     @property
     def not_found(self) -> bool:
@@ -306,7 +309,9 @@ class KubeClient:
     ) -> dict[str, Any]:
         """Patch an object. ``resource_version`` makes it conditional: the API server answers 409
         when the object changed since that version. JSON-patch ``test`` ops are conditional on
-        values; their failure comes back as 422 with no details and is reported as a conflict."""
+        values; their failure comes back as a bare 422 (no details) and is reported as a conflict.
+        A 422 that names the object (validation: an immutable field; an admission policy's denial)
+        is a refusal of the write itself and stays Invalid: retrying it cannot help."""
         params: dict[str, str | int] = {"fieldManager": FIELD_MANAGER}
         if resource_version is not None:
             patch = _with_resource_version(patch, patch_type, resource_version)
@@ -325,7 +330,7 @@ class KubeClient:
             )
         except KubeError as exc:
             has_tests = patch_type == "json" and any(op.get("op") == "test" for op in patch)
-            if has_tests and exc.status == 422 and exc.reason == "Invalid":
+            if has_tests and exc.status == 422 and exc.reason == "Invalid" and not exc.about:
                 raise KubeError(exc.status, PRECONDITION_FAILED, f"a test op failed: {exc.message}") from exc
             raise
         return obj
@@ -406,7 +411,9 @@ def _error(status_code: int, content: bytes) -> KubeError:
     causes = [c.get("message") for c in (status.get("details") or {}).get("causes") or []]
     if any(causes):
         message = f"{message} ({'; '.join(c for c in causes if c)})"
-    return KubeError(status_code, status.get("reason", ""), message)
+    details = status.get("details") or {}
+    about = "/".join(str(details[k]) for k in ("kind", "name") if details.get(k))
+    return KubeError(status_code, status.get("reason", ""), message, about=about)
 
 
 def _with_resource_version(patch: Any, patch_type: PatchType, resource_version: str) -> Any:

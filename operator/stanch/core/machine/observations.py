@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from stanch.core.effects import ObjectKey
 from stanch.core.models import PolicyDecision
 
 # Re-exported: the wiring builds a World for TargetObserved.
@@ -61,11 +62,31 @@ class ChangeApplied:
 
 @dataclass(frozen=True)
 class ApplyFailed:
+    """A write of ``step`` was not applied (the ones before it in the step were). Three classes,
+    which the reducer treats differently:
+
+    - ``conflict``: a precondition failed (409, a failed JSON-patch ``test``, the object gone): the
+      object is not what the plan was computed from. Observe it: done already, re-issue, or drift.
+    - ``retriable``: transient (5xx, 429, a timeout, a lost connection): the same conditional write
+      may succeed later. Retried with a backoff, at most ``MAX_ATTEMPTS`` times per step.
+    - neither (:attr:`refused`): the API server refused the write itself (422 from validation or an
+      admission policy, 403, 400): deterministic, retrying cannot help. It ends the step visibly.
+    """
+
     step: str
     reason: str
     retriable: bool = False
     conflict: bool = False
     """A precondition failed (HTTP 409/422 on a test op): the object is not what we planned from."""
+    code: int | None = None
+    """The API server's HTTP status (0: no answer at all; None: unknown)."""
+    key: ObjectKey | None = None
+    """The object whose write failed (None: unknown). The step's writes before it were applied."""
+
+    @property
+    def refused(self) -> bool:
+        """A deterministic refusal: neither a failed precondition nor a transient failure."""
+        return not self.retriable and not self.conflict
 
 
 @dataclass(frozen=True)

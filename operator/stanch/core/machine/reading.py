@@ -22,7 +22,8 @@ from stanch.core.plans.common import MutatingEffect
 from stanch.core.plans.verify import Live
 
 MAX_ATTEMPTS = 5
-"""Retries of one step after retriable failures before the mitigation fails."""
+"""Sends of one step at most (the first, transient-failure retries and crash resumes together);
+then the step ends visibly instead of retrying something that keeps failing."""
 
 
 def target_key(state: MachineState) -> ObjectKey:
@@ -91,8 +92,26 @@ def step_effects(state: MachineState, step: str) -> tuple[MutatingEffect, ...]:
         assert at is not None
         snap = snapshot_of(state)
         assert snap is not None
-        return revert_effects(p, snap, applied_generation=applied.generation if applied else None, at=at)
+        return revert_effects(p, snap, applied_generation=applied_generation(state), at=at)
     raise ValueError(f"unknown step {step}")
+
+
+def applied_generation(state: MachineState) -> int | None:
+    """The target's generation our change left: as recorded, or, when the change landed but the
+    process died before recording it, the locked generation plus the one step our patch of the
+    target moves it (every patch of ours is one update; the plan's preconditions make it exact)."""
+    applied = state.status.applied
+    if applied is not None:
+        return applied.generation
+    snap = snapshot_of(state)
+    if snap is None:
+        return None
+    locked = snap.common.locked_generation
+    base = snap.target.generation if locked is None else locked
+    key = target_key(state)
+    if base is None:
+        return None
+    return base + (1 if any(e.key == key for e in plan_of(state).apply) else 0)
 
 
 def has_change(state: MachineState) -> bool:

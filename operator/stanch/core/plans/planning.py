@@ -71,6 +71,25 @@ def revert_effects(
     return module.revert(plan_, snap, applied_generation=applied_generation, at=at)
 
 
+def revert_pairs(
+    plan_: ActionPlan, snapshot: SnapshotLike, *, applied_generation: int | None, at: datetime
+) -> tuple[tuple[MutatingEffect, MutatingEffect | None], ...]:
+    """Each write of ``plan_.apply`` with the one write that undoes it alone (None: nothing to undo,
+    e.g. a deleted pod), in the order the revert sends them.
+
+    A revert may find the change half applied (a crash or a refusal between two writes) or half
+    reverted (the same during the revert): pairing lets it undo exactly the writes that are in
+    place. Every action's revert is per write, so the pairs' undos are :func:`revert_effects`.
+    """
+    out: list[tuple[MutatingEffect, MutatingEffect | None]] = []
+    for write in plan_.apply:
+        alone = replace(plan_, apply=(write,))
+        undo = revert_effects(alone, snapshot, applied_generation=applied_generation, at=at)
+        assert len(undo) <= 1, "an action's revert undoes each write with at most one write"
+        out.append((write, undo[0] if undo else None))
+    return tuple(out)
+
+
 def starts_pods(spec: MitigationSpec, snapshot: SnapshotLike) -> bool:
     """Whether the action makes new pods start (whose cold start the guard lets settle): a new
     template, a canary, evicted pods replaced elsewhere, or more replicas. A scale-down, a pause or

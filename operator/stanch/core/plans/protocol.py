@@ -47,7 +47,11 @@ class Action(Protocol[PartT]):
     def revert(
         self, plan: ActionPlan, snapshot: Snapshot[PartT], *, applied_generation: int | None, at: datetime
     ) -> tuple[MutatingEffect, ...]:
-        """Undo ``plan.apply`` back to the snapshot, each write conditional on what we wrote."""
+        """Undo ``plan.apply`` back to the snapshot, each write conditional on what we wrote.
+
+        Per write: the revert of ``plan`` with ``apply=(w,)`` undoes ``w`` alone (at most one write),
+        and the revert of the whole plan is those in order, so a half-applied change is undone
+        exactly (:func:`~stanch.core.plans.planning.revert_pairs`)."""
         ...
 
     def starts_pods(self, spec: MitigationSpec, snapshot: Snapshot[PartT]) -> bool:

@@ -60,9 +60,34 @@ def is_applied(effects: tuple[MutatingEffect, ...], world: World, live: Live = l
     return all(effect_done(e, world, live) for e in effects)
 
 
+def remaining_writes(
+    effects: tuple[MutatingEffect, ...], world: World, live: Live = live_object
+) -> tuple[MutatingEffect, ...] | None:
+    """The writes of a step still to send after a crash or a failure between two of them: those not
+    already applied, in order. A step's writes are sent in order and the first failure stops the
+    rest, so the writes already in place are a prefix of the step.
+
+    None when they are not: a patch or a create (which only Stanch makes) is in place while an
+    earlier write is not. Ours landed in order, so the earlier one was undone since, by someone
+    else; re-sending it would overwrite their change (drift). Deletes and evictions are left out
+    of that rule: a pod can go by itself.
+    """
+    done = [effect_done(e, world, live) for e in effects]
+    ours = [i for i, e in enumerate(effects) if done[i] and isinstance(e, Patch | Create)]
+    if ours and not all(done[: ours[-1]]):
+        return None
+    return tuple(e for e, d in zip(effects, done, strict=True) if not d)
+
+
 def preconditions_hold(effects: tuple[MutatingEffect, ...], world: World, live: Live = live_object) -> bool:
-    """Every patch's precondition still holds on the live objects (the step can be re-issued)."""
+    """Every write's precondition still holds on the live objects (the step can be re-issued): a
+    patch's tests, and for a create that the name is free (a foreign object in its place would be
+    refused as often as it is re-sent)."""
     for effect in effects:
+        if isinstance(effect, Create):
+            if live(world, effect.key) is not None and not effect_done(effect, world, live):
+                return False
+            continue
         if not isinstance(effect, Patch):
             continue
         obj = live(world, effect.key)

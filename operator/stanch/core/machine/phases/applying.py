@@ -1,4 +1,5 @@
-"""Applying: the Apply (and canary Promote) step, write-ahead, resumed exactly after a crash."""
+"""Applying: the Apply (and canary Promote) step, write-ahead, resumed exactly after a crash or a
+failure between two of its writes (configToggle + restart, canary Promote's patch then delete)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from stanch.core.machine.observations import (
     Tick,
 )
 from stanch.core.machine.phases.evicting import on_evicting
-from stanch.core.machine.phases.reverting import drifted
+from stanch.core.machine.phases.failures import describe_failure, refused_conditions, retry_later
+from stanch.core.machine.phases.reverting import drifted, start_revert
 from stanch.core.machine.reading import (
     MAX_ATTEMPTS,
     intent_for,
@@ -29,8 +31,9 @@ from stanch.core.machine.reading import (
 from stanch.core.machine.state import MachineState, Transition
 from stanch.core.machine.transitions import P, quiet, transition
 from stanch.core.models import AppliedChange
-from stanch.core.plans import is_applied, preconditions_hold
-from stanch.core.plans.common import meta
+from stanch.core.plans import preconditions_hold
+from stanch.core.plans.common import MutatingEffect, meta
+from stanch.core.plans.verify import remaining_writes
 
 
 def on_applying(state: MachineState, obs: Observation, now: datetime) -> Transition:
@@ -48,47 +51,99 @@ def on_applying(state: MachineState, obs: Observation, now: datetime) -> Transit
     if isinstance(obs, ApplyFailed) and obs.step == step:
         if obs.conflict:
             return quiet(state, observe(state))
-        attempt = (intent.attempt if intent else 1) + 1
-        if obs.retriable and attempt <= MAX_ATTEMPTS:
-            new_intent = intent_for(state, step, now, attempt=attempt)
-            return transition(
-                state,
-                now=now,
-                to=None,
-                event="Retry",
-                reason=f"{step} failed ({obs.reason}); attempt {attempt}",
-                effects=(PersistIntent(new_intent),),
-                intent=new_intent,
-            )
+        attempt = intent.attempt if intent else 1
+        if obs.retriable and attempt < MAX_ATTEMPTS:
+            return retry_later(state, now, obs, attempt)
+        landed = _writes_before(step_effects(state, step), obs)
+        if obs.retriable:
+            why = f"{step} still failing after {attempt} attempt(s): {describe_failure(obs)}"
+            return give_up(state, now, step, landed, "RetriesExhausted", why)
+        return give_up(state, now, step, landed, "Refused", f"{step} refused: {describe_failure(obs)}")
+    if isinstance(obs, TargetObserved):
+        return _resume(state, obs, now, step)
+    if isinstance(obs, Tick):
+        return quiet(state, observe(state))
+    return quiet(state)
+
+
+def _resume(state: MachineState, obs: TargetObserved, now: datetime, step: str) -> Transition:
+    """After a crash, a conflict or a transient failure: drop the step's writes already in place
+    (each recognises itself applied), and send the rest while their preconditions hold. Our own
+    first write is never taken for someone else's change."""
+    intent = state.status.intent
+    effects = step_effects(state, step)
+    live = live_lookup(state)
+    todo = remaining_writes(effects, obs.world, live)
+    if todo == ():
+        target = obs.world.target or {}
+        return _applied(state, now, step, meta(target).get("resourceVersion"), meta(target).get("generation"))
+    if todo is None or not preconditions_hold(todo, obs.world, live):
+        return drifted(state, now, obs.world, f"the target changed before {step} landed")
+    landed = len(effects) - len(todo)
+    attempt = (intent.attempt if intent else 0) + 1
+    if attempt > MAX_ATTEMPTS:
+        why = f"{step} not done after {MAX_ATTEMPTS} attempts (last: {state.status.message})"
+        return give_up(state, now, step, landed, "RetriesExhausted", why)
+    new_intent = intent_for(state, step, now, attempt=attempt)
+    if intent is not None:
+        new_intent = new_intent.model_copy(update={"started_at": intent.started_at})
+    done = f"{landed} of {len(effects)} write(s) already in place; " if landed else ""
+    # The writes go out in this transition: the wiring persists its status (the new attempt)
+    # before running its effects, so the write-ahead holds without a second round trip.
+    return transition(
+        state,
+        now=now,
+        to=None,
+        event="Resume",
+        reason=(
+            f"{step} not complete and the target is as planned: {done}sending "
+            f"{len(todo)} write(s) (attempt {attempt} of {MAX_ATTEMPTS})"
+        ),
+        effects=todo,
+        intent=new_intent,
+    )
+
+
+def _writes_before(effects: tuple[MutatingEffect, ...], obs: ApplyFailed) -> int:
+    """How many of the step's writes landed before the failed one (they are sent in order and the
+    first failure stops the rest). Unknown: assume some did, so the revert looks."""
+    index = next((i for i, e in enumerate(effects) if e.key == obs.key), None)
+    return 1 if index is None else index
+
+
+def give_up(state: MachineState, now: datetime, step: str, landed: int, reason: str, why: str) -> Transition:
+    """End a step that cannot complete: Failed when nothing of ours is in place; otherwise undo what
+    is (Reverting, which undoes exactly the writes in place), or NeedsAttention where it cannot be
+    undone (a canary fix promoted whose canary could not be removed)."""
+    conditions = refused_conditions(state, now, reason, why)
+    if step == Step.APPLY and landed == 0:
         return transition(
             state,
             now=now,
             to=P.FAILED,
             event="ApplyFailed",
-            reason=f"{step} failed after {attempt - 1} attempt(s): {obs.reason}",
+            reason=f"{why}; nothing was changed",
             effects=finish(state, P.FAILED),
+            intent=None,
+            conditions=conditions,
         )
-    if isinstance(obs, TargetObserved):
-        effects = step_effects(state, step)
-        if is_applied(effects, obs.world, live_lookup(state)):
-            live = obs.world.target or {}
-            return _applied(state, now, step, meta(live).get("resourceVersion"), meta(live).get("generation"))
-        if preconditions_hold(effects, obs.world, live_lookup(state)):
-            attempt = (intent.attempt if intent else 0) + 1
-            new_intent = intent_for(state, step, now, attempt=min(attempt, 1000))
-            return transition(
-                state,
-                now=now,
-                to=None,
-                event="Resume",
-                reason=f"{step} not applied yet and the target is as planned: re-issuing (attempt {attempt})",
-                effects=(PersistIntent(new_intent),),
-                intent=new_intent,
-            )
-        return drifted(state, now, obs.world, f"the target changed before {step} landed")
-    if isinstance(obs, Tick):
-        return quiet(state, observe(state))
-    return quiet(state)
+    if step == Step.PROMOTE and landed > 0:
+        canary = state.status.canary or "the canary"
+        return transition(
+            state,
+            now=now,
+            to=P.NEEDS_ATTENTION,
+            event="ApplyFailed",
+            reason=(
+                f"{why}; the fix is promoted into the workload but canary Deployment {canary} is still "
+                "running: delete it (deleting this Mitigation also removes it, it owns the canary)"
+            ),
+            effects=finish(state, P.NEEDS_ATTENTION),
+            intent=None,
+            conditions=conditions,
+        )
+    undo = "aborting the canary" if step == Step.PROMOTE else "undoing the writes that landed"
+    return start_revert(state, now, f"{why}; {undo}", conditions=conditions)
 
 
 def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen: int | None) -> Transition:
