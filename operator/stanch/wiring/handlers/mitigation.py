@@ -32,7 +32,7 @@ import kopf
 from pydantic import ValidationError
 
 import stanch
-from stanch.adapters.effects import EffectExecutor, EffectResult, Mutation
+from stanch.adapters.effects import EffectExecutor, EffectResult, Mutation, Outcome
 from stanch.adapters.kube import KubeClient, KubeError, transient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.signals import SignalSampler
@@ -385,8 +385,15 @@ class Pass:
                 refused.append(result)
                 continue
             if not result.ok:
+                # A write whose object is gone is a failed precondition too: observe, then decide.
+                conflict = result.conflict or result.outcome is Outcome.NOT_FOUND
                 return ApplyFailed(
-                    step=step, reason=result.describe(), retriable=result.retriable, conflict=result.conflict
+                    step=step,
+                    reason=result.describe(),
+                    retriable=result.retriable,
+                    conflict=conflict,
+                    code=result.code,
+                    key=effect.key,
                 )
             # The step's version is the target's when the step touched it (drift and revert
             # preconditions are about the target), else the first object it changed.
@@ -402,6 +409,8 @@ class Pass:
                 reason="; ".join(r.describe() for r in refused),
                 retriable=all(r.retriable for r in refused),
                 conflict=any(r.conflict for r in refused) and not any(r.retriable for r in refused),
+                code=refused[0].code,
+                key=refused[0].effect.key,
             )
         if not essential:
             return None
