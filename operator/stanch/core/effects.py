@@ -11,8 +11,10 @@ needs is written here, so it never has to decide anything:
 - Mutating effects (:class:`Patch`, :class:`Create`, :class:`Delete`) carry their precondition.
   A :class:`Patch` is always an RFC 6902 JSON patch: send :meth:`Patch.wire_ops` as
   ``application/json-patch+json``. Its leading ``test`` ops make the API server reject it atomically
-  (HTTP 422) when the object is not what the plan was computed from; 409 likewise. Report either as
-  ``ApplyFailed(conflict=True)``.
+  (a bare HTTP 422 that names no object) when the object is not what the plan was computed from;
+  409 and a gone object likewise. Report those as ``ApplyFailed(conflict=True)``; a 422 naming the
+  object (validation, an admission policy) or a 403 as a refusal (neither flag: never retried);
+  5xx, 429 and timeouts as ``retriable``. Always with the HTTP status and the failed write's key.
 - ``Delete`` sends ``DeleteOptions.preconditions`` (uid, resourceVersion); NotFound counts as done.
 - ``Evict`` creates a ``policy/v1`` Eviction with the uid precondition; NotFound counts as done, a
   429 (a PodDisruptionBudget allows no disruption now) is retriable and its message names the budget.

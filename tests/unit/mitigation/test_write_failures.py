@@ -5,6 +5,7 @@ after a small, bounded number of attempts. Counted: writes sent, status writes, 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx2 as httpx
@@ -212,3 +213,24 @@ async def test_a_failed_test_op_is_a_conflict_and_an_admission_denial_a_refusal(
     assert "flags are frozen" in denied.message
     unavailable = await _executor({"kind": "Status", "code": 503, "reason": "ServiceUnavailable"}).run(PATCH)
     assert (unavailable.outcome, unavailable.code) == (Outcome.TRANSIENT, 503)
+
+
+def test_deleted_after_a_crash_between_two_writes_undoes_only_the_write_that_landed() -> None:
+    """configToggle + restart: the ConfigMap write landed, the process died before the restart, and
+    the Mitigation is deleted before it resumes. The revert puts the flag back and restarts nothing
+    (the pods never restarted onto the new value); it does not call its own write drift."""
+    for point in range(1, 40):
+        api = world_for(TOGGLE)
+        driver = Driver(machine(TOGGLE), api, crash_after=point)
+        while not driver.crashed and driver.state.status.phase != P.SUCCEEDED:
+            driver._pass()
+        if api.sent_log == ["Lock:Deployment/web", "Apply:ConfigMap/flags"]:
+            break
+    else:
+        raise AssertionError("no crash point between the ConfigMap write and the restart")
+    driver.state = replace(driver.state, deleting=True)
+    final = driver.run()
+    assert final.status.phase == P.REVERTED, final.status.message
+    assert api.sent_log[2:] == ["Revert:ConfigMap/flags", "Unlock:Deployment/web"]
+    assert api.objects[("ConfigMap", "flags")]["data"]["checkout_v2"] == "on"
+    assert "annotations" not in api.objects[("Deployment", "web")]["spec"]["template"]["metadata"]
