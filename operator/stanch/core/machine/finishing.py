@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stanch.core.effects import Effect, Finish
+from stanch.core.effects import Effect, Finish, ObjectKey, ObserveTarget, Reads
 from stanch.core.machine.state import MachineState
 from stanch.core.models import AppliedChange, MitigationPhase
 from stanch.core.plans import read_snapshot, unlock_patch
@@ -14,6 +14,14 @@ def unlock(state: MachineState) -> tuple[Effect, ...]:
     if not snap or state.spec.dry_run:
         return ()
     return (unlock_patch(read_snapshot(state.spec, snap).target.as_object(), state.identity.name),)
+
+
+def look_at_lock(state: MachineState) -> ObserveTarget:
+    """Read the target alone, to see whether its lock still names us (the unlock is fire-and-forget,
+    so this read is what confirms it)."""
+    t = state.spec.target
+    key = ObjectKey("apps/v1", "Deployment", t.name, t.namespace or state.identity.namespace)
+    return ObserveTarget(Reads(target=key, lock_holder=False))
 
 
 def after_unlock(applied: AppliedChange | None, extra: int = 0) -> AppliedChange | None:
@@ -31,7 +39,9 @@ def after_unlock(applied: AppliedChange | None, extra: int = 0) -> AppliedChange
 
 
 def finish(state: MachineState, phase: MitigationPhase) -> tuple[Effect, ...]:
-    return (*unlock(state), *resume_effects(state), Finish(phase.value))
+    release = unlock(state)
+    confirm = (look_at_lock(state),) if release else ()
+    return (*release, *resume_effects(state), Finish(phase.value), *confirm)
 
 
 def resume_effects(state: MachineState) -> tuple[Effect, ...]:

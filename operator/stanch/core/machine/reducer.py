@@ -22,6 +22,7 @@ from stanch.core.machine.observations import (
     Observation,
     PassesFailed,
     RevertApplied,
+    TargetObserved,
 )
 from stanch.core.machine.phases.applying import on_applying
 from stanch.core.machine.phases.baking import on_baking
@@ -83,7 +84,9 @@ def reduce(state: MachineState, observation: Observation, *, now: datetime) -> T
         return Transition(state=state)
     if isinstance(observation, PassesFailed):
         return retry_budget_exhausted(state, observation.error, observation.attempts, now)
-    if phase in TERMINAL_PHASES and isinstance(observation, ChangeApplied | ApplyFailed):
+    if phase in TERMINAL_PHASES and isinstance(observation, ChangeApplied | ApplyFailed | TargetObserved):
+        # Also while deleting: a finished Mitigation's reads confirm its lock release (on_delete
+        # would only finish again, and read again).
         return after_end(state, observation, now)
     if isinstance(observation, DeleteRequested) or (state.deleting and phase not in (P.REVERTING,)):
         return on_delete(state, now)

@@ -45,6 +45,8 @@ def transition(
     after = to or before
     if after in TERMINAL_PHASES and before not in TERMINAL_PHASES and "auto_sync" not in status:
         status = {**status, **_ending_auto_sync(state, effects, now)}
+    if after in TERMINAL_PHASES and any(isinstance(e, Patch) and e.step == Step.UNLOCK for e in effects):
+        status = {**status, "conditions": _releasing(state, status, now)}
     entry = AuditEntry(
         time=now, actor=actor[:256], event=event, from_phase=before, to_phase=after, reason=reason[:1024]
     )
@@ -64,6 +66,7 @@ def transition(
         "Blocked",
         "Drift",
         "EvictionRefused",
+        "LockNotReleased",
     }
     kind: Literal["Normal", "Warning"] = "Warning" if warn else "Normal"
     return Transition(
@@ -112,6 +115,12 @@ def announce_once(
 VALID = "Valid"
 """Condition: the spec can be executed on its target (False: which field is wrong and how to fix it)."""
 
+LOCK_RELEASED = "LockReleased"
+"""Condition: the target's lock annotation no longer names this Mitigation. False (``Releasing``) is
+written with the terminal status, before the unlock is sent: a crash between the two leaves a
+Mitigation that says its lock may still be held, and the next pass looks and releases it."""
+RELEASING = "Releasing"
+
 
 def valid_condition(
     state: MachineState, now: datetime, *, ok: bool, reason: str, message: str
@@ -133,6 +142,14 @@ def with_condition(
         now=now,
     )
     return [Condition.model_validate(c) for c in updated]
+
+
+def _releasing(state: MachineState, status: dict[str, Any], now: datetime) -> list[Condition]:
+    """``status.conditions`` (as this transition sets them) with the lock release pending."""
+    conditions = status.get("conditions", state.status.conditions)
+    base = state.status.model_copy(update={"conditions": conditions})
+    message = "the lock is being released (conditional on it still naming this Mitigation)"
+    return with_condition(base, now, LOCK_RELEASED, ok=False, reason=RELEASING, message=message)
 
 
 def _ending_auto_sync(state: MachineState, effects: tuple[Effect, ...], now: datetime) -> dict[str, Any]:

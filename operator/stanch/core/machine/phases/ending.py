@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from stanch.core.effects import Step, WakeAt
-from stanch.core.machine.finishing import finish, resume_effects
-from stanch.core.machine.observations import ApplyFailed, ChangeApplied, Observation, Tick
+from stanch.core.conditions import set_condition
+from stanch.core.effects import Effect, Step, WakeAt
+from stanch.core.machine.finishing import finish, look_at_lock, resume_effects
+from stanch.core.machine.observations import ApplyFailed, ChangeApplied, Observation, TargetObserved, Tick
 from stanch.core.machine.phases.reverting import start_revert
 from stanch.core.machine.reading import has_change
 from stanch.core.machine.state import MachineState, Transition
-from stanch.core.machine.transitions import P, phase_of, quiet, transition
-from stanch.core.models import TERMINAL_PHASES, AutoSyncPhase
+from stanch.core.machine.transitions import (
+    LOCK_RELEASED,
+    P,
+    phase_of,
+    quiet,
+    status_update,
+    transition,
+)
+from stanch.core.models import LOCK_ANNOTATION, TERMINAL_PHASES, AutoSyncPhase, Condition
+from stanch.core.plans import unlock_patch
 from stanch.core.plans.autosync import resumed
+from stanch.core.plans.common import meta
 
 
 def after_end(state: MachineState, obs: Observation, now: datetime) -> Transition:
     """A terminal Mitigation still restores what it suspended (also after a restart)."""
     record = state.status.auto_sync
+    if isinstance(obs, ChangeApplied | ApplyFailed) and obs.step == Step.UNLOCK:
+        return _unlock_answered(state, obs, now)
     if isinstance(obs, ChangeApplied | ApplyFailed) and obs.step == Step.RESUME and record is not None:
         if isinstance(obs, ApplyFailed) and obs.retriable and not obs.conflict:
             return quiet(state, WakeAt(now + timedelta(seconds=10)))
@@ -32,9 +45,102 @@ def after_end(state: MachineState, obs: Observation, now: datetime) -> Transitio
             reason=done.reason,
             auto_sync=done,
         )
+    if isinstance(obs, TargetObserved):
+        return _lock_seen(state, obs, now)
+    effects: tuple[Effect, ...] = ()
     if isinstance(obs, Tick) and record is not None and record.phase is AutoSyncPhase.RESTORING:
-        return quiet(state, *resume_effects(state))
-    return quiet(state)
+        effects = resume_effects(state)
+    if isinstance(obs, Tick) and _release_unconfirmed(state):
+        effects = (*effects, look_at_lock(state))
+    return quiet(state, *effects)
+
+
+STILL_HELD = "StillHeld"
+NOT_RELEASED = "NotReleased"
+RELEASE_RETRY = timedelta(minutes=10)
+"""How long a finished Mitigation retries a transiently failing unlock every interval; then (or at
+once for a refused write) it says so once, ``LockNotReleased``, and tries again only on a restart."""
+
+
+def _lock_condition(state: MachineState) -> Condition | None:
+    return next((c for c in state.status.conditions if c.type == LOCK_RELEASED), None)
+
+
+def _release_unconfirmed(state: MachineState) -> bool:
+    """Whether the lock may still name this finished Mitigation: its release was written ahead and not
+    seen done (a crash between the terminal status and the unlock), or — for a Mitigation finished
+    before the condition existed — never looked at."""
+    if state.spec.dry_run or not state.status.snapshot:
+        return False
+    condition = _lock_condition(state)
+    return condition is None or condition.status.value != "True"
+
+
+def _lock_seen(state: MachineState, obs: TargetObserved, now: datetime) -> Transition:
+    """The target as a finished Mitigation sees it: release a lock still naming us, else say released."""
+    if not _release_unconfirmed(state):
+        return quiet(state)
+    target = obs.world.target
+    holder = (meta(target).get("annotations") or {}).get(LOCK_ANNOTATION) if target else None
+    if target is None or holder != state.identity.name:
+        return _released(state, now)
+    # Still ours: the terminal status was written, the unlock never landed (a crash in between, a
+    # failed write). Send it again, conditional on the annotation still naming us (idempotent: a
+    # second send fails its test and changes nothing) — and this time wait for its answer.
+    return quiet(state, replace(unlock_patch(target, state.identity.name), best_effort=False))
+
+
+def _unlock_answered(state: MachineState, obs: ChangeApplied | ApplyFailed, now: datetime) -> Transition:
+    """The answer to a re-sent unlock: done, retry later (transient), or say it cannot be done."""
+    if isinstance(obs, ChangeApplied) or obs.conflict:
+        return _released(state, now)  # removed now, or the annotation no longer names us
+    condition = _lock_condition(state)
+    if condition is not None and condition.reason == NOT_RELEASED:
+        return quiet(state)  # said once already; tried again on the next restart
+    since = (
+        condition.last_transition_time if condition is not None and condition.reason == STILL_HELD else now
+    )
+    if obs.retriable and now - since < RELEASE_RETRY:
+        still = _lock_conditions(
+            state, now, "Unknown", STILL_HELD, f"releasing the lock failed: {obs.reason}"
+        )
+        return status_update(
+            state, state.status.message or "", (WakeAt(now + state.guard.check_period),), conditions=still
+        )
+    target = state.spec.target
+    why = (
+        f"the lock annotation {LOCK_ANNOTATION} on Deployment {target.namespace or state.identity.namespace}/"
+        f"{target.name} still names this finished Mitigation ({obs.reason}); remove it by hand:"
+        f" kubectl annotate deployment {target.name} {LOCK_ANNOTATION}-"
+    )
+    return transition(
+        state,
+        now=now,
+        to=None,
+        event="LockNotReleased",
+        reason=why,
+        conditions=_lock_conditions(state, now, "False", NOT_RELEASED, why),
+    )
+
+
+def _released(state: MachineState, now: datetime) -> Transition:
+    released = _lock_conditions(state, now, "True", "Released", "the lock no longer names this Mitigation")
+    return status_update(state, state.status.message or "", (), conditions=released)
+
+
+def _lock_conditions(
+    state: MachineState, now: datetime, status: str, reason: str, message: str
+) -> list[Condition]:
+    updated = set_condition(
+        [c.model_dump(by_alias=True, mode="json") for c in state.status.conditions],
+        type_=LOCK_RELEASED,
+        status=status,
+        reason=reason,
+        message=message,
+        observed_generation=None,
+        now=now,
+    )
+    return [Condition.model_validate(c) for c in updated]
 
 
 def on_delete(state: MachineState, now: datetime) -> Transition:
