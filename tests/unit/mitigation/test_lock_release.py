@@ -164,3 +164,26 @@ def test_a_mitigation_finished_before_the_condition_existed_is_looked_at_once() 
     assert released(st2).status.value == "True"
     dry, _ = step(state({"scale": {"replicas": 6}}, dryRun=True), Tick(), new_cluster(), T0)
     assert not reduce(dry, Tick(), now=T0 + timedelta(hours=1)).effects
+
+
+def test_a_write_conflict_on_the_re_sent_unlock_is_retried_not_taken_for_released(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 409 is the API server's own write conflict: the unlock was not applied, and the annotation
+    may still name us. Taken for "no longer ours" (like a failed test), it left the lock for good."""
+    ending, cluster = crashed_at_the_end(monkeypatch)
+    now = T0 + timedelta(minutes=20)
+    t = reduce(ending, TargetObserved(cluster.world()), now=now)
+    busy = ApplyFailed("Unlock", "Operation cannot be fulfilled", conflict=True, code=409)
+    st = reduce(t.state, busy, now=now)
+    assert (released(st.state).status.value, released(st.state).reason) == ("Unknown", "StillHeld")
+    assert st.effects == (WakeAt(now + ending.guard.check_period),)
+    assert not st.events
+    # The next pass looks again and releases it.
+    later, _ = step(st.state, Tick(), cluster, now + ending.guard.check_period)
+    assert lock_of(cluster) is None
+    assert released(later).status.value == "True"
+    # Its failed test (a bare 422) or a gone target (404) does mean the lock no longer names us.
+    for code in (422, 404):
+        gone = reduce(t.state, ApplyFailed("Unlock", "test failed", conflict=True, code=code), now=now)
+        assert released(gone.state).status.value == "True", code

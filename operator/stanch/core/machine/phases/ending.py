@@ -92,7 +92,11 @@ def _lock_seen(state: MachineState, obs: TargetObserved, now: datetime) -> Trans
 
 def _unlock_answered(state: MachineState, obs: ChangeApplied | ApplyFailed, now: datetime) -> Transition:
     """The answer to a re-sent unlock: done, retry later (transient), or say it cannot be done."""
-    if isinstance(obs, ChangeApplied) or obs.conflict:
+    # A 409 is the API server's own write conflict: the patch was not applied and says nothing of
+    # the annotation, so it is retried like a transient failure (taken for "released", it left the
+    # lock on the target for good). Its failed test (a bare 422) or a gone target (404) is released.
+    busy = isinstance(obs, ApplyFailed) and obs.conflict and obs.code == 409
+    if isinstance(obs, ChangeApplied) or (obs.conflict and not busy):
         return _released(state, now)  # removed now, or the annotation no longer names us
     condition = _lock_condition(state)
     if condition is not None and condition.reason == NOT_RELEASED:
@@ -100,7 +104,7 @@ def _unlock_answered(state: MachineState, obs: ChangeApplied | ApplyFailed, now:
     since = (
         condition.last_transition_time if condition is not None and condition.reason == STILL_HELD else now
     )
-    if obs.retriable and now - since < RELEASE_RETRY:
+    if (obs.retriable or busy) and now - since < RELEASE_RETRY:
         still = _lock_conditions(
             state, now, "Unknown", STILL_HELD, f"releasing the lock failed: {obs.reason}"
         )
