@@ -11,6 +11,9 @@ number of the write sent (one-off) or by object and step (persistent).
 :class:`Driver` is the wiring's loop without I/O: reduce, persist the status first, run the effects,
 feed the results back (a step's writes as one group that stops at its first failure, like
 ``Pass._mutate``). A crash drops everything in memory and resumes from the last persisted status.
+After a terminal phase it keeps running passes exactly when ``run_daemon`` does: while a pass asks
+for a wake-up (a lock release retried later), and once after a crash (the new process's daemon runs
+a pass for every Mitigation, finished ones included) — the pass that releases a lock the crash left.
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ from stanch.core.machine.observations import (
     Tick,
     World,
 )
+from stanch.core.machine.phases.ending import awaits_resolution
 from stanch.core.machine.reducer import reduce
 from stanch.core.machine.state import KubeEvent, MachineState, MitigationIdentity
 from stanch.core.models import (
     BUILTIN_GUARD,
+    LOCK_ANNOTATION,
     TERMINAL_PHASES,
     MitigationSpec,
     MitigationStatus,
@@ -108,7 +113,17 @@ class FakeApi:
     """One-off failures: the number of the write sent (1-based, over the whole run) → HTTP status."""
     refuse: dict[tuple[str, str, str], tuple[int, str]] = field(default_factory=dict)
     """Persistent failures: (step, kind, name) → (HTTP status, message), every time it is sent."""
+    before: dict[int, Callable[[], None]] = field(default_factory=dict)
+    """Someone else acting just before the write with this number is applied."""
     rv: int = 1000
+
+    def take_lock(self, holder: str) -> None:
+        """Another Mitigation takes the target's lock (over a finished holder's, or a free one)."""
+        key = ("Deployment", "web")
+        old = self.objects[key]
+        new = copy.deepcopy(old)
+        new["metadata"].setdefault("annotations", {})[LOCK_ANNOTATION] = holder
+        self._changed(key, old, new, f"Lock:{holder}")
 
     def world(self) -> World:
         get = self.objects.get
@@ -127,6 +142,8 @@ class FakeApi:
     def send(self, write: Write) -> ApplyFailed | None:
         self.sent += 1
         self.sent_log.append(f"{write.step}:{write.key.kind}/{write.key.name}")
+        if self.sent in self.before:
+            self.before[self.sent]()
         scheduled = self.fail_at.get(self.sent)
         refused = self.refuse.get((str(write.step), write.key.kind, write.key.name))
         if scheduled is not None or refused is not None:
@@ -216,6 +233,8 @@ class Driver:
     kube_events: list[KubeEvent] = field(default_factory=list)
     status_writes: int = 0
     crashed: bool = False
+    on_crash: Callable[[], None] | None = None
+    """Someone else acting while the operator is down (after the crash, before the restart)."""
     wakes: list[datetime] = field(default_factory=list)
 
     def _event(self) -> bool:
@@ -223,14 +242,22 @@ class Driver:
         self.events += 1
         if self.crash_after is not None and self.events == self.crash_after and not self.crashed:
             self.crashed = True
+            if self.on_crash is not None:
+                self.on_crash()
             return True
         return False
 
     def run(self, max_passes: int = 200) -> MachineState:
+        """Passes until the daemon would return, as ``run_daemon`` decides: a finished Mitigation
+        whose pass asked for no wake-up (and awaits no Incident) ends the loop; one that did (a lock
+        release retried later) sleeps until then and runs another pass. A crash starts a new
+        process, whose daemon runs a pass for every Mitigation, finished ones included (Kopf
+        resumes the daemons at start-up): that pass is what releases a lock the crash left."""
         for _ in range(max_passes):
             if self._pass():
                 continue  # crashed: a new process resumes from what was persisted
-            if self.state.status.phase in TERMINAL_PHASES:
+            finished = self.state.status.phase in TERMINAL_PHASES
+            if finished and not self.wakes and not awaits_resolution(self.state):
                 return self.state
             self.now = min(self.wakes) if self.wakes else self.now + timedelta(seconds=1)
         raise AssertionError(f"no end after {max_passes} passes: {self.state.status.message}")
@@ -257,15 +284,19 @@ class Driver:
             self.kube_events.extend(t.events)
             group: list[Write] = []
             for effect in t.effects:
-                if isinstance(effect, Patch | Create | Delete | Evict):
-                    group.append(effect)
-                    continue
-                if group:
+                same_step = isinstance(effect, Patch | Create | Delete | Evict) and effect.step == (
+                    group[0].step if group else effect.step
+                )
+                if group and not same_step:
+                    # Consecutive writes of one step are one group, as in ``Pass._run_effects``.
                     crashed, obs = self._writes(group)
                     if crashed:
                         return True
                     queue.extend(obs)
                     group = []
+                if isinstance(effect, Patch | Create | Delete | Evict):
+                    group.append(effect)
+                    continue
                 queue.extend(self._other(effect))
             if group:
                 crashed, obs = self._writes(group)
