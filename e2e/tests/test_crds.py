@@ -76,6 +76,11 @@ def test_cel_rules_reject_on_the_server(kube: Kube, namespace: str) -> None:
         ),
         (mit(namespace, canary={"replicas": 2}), "canary needs an image, an env patch or args"),
         (mit(namespace, rollback={}, guard={"bakeTime": "10s", "interval": "1m"}), "at least one interval"),
+        (mit(namespace, rollback={}, guard={"interval": "0s"}), "interval must be between 1s and 1h"),
+        (
+            mit(namespace, rollback={}, guard={"baselineWindow": "0s"}),
+            "baselineWindow must be between 10s and 6h",
+        ),
         (
             {
                 "apiVersion": "stanch.dev/v1alpha1",

@@ -15,15 +15,20 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import celpy
 import pytest
+import yaml
 from celpy.adapter import json_to_cel
+from e2e.scenario.runner import FAST_GUARD as RUNNER_GUARD
+from e2e.tests.mitigation_world import FAST_GUARD as WORLD_GUARD
 from pydantic import ValidationError
 
 from stanch.core import crdgen
 from stanch.core.models import ClusterMitigationPolicy, Incident, Mitigation, MitigationPolicy, StanchModel
+from stanch.core.models.guard import DURATION_BOUNDS, INTERVAL_MESSAGE
 
 MODELS: dict[str, type[StanchModel]] = {
     "Incident": Incident,
@@ -32,6 +37,7 @@ MODELS: dict[str, type[StanchModel]] = {
     "ClusterMitigationPolicy": ClusterMitigationPolicy,
 }
 ENV = celpy.Environment()
+REPO = Path(__file__).resolve().parents[2]
 
 
 @functools.cache
@@ -138,6 +144,13 @@ VALID = [
     mit(rollback={}, guard={"interval": "1s", "bakeTime": "1s"}),
     mit(rollback={}, guard={"interval": "1h", "bakeTime": "1h"}),
     mit(rollback={}, guard={"baselineNoData": "Proceed"}),
+    # Each guard duration's bounds are themselves accepted.
+    mit(rollback={}, guard={"baselineWindow": "10s"}),
+    mit(rollback={}, guard={"baselineWindow": "6h"}),
+    mit(rollback={}, guard={"bakeTime": "24h", "interval": "1h"}),
+    mit(rollback={}, guard={"settleTime": "0s"}),
+    mit(rollback={}, guard={"settleTime": "30m"}),
+    pol(guardDefaults={"baselineWindow": "6h", "bakeTime": "24h", "settleTime": "30m"}),
     pol(guardDefaults={"interval": "1m"}),
     pol(freezeWindows=[{"name": "bf", "start": T1, "end": T2}]),
     pol(freezeWindows=[{"name": "we", "schedule": WEEKEND}]),
@@ -158,6 +171,15 @@ INVALID = [
     (mit(rollback={}, guard={"interval": "1h1s", "bakeTime": "2h"}), "interval must be between 1s and 1h"),
     (pol(guardDefaults={"interval": "0s"}), "interval must be between 1s and 1h"),
     (pol(guardDefaults={"interval": "2h"}), "interval must be between 1s and 1h"),
+    (mit(rollback={}, guard={"baselineWindow": "0s"}), "baselineWindow must be between 10s and 6h"),
+    (mit(rollback={}, guard={"baselineWindow": "9s"}), "baselineWindow must be between 10s and 6h"),
+    (mit(rollback={}, guard={"baselineWindow": "6h1s"}), "baselineWindow must be between 10s and 6h"),
+    (mit(rollback={}, guard={"bakeTime": "0s"}), "bakeTime must be between 1s and 24h"),
+    (mit(rollback={}, guard={"bakeTime": "24h1s"}), "bakeTime must be between 1s and 24h"),
+    (mit(rollback={}, guard={"settleTime": "30m1s"}), "settleTime must be between 0s and 30m"),
+    (pol(guardDefaults={"baselineWindow": "0s"}), "baselineWindow must be between 10s and 6h"),
+    (pol(guardDefaults={"bakeTime": "48h"}), "bakeTime must be between 1s and 24h"),
+    (pol(guardDefaults={"settleTime": "1h"}), "settleTime must be between 0s and 30m"),
     (pol(freezeWindows=[{"name": "bf", "start": T2, "end": T1}]), "end must be after start"),
     (pol(freezeWindows=[{"name": "bf", "start": T1, "end": T1}]), "end must be after start"),
     (pol(freezeWindows=[{"name": "bf", "start": T1}]), "start and end must be set together"),
@@ -195,11 +217,38 @@ def test_failure_names_the_location() -> None:
 
 def test_an_out_of_range_interval_is_reported_at_the_interval_field() -> None:
     schema = schema_of("Mitigation")["properties"]["spec"]["properties"]["guard"]
-    (rule,) = [r for r in schema["x-kubernetes-validations"] if "1s" in r["rule"]]
+    (rule,) = [r for r in schema["x-kubernetes-validations"] if r["message"] == INTERVAL_MESSAGE]
     assert rule["fieldPath"] == ".interval"
     assert cel_failures("Mitigation", mit(rollback={}, guard={"interval": "0s"})) == [
         "spec.guard: interval must be between 1s and 1h"
     ]
+
+
+def test_every_guard_duration_out_of_range_is_reported_at_its_own_field() -> None:
+    schema = schema_of("Mitigation")["properties"]["spec"]["properties"]["guard"]
+    paths = {r["message"]: r.get("fieldPath") for r in schema["x-kubernetes-validations"]}
+    for bounds in DURATION_BOUNDS:
+        assert paths[bounds.message] == f".{bounds.alias}"
+
+
+def e2e_guards() -> list[tuple[str, dict[str, Any]]]:
+    """Every guard the real-cluster tests and the scenario runner run under (their FAST_GUARDs, with
+    the longest and shortest bakes they override, and the e2e policies' guardDefaults)."""
+    guards = [("mitigation_world.FAST_GUARD", dict(WORLD_GUARD)), ("runner.FAST_GUARD", dict(RUNNER_GUARD))]
+    guards += [(f"bakeTime {b}", {**WORLD_GUARD, "bakeTime": b}) for b in ("10m", "12s", "90s")]
+    for path in sorted((REPO / "e2e" / "tests" / "policies").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if doc and "guardDefaults" in doc.get("spec", {}):
+                guards.append((path.name, doc["spec"]["guardDefaults"]))
+    return guards
+
+
+@pytest.mark.parametrize(("name", "guard"), e2e_guards())
+def test_the_guards_the_real_cluster_tests_run_under_stay_valid(name: str, guard: dict[str, Any]) -> None:
+    obj = mit(rollback={}, guard=guard)
+    assert cel_failures("Mitigation", obj) == [], name
+    assert model_accepts("Mitigation", obj), name
+    assert cel_failures("MitigationPolicy", pol(guardDefaults=guard)) == [], name
 
 
 def test_target_is_immutable_on_update() -> None:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
 
 from stanch.core.models.base import CelRule, StanchModel, error_paths
 from stanch.core.models.common import Duration, SignalName, SignalRef, format_duration, parse_duration
@@ -58,6 +59,45 @@ class SuccessCriteria(StanchModel):
     """...for this many consecutive checks."""
 
 
+@dataclass(frozen=True)
+class DurationBounds:
+    """The range one guard duration must lie in, and why. The CEL rule, its Python twin and the
+    merge's message are all built from it, so the three cannot disagree."""
+
+    name: str
+    """The field's Python name, e.g. ``baseline_window``."""
+    low: timedelta
+    high: timedelta
+    why: str
+    """Why a value outside the range is wrong, for the merge's message."""
+
+    @property
+    def alias(self) -> str:
+        return to_camel(self.name)
+
+    @property
+    def range(self) -> str:
+        return f"{format_duration(self.low)} and {format_duration(self.high)}"
+
+    @property
+    def message(self) -> str:
+        return f"{self.alias} must be between {self.range}"
+
+    def holds(self, text: str) -> bool:
+        return self.low <= parse_duration(text) <= self.high
+
+    def cel_rule(self) -> CelRule:
+        field = f"self.{self.alias}"
+        checks = [f"duration({field}) <= duration('{format_duration(self.high)}')"]
+        if self.low:  # a lower bound of 0s holds for every duration the schema admits
+            checks.insert(0, f"duration({field}) >= duration('{format_duration(self.low)}')")
+        return CelRule(
+            rule=f"!has({field}) || ({' && '.join(checks)})",
+            message=self.message,
+            field_path=f".{self.alias}",
+        )
+
+
 INTERVAL_MIN = timedelta(seconds=1)
 """Shortest guard interval. Each interval is one check (a read of the target and a range query per
 signal): ``0s`` ran them in a tight loop (1,828 API calls in 3 s). Below a second no Prometheus
@@ -66,16 +106,53 @@ Stanch refuses instead, so the number in the spec is the number that runs."""
 INTERVAL_MAX = timedelta(hours=1)
 """Longest guard interval: the guard is what reverts a change that made things worse, and between two
 checks a regression runs unwatched."""
-_INTERVAL_RANGE = f"{format_duration(INTERVAL_MIN)} and {format_duration(INTERVAL_MAX)}"
-INTERVAL_MESSAGE = f"interval must be between {_INTERVAL_RANGE}"
+
+INTERVAL_BOUNDS = DurationBounds(
+    "interval",
+    INTERVAL_MIN,
+    INTERVAL_MAX,
+    "one check runs per interval, so a shorter one queries in a tight loop and a longer one leaves a"
+    " regression unwatched",
+)
+BAKE_TIME_BOUNDS = DurationBounds(
+    "bake_time",
+    INTERVAL_MIN,
+    timedelta(hours=24),
+    # The floor is the interval's: "at least one interval" is the rule that matters, checked below.
+    "the Mitigation holds the target's lock for the whole bake (no other mitigation may act on it), and"
+    " a day outlasts any rollout or daily traffic cycle a bake is meant to watch",
+)
+BASELINE_WINDOW_BOUNDS = DurationBounds(
+    "baseline_window",
+    timedelta(seconds=10),
+    timedelta(hours=6),
+    "the baseline is what a check compares with: under 10s it is a handful of points (often less than"
+    " one scrape), and over 6h it averages in other hours of the daily traffic cycle, not the state"
+    " the change is made in",
+)
+SETTLE_TIME_BOUNDS = DurationBounds(
+    "settle_time",
+    timedelta(0),
+    timedelta(minutes=30),
+    "while it lasts a latency or saturation regression is excused, not reverted; set it to the rate"
+    " window of the latency query (minutes), and 0s to never excuse",
+)
+DURATION_BOUNDS = (INTERVAL_BOUNDS, BAKE_TIME_BOUNDS, BASELINE_WINDOW_BOUNDS, SETTLE_TIME_BOUNDS)
+"""Every guard duration's range, checked in this order (the interval first: the other rules are
+about checks, and a check needs a sane interval)."""
+
+INTERVAL_MESSAGE = INTERVAL_BOUNDS.message
 BAKE_MESSAGE = "bakeTime must be at least one interval"
 
 
-def _rule_problems(bake_time: str | None, interval: str | None) -> list[str]:
+def _rule_problems(guard: GuardSpec | ResolvedGuard) -> list[str]:
     """The guard's rules over its own fields (the Python twin of the CEL rules below)."""
     problems = []
-    if interval is not None and not INTERVAL_MIN <= parse_duration(interval) <= INTERVAL_MAX:
-        problems.append(INTERVAL_MESSAGE)
+    for bounds in DURATION_BOUNDS:
+        value = getattr(guard, bounds.name)
+        if value is not None and not bounds.holds(value):
+            problems.append(bounds.message)
+    bake_time, interval = guard.bake_time, guard.interval
     if bake_time and interval and parse_duration(bake_time) < parse_duration(interval):
         problems.append(BAKE_MESSAGE)
     return problems
@@ -92,11 +169,14 @@ class GuardSpec(StanchModel):
     """Signals to compare against the baseline; empty means the policy's error-ratio and latency
     templates."""
     baseline_window: Duration | None = None
-    """How far back before the action the baseline is taken (default 10m); never before the linked
-    Incident's onset, so the incident's own errors are the baseline a fix is judged against."""
+    """How far back before the action the baseline is taken, from 10s (fewer points cannot be
+    compared) to 6h (longer averages in other hours of the daily traffic cycle; default 10m); never
+    before the linked Incident's onset, so the incident's own errors are the baseline a fix is
+    judged against."""
     bake_time: Duration | None = None
     """How long to watch after the change is applied before declaring it Healthy (default 5m); at
-    least one interval, also once merged with the policy's guardDefaults."""
+    least one interval, also once merged with the policy's guardDefaults, and at most 24h (the
+    Mitigation holds the target's lock for the whole bake)."""
     interval: Duration | None = None
     """Time between guard checks, from 1s to 1h (default 10s: with two failed checks in a row a clear
     regression is reverted within about 20 s of showing up; see docs/benchmarks.md)."""
@@ -109,7 +189,8 @@ class GuardSpec(StanchModel):
     """While the target's new pods start, and for this long after they are all available, a check
     that is worse only on latency or saturation counts as settling, not failing (default 30s; set it
     to the rate window of your latency query, which keeps the rollout in its numbers that long).
-    Error ratio, restarts and throughput are never excused."""
+    From 0s (never excuse) to 30m: while it lasts such a regression is not reverted. Error ratio,
+    restarts and throughput are never excused."""
     success_criteria: SuccessCriteria | None = None
     """Optional early-success rule."""
     no_data: NoDataAction | None = None
@@ -121,12 +202,7 @@ class GuardSpec(StanchModel):
     """What to do when the bake ends Inconclusive (default Hold)."""
 
     cel_rules = (
-        CelRule(
-            rule="!has(self.interval) || (duration(self.interval) >= duration('1s')"
-            " && duration(self.interval) <= duration('1h'))",
-            message=INTERVAL_MESSAGE,
-            field_path=".interval",
-        ),
+        *(bounds.cel_rule() for bounds in DURATION_BOUNDS),
         CelRule(
             rule="!has(self.bakeTime) || !has(self.interval)"
             " || duration(self.bakeTime) >= duration(self.interval)",
@@ -136,7 +212,7 @@ class GuardSpec(StanchModel):
 
     @model_validator(mode="after")
     def _rules(self) -> GuardSpec:
-        problems = _rule_problems(self.bake_time, self.interval)
+        problems = _rule_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -232,7 +308,7 @@ class ResolvedGuard(StanchModel):
 
     @model_validator(mode="after")
     def _rules(self) -> ResolvedGuard:
-        problems = _rule_problems(self.bake_time, self.interval)
+        problems = _rule_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -262,7 +338,7 @@ class ResolvedGuard(StanchModel):
                 values[name], origin[name] = getattr(BUILTIN_GUARD, name), BUILTIN_SOURCE
         if not values["signals"]:
             values["signals"] = [SignalRef(name=n) for n in DEFAULT_GUARD_SIGNALS]
-        problem = _merged_problem(values, origin)
+        problem = _merged_problem(values, origin, layers[0].source if layers else "spec.guard")
         if problem is not None:
             raise GuardError(problem)
         try:
@@ -288,42 +364,45 @@ class ResolvedGuard(StanchModel):
         return parse_duration(self.settle_time)
 
 
-def _merged_problem(values: dict[str, Any], origin: dict[str, str]) -> GuardProblem | None:
-    """The first rule the merged guard breaks, told with where each value came from."""
+def _merged_problem(values: dict[str, Any], origin: dict[str, str], first: str) -> GuardProblem | None:
+    """The first rule the merged guard breaks, told with where each value came from; a fix for a
+    built-in value goes in ``first``, the source of the layer that wins over every other."""
     periods: dict[str, timedelta] = {}
-    for name in ("baseline_window", "bake_time", "interval", "settle_time"):
+    for bounds in DURATION_BOUNDS:
+        name = bounds.name
         try:
             periods[name] = parse_duration(values[name])
         except (TypeError, ValueError):
             return GuardProblem(
-                _alias(name),
-                f"guard {_alias(name)} {values[name]!r} ({origin[name]}) is not a duration;"
+                bounds.alias,
+                f"guard {bounds.alias} {values[name]!r} ({origin[name]}) is not a duration;"
                 " write it like 30s, 5m or 1h30m",
             )
-    interval, bake = periods["interval"], periods["bake_time"]
-    if not INTERVAL_MIN <= interval <= INTERVAL_MAX:
-        return GuardProblem(
-            "interval",
-            f"guard interval {values['interval']} ({origin['interval']}) is outside {_INTERVAL_RANGE}:"
-            " one check runs per interval, so a shorter one queries in a tight loop and a longer one"
-            f" leaves a regression unwatched; set {_fix(origin['interval'], 'interval')} to a duration"
-            f" from {format_duration(INTERVAL_MIN)} to {format_duration(INTERVAL_MAX)}",
-        )
-    if bake < interval:
+    for bounds in DURATION_BOUNDS:
+        # Admission enforces these per layer; a layer stored before a bound existed still reaches here.
+        if not bounds.low <= periods[bounds.name] <= bounds.high:
+            return GuardProblem(
+                bounds.alias,
+                f"guard {bounds.alias} {values[bounds.name]} ({origin[bounds.name]}) is not between"
+                f" {bounds.range}: {bounds.why}; set {_fix(origin[bounds.name], bounds.alias, first)} to"
+                f" a duration from {format_duration(bounds.low)} to {format_duration(bounds.high)}",
+            )
+    if periods["bake_time"] < periods["interval"]:
         return GuardProblem(
             "bakeTime",
             f"guard bakeTime {values['bake_time']} ({origin['bake_time']}) is shorter than interval"
             f" {values['interval']} ({origin['interval']}): the bake must last at least one check;"
-            f" set {_fix(origin['bake_time'], 'bakeTime')} to {values['interval']} or more, or"
-            f" {_fix(origin['interval'], 'interval')} to {values['bake_time']} or less",
+            f" set {_fix(origin['bake_time'], 'bakeTime', first)} to {values['interval']} or more, or"
+            f" {_fix(origin['interval'], 'interval', first)} to {values['bake_time']} or less",
         )
     return None
 
 
-def _fix(origin: str, field: str) -> str:
-    """Where to write the fix: the path the value came from, or the Mitigation's own guard when it
-    came from the built-in defaults (a Mitigation's guard wins over every default)."""
-    return f"spec.guard.{field}" if origin == BUILTIN_SOURCE else origin
+def _fix(origin: str, field: str, first: str) -> str:
+    """Where to write the fix: the path the value came from, or the first layer (the Mitigation's own
+    guard, or the policy's guardDefaults when a policy is checked on its own) when it came from the
+    built-in defaults, since that layer wins over every default."""
+    return f"{first}.{field}" if origin == BUILTIN_SOURCE else origin
 
 
 DEFAULT_GUARD = ResolvedGuard.of(GuardSpec())
