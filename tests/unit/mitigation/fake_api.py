@@ -65,6 +65,8 @@ from stanch.core.models import (
 )
 from stanch.core.plans.jsonpatch import PatchError, apply_ops
 
+from .fixtures import deployment, replica_set
+
 Write = Patch | Create | Delete | Evict
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ALLOW = PolicyDecision(decision=PolicyDecisionKind.ALLOW, policy="MitigationPolicy/shop/p", rule="r")
@@ -349,49 +351,8 @@ class Driver:
 # --- worlds ----------------------------------------------------------------------------------------
 
 
-def deployment(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "web",
-            "namespace": "shop",
-            "uid": "dep-uid",
-            "generation": 7,
-            "resourceVersion": "900",
-            "annotations": {"deployment.kubernetes.io/revision": "2", "team": "payments"},
-        },
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "web:v2"}]},
-            },
-            **spec,
-        },
-    }
-
-
-def replica_set(revision: str, image: str) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": f"web-h{revision}",
-            "namespace": "shop",
-            "annotations": {"deployment.kubernetes.io/revision": revision},
-            "ownerReferences": [{"uid": "dep-uid", "controller": True, "kind": "Deployment", "name": "web"}],
-        },
-        "spec": {
-            "template": {
-                "metadata": {"labels": {"app": "web", "pod-template-hash": f"h{revision}"}},
-                "spec": {"containers": [{"name": "web", "image": image}]},
-            }
-        },
-    }
-
-
 def world_for(action: dict[str, Any], *, hpa: bool = False) -> FakeApi:
-    objects: dict[tuple[str, str], dict[str, Any]] = {("Deployment", "web"): deployment()}
+    objects: dict[tuple[str, str], dict[str, Any]] = {("Deployment", "web"): deployment(replicas=3)}
     if "rollback" in action:
         objects[("ReplicaSet", "web-h1")] = replica_set("1", "web:v1")
         objects[("ReplicaSet", "web-h2")] = replica_set("2", "web:v2")

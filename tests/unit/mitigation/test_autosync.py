@@ -6,15 +6,14 @@ the outcome, and also after a restart."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from stanch.core.effects import Patch
 from stanch.core.machine.observations import Tick
-from stanch.core.machine.reducer import reduce
-from stanch.core.machine.state import MachineState, Transition
+from stanch.core.machine.state import MachineState
 from stanch.core.models import (
     FLUX_RECONCILE_ANNOTATION,
     LOCK_ANNOTATION,
@@ -28,7 +27,7 @@ from stanch.core.models import (
 from stanch.core.plans import plan, revert_effects
 from stanch.core.plans.autosync import HELD, plan_auto_sync, resume_patch
 
-from . import test_machine
+from .crashing import CrashingCluster, last_transition_before_the_crash
 from .fixtures import deployment, replica_set
 from .test_machine import T0, Cluster, bake, state, step
 
@@ -116,31 +115,10 @@ def test_a_switch_someone_else_set_is_left_alone() -> None:
     assert "Resume:Deployment" not in cluster.mutations
 
 
-class CrashError(Exception):
-    """The operator dies right after persisting the finishing status, before its effects ran."""
-
-
-class CrashAtTheEnd(Cluster):
-    def run(self, effect: Any) -> Any:
-        if getattr(effect, "step", None) in ("Unlock", "Resume"):
-            raise CrashError
-        return super().run(effect)
-
-
 def test_a_restarted_operator_finishes_the_restore(monkeypatch: pytest.MonkeyPatch) -> None:
-    cluster = CrashAtTheEnd(flux_cluster().objects)
+    cluster = CrashingCluster(flux_cluster().objects, crash_on=("Unlock", "Resume"))
     st, _ = step(decided(state({"scale": {"replicas": 4}})), Tick(), cluster, T0)
-    seen: list[Transition] = []
-
-    def recording(st_: MachineState, obs: Any, *, now: datetime) -> Transition:
-        t = reduce(st_, obs, now=now)
-        seen.append(t)
-        return t
-
-    monkeypatch.setattr(test_machine, "reduce", recording)
-    with pytest.raises(CrashError):
-        bake(st, cluster, T0)
-    ending = seen[-1]
+    ending = last_transition_before_the_crash(monkeypatch, lambda: bake(st, cluster, T0))
     assert ending.state.status.phase == "Succeeded"
     assert ending.state.status.auto_sync is not None
     assert ending.state.status.auto_sync.phase is AutoSyncPhase.RESTORING, "persisted before the restore"

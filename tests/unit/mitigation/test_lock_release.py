@@ -5,33 +5,21 @@ lock still naming the finished Mitigation releases it, conditionally, exactly on
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 
 from stanch.core.effects import ObserveTarget, Patch, WakeAt
 from stanch.core.machine.observations import ApplyFailed, DeleteRequested, TargetObserved, Tick
 from stanch.core.machine.reducer import reduce
-from stanch.core.machine.state import MachineState, Transition
+from stanch.core.machine.state import MachineState
 from stanch.core.machine.transitions import LOCK_RELEASED
 from stanch.core.models import LOCK_ANNOTATION, Condition, MitigationPhase
 
-from . import test_machine
+from .crashing import CrashingCluster, last_transition_before_the_crash
 from .test_machine import T0, Cluster, bake, new_cluster, state, step
 
 P = MitigationPhase
-
-
-class CrashError(Exception):
-    """The operator dies right after persisting the terminal status, before the unlock ran."""
-
-
-class CrashAtUnlock(Cluster):
-    def run(self, effect: Any) -> Any:
-        if getattr(effect, "step", None) == "Unlock":
-            raise CrashError
-        return super().run(effect)
 
 
 def lock_of(cluster: Cluster) -> str | None:
@@ -48,20 +36,9 @@ def released(st: MachineState) -> Condition:
 
 def crashed_at_the_end(monkeypatch: pytest.MonkeyPatch) -> tuple[MachineState, Cluster]:
     """A Mitigation whose terminal status (Succeeded) was persisted, and whose unlock never ran."""
-    cluster = CrashAtUnlock(new_cluster().objects)
+    cluster = CrashingCluster(new_cluster().objects, crash_on=("Unlock",))
     st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
-    seen: list[Transition] = []
-
-    def recording(st_: MachineState, obs: Any, *, now: datetime) -> Transition:
-        t = reduce(st_, obs, now=now)
-        seen.append(t)
-        return t
-
-    monkeypatch.setattr(test_machine, "reduce", recording)
-    with pytest.raises(CrashError):
-        bake(st, cluster, T0)
-    monkeypatch.undo()
-    ending = seen[-1].state
+    ending = last_transition_before_the_crash(monkeypatch, lambda: bake(st, cluster, T0)).state
     assert ending.status.phase == P.SUCCEEDED
     assert lock_of(cluster) == "m1", "the crash lost the unlock"
     return ending, Cluster(cluster.objects)
