@@ -10,9 +10,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stanch.core.models import Incident, MitigationMode, PolicyDecisionKind
+from stanch.core.models import GuardSpec, Incident, MitigationMode, MitigationPolicySpec, PolicyDecisionKind
 from stanch.core.policy import TargetFacts, auto_mitigation, requested_by, validity_conditions
 from stanch.core.policy.notifications import Limits, Outbox, flush, notice_for, offer, slack_payload
+from stanch.core.policy.validation import semantic_problems
 from stanch.core.signals import render
 
 from .policy_builders import NOW, past, policy, rule
@@ -85,6 +86,45 @@ def test_overlapping_freeze_windows() -> None:
     assert message[0]["reason"] == "OverlappingFreezeWindows"
     assert "spec.freezeWindows[1]: 'sunday' overlaps 'weekend'" in message[0]["message"]
     assert message[0]["observedGeneration"] == 3
+
+
+def test_guard_defaults_that_break_the_built_in_guard_make_the_policy_invalid() -> None:
+    # Each field is in range; merged over the built-in 5m bake, a 10m interval is not.
+    for cluster in (False, True):
+        p = policy(cluster=cluster, actions=[rule("Rollback")], guardDefaults={"interval": "10m"})
+        assert [(x.field, x.reason) for x in p.problems] == [
+            ("spec.guardDefaults.bakeTime", "InvalidGuardDefaults")
+        ]
+        assert p.problems[0].message.startswith(
+            "guard bakeTime 5m (built-in default) is shorter than interval 10m (spec.guardDefaults.interval):"
+            " the bake must last at least one check; set spec.guardDefaults.bakeTime to 10m or more, or"
+            " spec.guardDefaults.interval to 5m or less"
+        )
+        condition = validity_conditions(None, p.problems, generation=2, summary="", now=NOW)[0]
+        assert (condition["status"], condition["reason"]) == ("False", "InvalidGuardDefaults")
+        assert "spec.guardDefaults.bakeTime: guard bakeTime 5m" in condition["message"]
+
+
+def test_guard_defaults_that_fix_the_merge_themselves_are_valid() -> None:
+    assert reasons(guardDefaults={"interval": "10m", "bakeTime": "30m"}) == []
+    assert reasons(guardDefaults={"interval": "5m"}) == []  # exactly one check: the bound holds
+    assert reasons(guardDefaults={"baselineWindow": "6h", "settleTime": "0s", "bakeTime": "24h"}) == []
+
+
+def test_guard_defaults_stored_out_of_range_name_the_field_and_the_range() -> None:
+    # A policy stored before a bound existed (admission refuses it now) is read without validation.
+    spec = MitigationPolicySpec.model_construct(
+        guard_defaults=GuardSpec.model_construct(baseline_window="0s")
+    )
+    (problem,) = [
+        p for p in semantic_problems(spec, cluster_scoped=True, now=NOW) if p.reason == "InvalidGuardDefaults"
+    ]
+    assert problem.field == "spec.guardDefaults.baselineWindow"
+    assert (
+        "guard baselineWindow 0s (spec.guardDefaults.baselineWindow) is not between 10s and 6h"
+        in problem.message
+    )
+    assert "set spec.guardDefaults.baselineWindow to a duration from 10s to 6h" in problem.message
 
 
 # --- template escaping ----------------------------------------------------------------------------

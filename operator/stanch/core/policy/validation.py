@@ -14,6 +14,7 @@ from typing import Any
 
 from stanch.core.conditions import set_condition
 from stanch.core.models.actions import ActionKind
+from stanch.core.models.guard import GuardError, GuardLayer, ResolvedGuard
 from stanch.core.models.policy import ApprovalTier, MitigationPolicySpec
 from stanch.core.policy.windows import overlap, stamp, zone_of
 from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, TemplateError, placeholders_of
@@ -38,6 +39,7 @@ def semantic_problems(spec: MitigationPolicySpec, *, cluster_scoped: bool, now: 
     return [
         *_selector_problems(spec, cluster_scoped),
         *_signal_problems(spec),
+        *_guard_problems(spec),
         *_freeze_problems(spec, now),
         *_contradictions(spec),
     ]
@@ -86,6 +88,29 @@ def _signal_problems(spec: MitigationPolicySpec) -> list[Problem]:
             )
         )
     return problems
+
+
+GUARD_DEFAULTS = "spec.guardDefaults"
+
+
+def _guard_problems(spec: MitigationPolicySpec) -> list[Problem]:
+    """``guardDefaults`` over the built-in defaults must make a valid guard. Each field can be in
+    range while the merge is not (``interval: 10m`` alone against the built-in 5m ``bakeTime``), and
+    then every Mitigation the policy allowed that does not set the field itself would end Failed
+    (``InvalidGuard``). Refusing the policy's grants instead says so once, where the fault is. The
+    rule is the merge's own (``ResolvedGuard.resolve``), so the two cannot disagree."""
+    try:
+        ResolvedGuard.resolve(GuardLayer(GUARD_DEFAULTS, spec.guard_defaults))
+    except GuardError as err:
+        return [
+            Problem(
+                f"{GUARD_DEFAULTS}.{err.problem.field}",
+                "InvalidGuardDefaults",
+                f"{err.problem.message} (as it is, a Mitigation that does not set these fields in its"
+                " own spec.guard could never run under this policy)",
+            )
+        ]
+    return []
 
 
 def _freeze_problems(spec: MitigationPolicySpec, now: datetime) -> list[Problem]:
