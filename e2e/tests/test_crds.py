@@ -1,6 +1,6 @@
 """The generated CRDs on a real kube-apiserver: accepted (structural, CEL compiles within the cost
 budget), the examples pass server-side dry run, CEL rules reject what the unit tests say they
-reject, the target is immutable, status keeps Kopf's state and prunes everything untyped."""
+reject, the target and dryRun are immutable, status keeps Kopf's state and prunes everything untyped."""
 
 from __future__ import annotations
 
@@ -108,6 +108,10 @@ def test_target_immutable_and_status_pruned_except_kopf(kube: Kube, namespace: s
         kube.run(
             "patch", "mit", "probe", "-n", namespace, "--type=merge", "-p", '{"spec":{"target":{"name":"x"}}}'
         )
+    # The policy decided on dryRun: a dry run turned real would act without any policy allowing it.
+    with pytest.raises(AssertionError, match="dryRun is immutable: the policy decided on it"):
+        kube.run("patch", "mit", "probe", "-n", namespace, "--type=merge", "-p", '{"spec":{"dryRun":false}}')
+    kube.run("patch", "mit", "probe", "-n", namespace, "--type=merge", "-p", '{"spec":{"dryRun":true}}')
     status = '{"status":{"phase":"Pending","kopf":{"progress":{"h":{"retries":1}}},"handlerResult":{"a":1}}}'
     kube.run("patch", "mit", "probe", "-n", namespace, "--subresource=status", "--type=merge", "-p", status)
     got = kube.get("mit", "probe", namespace)

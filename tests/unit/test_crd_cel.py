@@ -253,12 +253,34 @@ def test_the_guards_the_real_cluster_tests_run_under_stay_valid(name: str, guard
 
 def test_target_is_immutable_on_update() -> None:
     old = mit(rollback={})
-    same = mit(rollback={}, dryRun=True)
+    same = mit(rollback={}, temporary=True)
     moved = copy.deepcopy(old)
     moved["spec"]["target"]["name"] = "other"
     assert cel_failures("Mitigation", same, old=old) == []
     assert cel_failures("Mitigation", moved, old=old) == ["spec.target: target is immutable"]
     assert cel_failures("Mitigation", moved) == []  # on create there is no oldSelf
+
+
+DRY_RUN_IMMUTABLE = (
+    "spec.dryRun: dryRun is immutable: the policy decided on it; delete this Mitigation and create one"
+    " with the dryRun you want"
+)
+
+
+@pytest.mark.parametrize(("before", "after"), [(False, True), (True, False)])
+def test_dry_run_is_immutable_on_update(before: bool, after: bool) -> None:
+    old = mit(rollback={}, dryRun=before)
+    assert cel_failures("Mitigation", mit(rollback={}, dryRun=after), old=old) == [DRY_RUN_IMMUTABLE]
+    assert cel_failures("Mitigation", mit(rollback={}, dryRun=before), old=old) == []
+
+
+def test_dry_run_left_unset_is_the_stored_default_and_stays_unchanged() -> None:
+    # The API server defaults dryRun to false before the rule runs, so leaving it out of an update of
+    # a real Mitigation is no change, while writing it out on a dry run's update is a flip.
+    assert cel_failures("Mitigation", mit(rollback={}), old=mit(rollback={}, dryRun=False)) == []
+    assert cel_failures("Mitigation", mit(rollback={}), old=mit(rollback={}, dryRun=True)) == [
+        DRY_RUN_IMMUTABLE
+    ]
 
 
 def test_suggested_mitigations_in_incident_status_follow_the_same_rule() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from stanch.core.models import (
     DEFAULT_GUARD,
+    DRY_RUN_RULE,
     TIMELINE_MAX,
     ActionKind,
     Direction,
@@ -105,15 +106,12 @@ def resolve_guard_or_problem(
         return DEFAULT_GUARD, err.problem
 
 
-DRY_RUN_RULE = "dryRun"
-"""The rule of the decision a dry run gets (the evaluator's and :func:`default_decision`'s)."""
-
-
 def as_decided(spec: MitigationSpec, status: MitigationStatus) -> MitigationSpec:
     """The spec with ``dryRun`` as it was when the policy decided (design invariant 12: what runs is
-    exactly what the policy allowed). ``dryRun`` can be edited: a dry run, always allowed, switched
-    to a real one between passes would act without any policy having allowed it; a real one switched
-    to a dry run mid-bake would write nothing more, leaving its change and its lock behind."""
+    exactly what the policy allowed). The CRD refuses an edit of ``dryRun``; this still holds where
+    that rule does not (a cluster whose CRD predates it): a dry run, always allowed, switched to a
+    real one between passes would act without any policy having allowed it; a real one switched to a
+    dry run mid-bake would write nothing more, leaving its change and its lock behind."""
     if status.policy is None:
         return spec
     decided = status.policy.rule == DRY_RUN_RULE

@@ -63,7 +63,10 @@ def past(
     started: str | None = "2025-03-07T11:31:00Z",
     ended: str | None = "2025-03-07T11:40:00Z",
     dry_run: bool = False,
+    decided_rule: str | None = None,
 ) -> PastMitigation:
+    """``decided_rule``: the rule of the recorded policy decision (``dryRun`` for a dry run); None
+    records no decision."""
     audit = []
     if started:
         audit.append({"time": started, "actor": "stanch", "event": "Baseline", "toPhase": "Baseline"})
@@ -73,6 +76,9 @@ def past(
         {
             "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
             "spec": {"target": {"name": target}, "rollback": {}, "dryRun": dry_run},
-            "status": {"phase": phase, "audit": audit} if phase else {},
+            "status": {
+                **({"phase": phase, "audit": audit} if phase else {}),
+                **({"policy": {"decision": "Allow", "rule": decided_rule}} if decided_rule else {}),
+            },
         }
     )

@@ -201,6 +201,24 @@ def test_actions_per_hour_per_namespace() -> None:
     assert decide(policies=[p], history=others).decision is ALLOW
 
 
+def test_past_mitigations_count_as_the_policy_decided_them_not_as_their_spec_says_now() -> None:
+    # dryRun edited after the decision (the CRD refuses it now; an older CRD did not): the machine
+    # runs what was decided (as_decided), so the history does too.
+    p = policy(actions=[rule("Rollback")])
+    real_edited_to_dry = past(
+        "other", phase="Baking", ended=None, dry_run=True, decided_rule="actions[Rollback]"
+    )
+    assert not real_edited_to_dry.dry_run
+    assert real_edited_to_dry.active
+    assert decide(policies=[p], history=[real_edited_to_dry]).rule == "oneAtATime"
+    dry_edited_to_real = past("other", phase="Baking", ended=None, dry_run=False, decided_rule="dryRun")
+    assert dry_edited_to_real.dry_run
+    assert not dry_edited_to_real.active
+    assert decide(policies=[p], history=[dry_edited_to_real]).decision is ALLOW
+    # Before any decision the spec is all there is.
+    assert past("new", phase=None, started=None, ended=None, dry_run=True).dry_run
+
+
 def test_the_mitigation_itself_does_not_count_against_the_rate_limit() -> None:
     p = policy(actions=[rule("Rollback")], rateLimits={"actionsPerHour": 1})
     me = past("m1", phase="Baking", started="2025-03-07T11:59:00Z", ended=None)

@@ -87,6 +87,7 @@ from stanch.core.models.meta import ObjectMeta
 from stanch.core.models.mitigation import (
     APPROVED_BY_ANNOTATION,
     AUDIT_MAX,
+    DRY_RUN_RULE,
     FLUX_RECONCILE_ANNOTATION,
     FLUX_RECONCILE_DISABLED,
     LOCK_ANNOTATION,
@@ -143,6 +144,7 @@ __all__ = [
     "CONDITIONS_MAX",
     "DEFAULT_GUARD",
     "DEFAULT_GUARD_SIGNALS",
+    "DRY_RUN_RULE",
     "FLUX_RECONCILE_ANNOTATION",
     "FLUX_RECONCILE_DISABLED",
     "INTERVAL_MAX",

@@ -30,6 +30,15 @@ FLUX_RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
 kustomize-controller neither applies nor prunes it until the annotation is gone."""
 FLUX_RECONCILE_DISABLED = "disabled"
 
+DRY_RUN_IMMUTABLE = (
+    "dryRun is immutable: the policy decided on it; delete this Mitigation and create one with the dryRun"
+    " you want"
+)
+
+DRY_RUN_RULE = "dryRun"
+"""The ``rule`` of a dry run's policy decision (``status.policy.rule``): a Mitigation runs, and counts
+against rate limits, as the dry run or the real change the policy decided on."""
+
 Actor = Annotated[str, StringConstraints(max_length=256)]
 """A user name, a service account, or ``policy:<namespace>/<name>#<rule>``."""
 
@@ -70,8 +79,15 @@ class MitigationSpec(ActionSet):
     """The workload to act on. Immutable."""
     guard: GuardSpec = GuardSpec()
     """Guard settings; unset fields come from the policy's guardDefaults."""
-    dry_run: bool = False
-    """Only record the exact change that would be made (always allowed, never touches the target)."""
+    dry_run: bool = Field(
+        default=False,
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": DRY_RUN_IMMUTABLE}]
+        },
+    )
+    """Only record the exact change that would be made (always allowed, never touches the target).
+    Immutable: the policy decided on it, so a dry run switched to a real one would act without any
+    policy having allowed it."""
     approval: Approval | None = None
     """Manual approval."""
     temporary: bool = False

@@ -22,6 +22,7 @@ from typing import Any
 from stanch.core.models.actions import ActionKind
 from stanch.core.models.common import format_duration, parse_duration
 from stanch.core.models.mitigation import (
+    DRY_RUN_RULE,
     AutoSyncRequest,
     MitigationSpec,
     PolicyDecision,
@@ -130,7 +131,7 @@ def evaluate(
     if request.spec.dry_run:
         return PolicyDecision(
             decision=PolicyDecisionKind.ALLOW,
-            rule="dryRun",
+            rule=DRY_RUN_RULE,
             reasons=[
                 "dry run: always allowed, the target is not changed",
                 f"without dryRun: {decision.decision.value}"

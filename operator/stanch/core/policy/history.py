@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from stanch.core.models.actions import ACTION_FIELDS, ActionKind
-from stanch.core.models.mitigation import TERMINAL_PHASES, MitigationPhase
+from stanch.core.models.mitigation import DRY_RUN_RULE, TERMINAL_PHASES, MitigationPhase
 
 # Phases in which the target may already have been touched.
 _STARTED = frozenset(
@@ -109,12 +109,22 @@ def past_mitigation(obj: Mapping[str, Any]) -> PastMitigation:
         target_namespace=str(target.get("namespace") or namespace),
         target_name=str(target.get("name", "")),
         action=action,
-        dry_run=bool(spec.get("dryRun", False)),
+        dry_run=_dry_run(spec, decision),
         phase=phase,
         created_at=created,
         started_at=started,
         ended_at=ended,
     )
+
+
+def _dry_run(spec: Mapping[str, Any], decision: Mapping[str, Any]) -> bool:
+    """Whether it runs as a dry run: as the policy decided once it has (the machine runs that, see
+    ``as_decided``), so a ``dryRun`` edited after the decision (the CRD refuses it; an older CRD did
+    not) neither hides a real change from the one-at-a-time check and rate limits nor counts a dry
+    run against them. Before a decision, the spec's."""
+    if decision.get("decision"):
+        return decision.get("rule") == DRY_RUN_RULE
+    return bool(spec.get("dryRun", False))
 
 
 def _wire(attr: str) -> str:
