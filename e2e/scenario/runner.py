@@ -63,10 +63,16 @@ DEFAULT_POLICY: dict[str, Any] = {
     "kind": "MitigationPolicy",
     "metadata": {"name": "scenario-staging"},
     "spec": {
-        "actions": [
-            {"action": a, "tier": "Auto"} for a in ("Rollback", "Restart", "Canary", "ConfigToggle", "Pause")
-        ]
+        "actions": [{"action": a, "tier": "Auto"} for a in ("Rollback", "Restart", "Pause")]
         + [
+            # What a mitigation may introduce is listed, never open: the scenarios' own images and
+            # the feature-flag ConfigMap's keys (Stanch allows no image and no ConfigMap by default).
+            {"action": "Canary", "tier": "Auto", "limits": {"canaryImages": ["shop/*"]}},
+            {
+                "action": "ConfigToggle",
+                "tier": "Auto",
+                "limits": {"configMaps": [{"name": "*-flags", "keys": ["*"]}]},
+            },
             {"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 20, "maxScaleFactor": 4}},
             {"action": "Evacuate", "tier": "Auto", "limits": {"evacuateNodes": {"names": ["kwok-node-*"]}}},
         ],

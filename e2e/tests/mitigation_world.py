@@ -58,10 +58,25 @@ def fast_operator(
     )
 
 
-def allow_all_policy(namespace: str, *, evacuate_nodes: str | None = None) -> dict[str, Any]:
-    """A policy allowing every action automatically; Evacuate only with ``evacuate_nodes`` (a name
-    pattern: a policy must name the nodes it may drain)."""
-    rules: list[dict[str, Any]] = [{"action": a, "tier": "Auto"} for a in ALL_ACTIONS]
+def allow_all_policy(
+    namespace: str,
+    *,
+    evacuate_nodes: str | None = None,
+    canary_images: tuple[str, ...] | None = None,
+    config_maps: tuple[dict[str, Any], ...] = ({"name": "flags", "keys": ["newcheckout"]},),
+) -> dict[str, Any]:
+    """A policy allowing every action automatically, within stated limits: Evacuate only with
+    ``evacuate_nodes`` (a name pattern: a policy must name the nodes it may drain), canaries only of
+    ``canary_images`` (default: the test registry's images for this namespace) and toggles only of
+    ``config_maps`` (default: the ``flags`` ConfigMap's ``newcheckout`` key)."""
+    images = list(canary_images) if canary_images is not None else [f"registry.example/{namespace}/*"]
+    limits: dict[str, dict[str, Any]] = {
+        "Canary": {"canaryImages": images},
+        "ConfigToggle": {"configMaps": list(config_maps)},
+    }
+    rules: list[dict[str, Any]] = [
+        {"action": a, "tier": "Auto", **({"limits": limits[a]} if a in limits else {})} for a in ALL_ACTIONS
+    ]
     if evacuate_nodes is not None:
         rules.append(
             {"action": "Evacuate", "tier": "Auto", "limits": {"evacuateNodes": {"names": [evacuate_nodes]}}}

@@ -183,7 +183,7 @@ def test_scale_beyond_the_policy_cap_is_rejected(
         shutdown(operator, kube, namespace)
     decision = st["policy"]
     assert decision["decision"] == "Deny", decision
-    assert decision["rule"] == "actions[Scale].limits"
+    assert decision["rule"] == "actions[Scale].limits.maxReplicas"
     assert decision["reasons"][0] == (
         f"Scale denied by {namespace}/staging actions[Scale]: 40 replicas exceeds maxReplicas 20"
     ), decision

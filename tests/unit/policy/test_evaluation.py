@@ -17,4 +17,6 @@ def test_scale_back_from_zero_is_bounded_by_max_replicas_not_the_factor() -> Non
     )
     facts = TargetFacts(replicas=0)
     assert limit_violations(rule, back, facts) == []
-    assert limit_violations(rule, huge, facts) == ["40 replicas exceeds maxReplicas 20"]
+    assert [(v.field, v.message) for v in limit_violations(rule, huge, facts)] == [
+        ("maxReplicas", "40 replicas exceeds maxReplicas 20")
+    ]

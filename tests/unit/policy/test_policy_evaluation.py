@@ -104,7 +104,7 @@ def test_strictest_wins_and_names_the_decider() -> None:
     assert "Rollback allowed by cluster/defaults actions[Rollback]" in d.reasons
 
     d = decide(request({"scale": {"replicas": 40}}), [cluster, team])
-    assert (d.decision, d.rule) == (DENY, "actions[Scale].limits")
+    assert (d.decision, d.rule) == (DENY, "actions[Scale].limits.maxReplicas")
     assert (
         d.reasons[0] == "Scale denied by payments/default actions[Scale]: 40 replicas exceeds maxReplicas 20"
     )
@@ -374,7 +374,9 @@ def test_invalid_policy_still_restricts() -> None:
     assert decide(policies=[good, bad]).decision is DENY
     assert decide(request({"restart": {}}), [good, bad]).rule == "freezeWindows[release]"
     later = NOW + timedelta(days=2)
-    assert decide(request({"scale": {"replicas": 9}}), [good, bad], now=later).rule == "actions[Scale].limits"
+    assert decide(request({"scale": {"replicas": 9}}), [good, bad], now=later).rule == (
+        "actions[Scale].limits.maxReplicas"
+    )
     assert decide(request({"scale": {"replicas": 4}}), [good, bad], now=later).decision is ALLOW
     assert decide(request({"restart": {}}), [good, bad], now=later).decision is APPROVAL
     assert decide(request({"restart": {}}), [bad], now=later).decision is DENY

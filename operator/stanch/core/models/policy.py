@@ -34,6 +34,22 @@ NamePattern = Annotated[
 ]
 """An object name, or a glob with ``*`` (e.g. ``checkout-*``)."""
 
+ImagePattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=512, pattern=r"^[a-zA-Z0-9*][-a-zA-Z0-9._:/@*]*$")
+]
+"""An image reference as written in a Mitigation, or a glob with ``*`` (which also matches ``/``).
+No ``?`` or ``[``: a pattern is a prefix, a suffix or an exact reference, nothing cleverer."""
+
+ConfigKeyPattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9*]+$")
+]
+"""A ConfigMap key, or a glob with ``*`` (e.g. ``feature.*``)."""
+
+EnvNamePattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9*]+$")
+]
+"""An environment variable name, or a glob with ``*`` (e.g. ``FEATURE_*``)."""
+
 
 class PolicySelector(StanchModel):
     """Which workloads a policy applies to. All set criteria must match; empty matches everything in scope.
@@ -67,6 +83,22 @@ class NodeSelection(StanchModel):
     """Labels the node must carry."""
 
 
+class ConfigMapAllowance(StanchModel):
+    """Which keys of which ConfigMaps a ConfigToggle may set, and optionally to which values."""
+
+    name: NamePattern
+    """ConfigMap name or glob, in the target's namespace."""
+    keys: Annotated[list[ConfigKeyPattern], Field(min_length=1, max_length=64)]
+    """Keys (or globs) that may be set; ``*`` for every key of the ConfigMap."""
+    values: (
+        Annotated[
+            list[Annotated[str, StringConstraints(max_length=4096)]], Field(min_length=1, max_length=64)
+        ]
+        | None
+    ) = None
+    """Exact values the keys may be set to (e.g. ``["on", "off"]``); unset allows any value."""
+
+
 class ActionLimits(StanchModel):
     """Limits on an action's parameters; exceeding one denies the Mitigation with the numbers."""
 
@@ -78,8 +110,24 @@ class ActionLimits(StanchModel):
     """Scale: largest factor allowed."""
     max_canary_replicas: Annotated[int, Field(ge=1, le=100)] | None = None
     """Canary: most canary replicas allowed."""
+    canary_images: Annotated[list[ImagePattern], Field(max_length=64)] = []
+    """Canary: images the canary may run, as written in the Mitigation (no normalisation:
+    ``nginx:1.25`` does not match ``docker.io/library/nginx:*``), exact or with ``*`` globs such as
+    ``registry.example.com/shop/*``; empty allows no image change. A canary runs with the target's
+    ServiceAccount and mounted Secrets, so this is the list of code trusted with them."""
+    canary_require_digest: bool = False
+    """Canary: the image must be pinned by digest (``...@sha256:<64 hex>``), so a tag moved after
+    the decision cannot swap the code that runs."""
+    canary_env: Annotated[list[EnvNamePattern], Field(max_length=64)] = []
+    """Canary: environment variables the canary may set or override (names or ``*`` globs); empty
+    allows no env change."""
+    canary_args: bool = False
+    """Canary: whether the canary may replace the container's args (off: the same command line runs).
+    The container's command is never changed by a canary."""
     evacuate_nodes: NodeSelection | None = None
     """Evacuate: nodes that may be evacuated; unset means none."""
+    config_maps: Annotated[list[ConfigMapAllowance], Field(max_length=32)] = []
+    """ConfigToggle: the ConfigMaps, keys and values a toggle may set; empty allows none."""
 
     cel_rules = (
         CelRule(

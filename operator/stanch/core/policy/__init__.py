@@ -13,6 +13,7 @@ from stanch.core.policy.auto import (
 )
 from stanch.core.policy.evaluation import (
     CREATED_BY_ANNOTATION,
+    LimitViolation,
     MitigationRequest,
     argo_application,
     evaluate,
@@ -36,6 +37,7 @@ __all__ = [
     "AutoOutcome",
     "GitOpsOwner",
     "GitOpsTool",
+    "LimitViolation",
     "LoadedPolicy",
     "MitigationRequest",
     "PastMitigation",

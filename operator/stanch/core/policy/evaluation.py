@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
 from stanch.core.models.actions import ActionKind
@@ -340,7 +341,10 @@ def _policy_votes(
         else:
             violations = limit_violations(rule, request.spec, facts)
             for problem in violations:
-                deny(f"{name}.limits", f"{action.value} denied by {who} {name}: {problem}")
+                deny(
+                    f"{name}.limits.{problem.field}",
+                    f"{action.value} denied by {who} {name}: {problem.message}",
+                )
             if not violations:
                 votes.append(_tier_vote(policy, rule, name))
 
@@ -387,48 +391,163 @@ def _tier_vote(policy: LoadedPolicy, rule: ActionRule, name: str) -> Vote:
     )
 
 
-def limit_violations(rule: ActionRule, spec: MitigationSpec, facts: TargetFacts) -> list[str]:
+@dataclass(frozen=True)
+class LimitViolation:
+    """One limit a request exceeds: the limit's wire name (``maxReplicas``, ``canaryImages``) and why,
+    with the numbers or names."""
+
+    field: str
+    message: str
+
+
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def limit_violations(rule: ActionRule, spec: MitigationSpec, facts: TargetFacts) -> list[LimitViolation]:
     """Each limit the request exceeds, with the numbers."""
     limits: ActionLimits = rule.limits
-    out: list[str] = []
+    out: list[LimitViolation] = []
+
+    def add(field: str, message: str) -> None:
+        out.append(LimitViolation(field, message))
+
     if spec.scale is not None:
         current = facts.replicas
         replicas = spec.scale.replicas
         factor = spec.scale.factor
         if factor is not None:
             if limits.max_scale_factor is not None and factor > limits.max_scale_factor:
-                out.append(f"factor {factor:g} exceeds maxScaleFactor {limits.max_scale_factor:g}")
+                add("maxScaleFactor", f"factor {factor:g} exceeds maxScaleFactor {limits.max_scale_factor:g}")
             replicas = math.ceil(current * factor) if current is not None else None
         elif limits.max_scale_factor is not None and replicas is not None:
             if current is None:
-                out.append("current replica count unknown, cannot check maxScaleFactor")
+                add("maxScaleFactor", "current replica count unknown, cannot check maxScaleFactor")
             elif current == 0:
                 # From zero every count is an "infinite" factor; bringing a workload back from zero
                 # is the recovery, not a runaway scale-up, so maxReplicas alone bounds it (below).
                 pass
             elif replicas / current > limits.max_scale_factor:
-                out.append(
+                add(
+                    "maxScaleFactor",
                     f"{current} → {replicas} replicas is a factor of {replicas / current:.2g},"
-                    f" exceeds maxScaleFactor {limits.max_scale_factor:g}"
+                    f" exceeds maxScaleFactor {limits.max_scale_factor:g}",
                 )
         if replicas is None and (limits.max_replicas is not None or limits.min_replicas is not None):
-            out.append("current replica count unknown, cannot check the replica limits")
+            field = "maxReplicas" if limits.max_replicas is not None else "minReplicas"
+            add(field, "current replica count unknown, cannot check the replica limits")
         elif replicas is not None:
             if limits.max_replicas is not None and replicas > limits.max_replicas:
-                out.append(f"{replicas} replicas exceeds maxReplicas {limits.max_replicas}")
+                add("maxReplicas", f"{replicas} replicas exceeds maxReplicas {limits.max_replicas}")
             if limits.min_replicas is not None and replicas < limits.min_replicas:
-                out.append(f"{replicas} replicas is below minReplicas {limits.min_replicas}")
-    cap = limits.max_canary_replicas
-    if spec.canary is not None and cap is not None and spec.canary.replicas > cap:
-        out.append(f"{spec.canary.replicas} canary replicas exceeds maxCanaryReplicas {cap}")
+                add("minReplicas", f"{replicas} replicas is below minReplicas {limits.min_replicas}")
+    if spec.canary is not None:
+        out.extend(_canary_violations(limits, spec))
+    if spec.config_toggle is not None:
+        out.extend(_config_violations(limits, spec))
     if spec.evacuate is not None:
         if limits.evacuate_nodes is None:
-            out.append("no node may be evacuated (limits.evacuateNodes is unset)")
+            add("evacuateNodes", "no node may be evacuated (limits.evacuateNodes is unset)")
         else:
             problem = node_allowed(limits.evacuate_nodes, spec.evacuate.node, facts.node_labels)
             if problem:
-                out.append(problem)
+                add("evacuateNodes", problem)
     return out
+
+
+def _listed(values: Sequence[str]) -> str:
+    shown = ", ".join(values[:8]) + (f" and {len(values) - 8} more" if len(values) > 8 else "")
+    return shown or "none"
+
+
+def _canary_violations(limits: ActionLimits, spec: MitigationSpec) -> list[LimitViolation]:
+    """A canary runs new code with the target's ServiceAccount, mounted Secrets and network identity:
+    each thing it may change must be allowed by name. Nothing listed allows nothing."""
+    canary = spec.canary
+    assert canary is not None
+    out: list[LimitViolation] = []
+    cap = limits.max_canary_replicas
+    if cap is not None and canary.replicas > cap:
+        out.append(
+            LimitViolation(
+                "maxCanaryReplicas", f"{canary.replicas} canary replicas exceeds maxCanaryReplicas {cap}"
+            )
+        )
+    if canary.image is not None:
+        if not limits.canary_images:
+            out.append(
+                LimitViolation(
+                    "canaryImages",
+                    f"image {canary.image} is not allowed: limits.canaryImages is empty, so no canary image"
+                    " is; list the images or registries (globs) the canary may run",
+                )
+            )
+        elif not any(fnmatchcase(canary.image, pattern) for pattern in limits.canary_images):
+            out.append(
+                LimitViolation(
+                    "canaryImages",
+                    f"image {canary.image} matches none of limits.canaryImages"
+                    f" ({_listed(limits.canary_images)})",
+                )
+            )
+        if limits.canary_require_digest and not DIGEST.search(canary.image):
+            out.append(
+                LimitViolation(
+                    "canaryRequireDigest",
+                    f"image {canary.image} is not pinned by digest (limits.canaryRequireDigest): write it as"
+                    " <repository>@sha256:<digest>",
+                )
+            )
+    refused = [e.name for e in canary.env if not any(fnmatchcase(e.name, p) for p in limits.canary_env)]
+    if refused:
+        allowed = (
+            f"limits.canaryEnv ({_listed(limits.canary_env)})"
+            if limits.canary_env
+            else ("limits.canaryEnv is empty, so no env change is")
+        )
+        out.append(LimitViolation("canaryEnv", f"env {_listed(refused)} not allowed: {allowed}"))
+    if canary.args is not None and not limits.canary_args:
+        out.append(
+            LimitViolation(
+                "canaryArgs", "replacing the container's args is not allowed (limits.canaryArgs is false)"
+            )
+        )
+    return out
+
+
+def _config_violations(limits: ActionLimits, spec: MitigationSpec) -> list[LimitViolation]:
+    toggle = spec.config_toggle
+    assert toggle is not None
+    where = f"key {toggle.key} of ConfigMap {toggle.config_map}"
+    if not limits.config_maps:
+        return [
+            LimitViolation(
+                "configMaps",
+                f"{where} is not allowed: limits.configMaps is empty, so no ConfigMap may be toggled; list"
+                " the ConfigMaps and keys",
+            )
+        ]
+    maps = [a for a in limits.config_maps if fnmatchcase(toggle.config_map, a.name)]
+    if not maps:
+        names = _listed([a.name for a in limits.config_maps])
+        return [
+            LimitViolation(
+                "configMaps", f"ConfigMap {toggle.config_map} is not in limits.configMaps ({names})"
+            )
+        ]
+    keyed = [a for a in maps if any(fnmatchcase(toggle.key, k) for k in a.keys)]
+    if not keyed:
+        keys = _listed([k for a in maps for k in a.keys])
+        return [LimitViolation("configMaps", f"{where} is not allowed by limits.configMaps (keys: {keys})")]
+    if any(a.values is None or toggle.value in a.values for a in keyed):
+        return []
+    # The value is not echoed: a toggle's value may be anything, and the decision is written to
+    # status and Events; the allowed values are the policy author's and safe to show.
+    values = _listed([v for a in keyed for v in a.values or ()])
+    return [
+        LimitViolation(
+            "configMaps", f"the value for {where} is not one of limits.configMaps values ({values})"
+        )
+    ]
 
 
 def _rate_votes(

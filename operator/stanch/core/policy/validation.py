@@ -160,6 +160,31 @@ def _contradictions(spec: MitigationPolicySpec) -> list[Problem]:
                 )
             )
         limits = rule.limits
+        # The same rule as for Evacuate: an allowed action whose limits allow nothing is a policy
+        # that says one thing and does another, so its author hears about it here, not at 3 a.m.
+        if (
+            rule.action is ActionKind.CANARY
+            and allowed
+            and not (limits.canary_images or limits.canary_env or limits.canary_args)
+        ):
+            problems.append(
+                Problem(
+                    f"spec.actions[{i}].limits.canaryImages",
+                    "ContradictoryLimits",
+                    f"Canary is {rule.tier.value} but canaryImages and canaryEnv are empty and canaryArgs"
+                    " is false, so no canary is allowed; list the images (and env names) a canary may"
+                    " run, or make it Forbidden",
+                )
+            )
+        if rule.action is ActionKind.CONFIG_TOGGLE and allowed and not limits.config_maps:
+            problems.append(
+                Problem(
+                    f"spec.actions[{i}].limits.configMaps",
+                    "ContradictoryLimits",
+                    f"ConfigToggle is {rule.tier.value} but configMaps is empty, so no ConfigMap may be"
+                    " toggled; list the ConfigMaps and keys, or make it Forbidden",
+                )
+            )
         if (
             limits.max_replicas is not None
             and limits.min_replicas is not None
