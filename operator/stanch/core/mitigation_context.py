@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from stanch.core.models import (
     DEFAULT_GUARD,
     DRY_RUN_RULE,
@@ -104,6 +106,45 @@ def resolve_guard_or_problem(
         return resolve_guard(spec, policy_defaults, policy), None
     except GuardError as err:
         return DEFAULT_GUARD, err.problem
+
+
+FROZEN_GUARD_INVALID = (
+    "status.guard, the guard frozen when the policy decided, does not hold this version of Stanch's"
+    " rules ({error}); no check can run under it: delete the Mitigation and create it again to run it"
+    " under the guard it would get now"
+)
+
+
+def read_status(raw: Mapping[str, Any]) -> tuple[MitigationStatus, GuardProblem | None]:
+    """A Mitigation's status as stored, and the problem with its frozen guard if it no longer
+    validates (written under rules a later Stanch tightened). Such a guard is left out of the status
+    rather than failing the whole read: the Mitigation can still be stopped, reverted and deleted,
+    and the problem ends it visibly (``MachineState.guard_problem``) instead of every pass raising."""
+    fields = {k: v for k, v in raw.items() if k != "kopf"}
+    frozen = fields.pop("guard", None)
+    status = MitigationStatus.model_validate(fields)
+    if frozen is None:
+        return status, None
+    try:
+        guard = ResolvedGuard.model_validate(frozen)
+    except ValidationError as exc:
+        error = "; ".join(
+            f"{'.'.join(str(p) for p in ('status.guard', *e['loc']))}: {e['msg']}" for e in exc.errors()[:3]
+        ).replace("Value error, ", "")
+        return status, GuardProblem("guard", FROZEN_GUARD_INVALID.format(error=error))
+    return status.model_copy(update={"guard": guard}), None
+
+
+def running_guard(
+    spec: MitigationSpec, status: MitigationStatus, policy_defaults: GuardSpec | None = None
+) -> tuple[ResolvedGuard, GuardProblem | None]:
+    """The guard a pass runs under: the one frozen in ``status.guard`` when the policy decided, so a
+    later ``guardDefaults`` edit changes nothing; before the decision, or for a Mitigation decided by
+    an older Stanch (no ``status.guard``), resolved as :func:`resolve_guard_or_problem` does."""
+    if status.guard is not None:
+        return status.guard, None
+    policy = status.policy.policy if status.policy is not None else None
+    return resolve_guard_or_problem(spec, policy_defaults, policy)
 
 
 def as_decided(spec: MitigationSpec, status: MitigationStatus) -> MitigationSpec:

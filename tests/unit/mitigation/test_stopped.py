@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from stanch.core.effects import Finish
-from stanch.core.machine.observations import DeleteRequested, PassesFailed, SignalSeries, Tick
+from stanch.core.effects import EvaluatePolicy, Finish
+from stanch.core.machine.observations import DeleteRequested, PassesFailed, PolicyDecided, SignalSeries, Tick
+from stanch.core.machine.reducer import reduce
 from stanch.core.machine.state import MachineState, Transition
 from stanch.core.mitigation_context import resolve_guard_or_problem
 from stanch.core.models import (
@@ -20,6 +21,8 @@ from stanch.core.models import (
     GuardProblem,
     GuardSpec,
     MitigationPolicySpec,
+    PolicyDecision,
+    PolicyDecisionKind,
     SignalKind,
     SignalTemplate,
 )
@@ -70,6 +73,8 @@ def test_an_invalid_merged_guard_fails_before_anything_is_touched() -> None:
 
 
 def test_a_policy_edit_that_invalidates_the_guard_mid_bake_reverts_the_unwatched_change() -> None:
+    # Only a Mitigation decided before the guard was frozen (no status.guard) still resolves its
+    # guard on every pass and can meet this (test_frozen_guard: a frozen one is not affected).
     cluster = new_cluster()
     st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
     assert st.status.phase == P.BAKING
@@ -99,10 +104,36 @@ def test_a_pending_mitigation_waits_for_the_deciding_policys_defaults() -> None:
     # Before the policy decides, its guardDefaults are unknown: they may well make the guard valid.
     st = state({"scale": {"replicas": 6}}, guard={"interval": "10m"})
     _, problem = resolve_guard_or_problem(st.spec)
-    st, _ = step(replace(st, guard_problem=problem), Tick(), new_cluster(), T0, sampler=None)
-    # The harness's policy allows at once and the guard is still invalid: it ends at the baseline.
-    assert st.status.audit[0].event == "PolicyAllowed"
+    pending = reduce(replace(st, guard_problem=problem), Tick(), now=T0)
+    assert pending.state.status.phase is None
+    assert pending.effects == (EvaluatePolicy(),)
+    # The harness's policy allows and the guard is still invalid: it ends at the decision, visibly,
+    # with the decision on record, no guard frozen, and nothing taken (not even the lock).
+    cluster = new_cluster()
+    st, log = step(replace(st, guard_problem=problem), Tick(), cluster, T0, sampler=None)
+    assert [a.event for a in st.status.audit] == ["InvalidGuard"]
     assert st.status.phase == P.FAILED
+    assert st.status.policy is not None
+    assert st.status.policy.decision.value == "Allow"
+    assert st.status.guard is None
+    assert cluster.mutations == []
+    assert condition(st, "Valid").reason == "InvalidGuard"
+    assert "InvalidGuard" in warnings(log)
+    assert finished(log)
+
+
+def test_an_invalid_guard_ends_at_the_decision_instead_of_waiting_for_an_approval() -> None:
+    st = state({"scale": {"replicas": 6}}, guard={"interval": "10m"})
+    _, problem = resolve_guard_or_problem(st.spec)
+    need = PolicyDecision(decision=PolicyDecisionKind.REQUIRE_APPROVAL, policy="MitigationPolicy/shop/p")
+    t = reduce(replace(st, guard_problem=problem), PolicyDecided(need), now=T0)
+    assert t.state.status.phase == P.FAILED
+    assert t.events[0].reason == "InvalidGuard"
+    # A denial is a denial whatever the guard: Rejected, as the policy said.
+    deny = PolicyDecision(decision=PolicyDecisionKind.DENY, reasons=["no"])
+    t = reduce(replace(st, guard_problem=problem), PolicyDecided(deny), now=T0)
+    assert t.state.status.phase == P.REJECTED
+    assert t.state.status.guard is None
 
 
 def test_deletion_completes_whatever_the_guard() -> None:

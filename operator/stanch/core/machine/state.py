@@ -40,7 +40,9 @@ class MachineState:
     spec: MitigationSpec
     status: MitigationStatus
     guard: ResolvedGuard
-    """The guard with every field resolved (spec over policy ``guardDefaults`` over ``BUILTIN_GUARD``)."""
+    """The guard with every field resolved (spec over policy ``guardDefaults`` over ``BUILTIN_GUARD``):
+    once decided, the one frozen in ``status.guard``; when ``PolicyDecided`` is fed, the one resolved
+    under the deciding policy, which that transition freezes."""
     signals: Mapping[str, SignalTemplate] = field(default_factory=dict)
     """Signal templates by name (kind, direction, threshold); a guard signal missing here is no data."""
     approved_by_annotation: str | None = None

@@ -17,7 +17,7 @@ from stanch.core.models.common import (
     Text,
     preserve_unknown,
 )
-from stanch.core.models.guard import GuardSpec
+from stanch.core.models.guard import GuardSpec, ResolvedGuard
 from stanch.core.models.meta import ObjectMeta
 
 APPROVED_BY_ANNOTATION = "stanch.dev/approved-by"
@@ -439,6 +439,11 @@ class MitigationStatus(StanchModel):
     """Who created the Mitigation: a user, or ``policy:<namespace>/<name>#<rule>``."""
     policy: PolicyDecision | None = None
     """The recorded policy decision."""
+    guard: ResolvedGuard | None = None
+    """The guard this Mitigation runs under, resolved (``spec.guard`` over the deciding policy's
+    ``guardDefaults`` over the built-in defaults) and frozen when the policy decided: a later edit of
+    the policy's ``guardDefaults`` does not change the guard of a Mitigation already under way.
+    Absent on a Mitigation decided by an older Stanch, which resolves it on every pass as before."""
     plan: Plan | None = None
     """The planned change (also the dry-run result)."""
     snapshot: dict[str, Any] | None = Field(default=None, json_schema_extra=preserve_unknown())

@@ -78,7 +78,9 @@ from stanch.core.mitigation_context import (
     mitigation_signals,
     phase_after_link,
     phase_summary,
+    read_status,
     resolve_guard_or_problem,
+    running_guard,
     signal_queries,
     timeline_entry,
 )
@@ -89,7 +91,6 @@ from stanch.core.models import (
     AuditEntry,
     MitigationPhase,
     MitigationSpec,
-    MitigationStatus,
     PolicyDecision,
     SignalTemplate,
     parse_duration,
@@ -165,11 +166,11 @@ def machine_state(
     obj: dict[str, Any], runtime: Runtime, context: PolicyContext, incident_onset: datetime | None = None
 ) -> MachineState:
     meta = obj["metadata"]
-    status = MitigationStatus.model_validate(
-        {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
-    )
+    status, frozen_problem = read_status(obj.get("status") or {})
     spec = as_decided(MitigationSpec.model_validate(obj["spec"]), status)
-    guard, problem = resolve_guard_or_problem(spec, context.guard_defaults, _policy_ref(status))
+    guard, problem = running_guard(spec, status, context.guard_defaults)
+    if frozen_problem is not None:
+        guard, problem = DEFAULT_GUARD, frozen_problem
     return MachineState(
         identity=MitigationIdentity(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"]),
         spec=spec,
@@ -181,11 +182,6 @@ def machine_state(
         deleting=bool(meta.get("deletionTimestamp")),
         incident_onset=incident_onset,
     )
-
-
-def _policy_ref(status: MitigationStatus) -> str | None:
-    """The deciding policy, as ``MitigationPolicy/<ns>/<name>``: where a guardDefaults fix goes."""
-    return status.policy.policy if status.policy is not None else None
 
 
 def _templates(runtime: Runtime, context: PolicyContext) -> dict[str, SignalTemplate]:
@@ -260,19 +256,6 @@ class Pass:
             await self._persist(transition)
             self._report(transition, before)
             self.state = transition.state
-            policy = self.state.status.policy
-            if policy is not None and policy.policy and observation.__class__ is PolicyDecided:
-                # The deciding policy's guard defaults and templates apply from the baseline on.
-                self.context = await policy_context(self.runtime.kube, policy.policy)
-                guard, problem = resolve_guard_or_problem(
-                    self.state.spec, self.context.guard_defaults, policy.policy
-                )
-                self.state = replace(
-                    self.state,
-                    guard=guard,
-                    guard_problem=problem,
-                    signals=_templates(self.runtime, self.context),
-                )
             if before != self.state.status.phase:
                 await self._link_incident(before)
             queue.extend(await self._run_effects(transition))
@@ -351,6 +334,7 @@ class Pass:
                 out.append(await self._query(effect))
             elif isinstance(effect, EvaluatePolicy):
                 decision = await self.runtime.decide(self.obj, self.runtime.clock())
+                await self._under_policy(decision.policy)
                 out.append(PolicyDecided(decision=decision))
             elif isinstance(effect, WakeAt):
                 if self.result.wake_at is None or effect.at < self.result.wake_at:
@@ -358,6 +342,16 @@ class Pass:
             elif isinstance(effect, Finish):
                 self.result.finished = True
         return out
+
+    async def _under_policy(self, ref: str | None) -> None:
+        """Resolve the guard and the templates under the deciding policy before its decision is fed
+        to the reducer, which freezes that guard into ``status.guard`` (or ends the Mitigation, if
+        the merge is invalid, before anything is done)."""
+        self.context = await policy_context(self.runtime.kube, ref)
+        guard, problem = resolve_guard_or_problem(self.state.spec, self.context.guard_defaults, ref)
+        self.state = replace(
+            self.state, guard=guard, guard_problem=problem, signals=_templates(self.runtime, self.context)
+        )
 
     async def _mutate(self, group: Sequence[Mutation]) -> Observation | None:
         step = group[0].step
@@ -526,9 +520,7 @@ def spec_errors(exc: ValidationError) -> str:
 
 async def _fail_invalid_spec(runtime: Runtime, obj: dict[str, Any], exc: ValidationError) -> PassResult:
     """A spec that passed an older CRD schema but does not parse: Failed once, never retried."""
-    status = MitigationStatus.model_validate(
-        {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
-    )
+    status, _ = read_status(obj.get("status") or {})
     new, event = invalid_spec(status, spec_errors(exc), runtime.clock())
     log = bind_object(obj)
     if event is not None:
@@ -627,10 +619,11 @@ def wake_key(body: kopf.Body) -> tuple[Any, ...]:
 
 
 def _interval(body: kopf.Body) -> float:
-    """How often to look again when the machine asked for no wake-up: the guard's interval (the
-    built-in default when the Mitigation sets none)."""
+    """How often to look again when the machine asked for no wake-up: the guard's interval (the one
+    frozen at the decision, else the spec's, else the built-in default)."""
     default = DEFAULT_GUARD.check_period.total_seconds()
-    raw = ((body.get("spec") or {}).get("guard") or {}).get("interval")
+    frozen = ((body.get("status") or {}).get("guard") or {}).get("interval")
+    raw = frozen or ((body.get("spec") or {}).get("guard") or {}).get("interval")
     try:
         return max(parse_duration(raw).total_seconds(), 1.0) if raw else default
     except ValueError:

@@ -1,11 +1,20 @@
-"""Pending (ask the policy) and AwaitingApproval (wait for a human)."""
+"""Pending (ask the policy) and AwaitingApproval (wait for a human).
+
+The decision is also when the guard is frozen: the wiring resolves ``state.guard`` under the
+deciding policy's ``guardDefaults`` before it feeds ``PolicyDecided``, and every transition out of
+Pending writes it to ``status.guard``, which every later pass runs under. A policy edited mid-bake
+(a longer interval, a looser tolerance, ``noData: Hold`` instead of ``Revert``) would otherwise
+change how a change already made is watched, without anyone having decided that for it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from stanch.core.effects import EvaluatePolicy, Finish
 from stanch.core.machine.observations import Approved, Observation, PolicyDecided
+from stanch.core.machine.phases.stopped import on_guard_problem
 from stanch.core.machine.reading import observe
 from stanch.core.machine.state import MachineState, Transition
 from stanch.core.machine.transitions import P, quiet, transition
@@ -26,6 +35,13 @@ def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transiti
     reasons = "; ".join(decision.reasons) or decision.decision.value
     source = f"{decision.policy or 'no policy (default deny)'}{f' {decision.rule}' if decision.rule else ''}"
     actor = f"policy:{decision.policy}#{decision.rule}" if decision.policy else "stanch"
+    if state.guard_problem is not None and decision.decision != PolicyDecisionKind.DENY:
+        # Nothing could ever be checked under this guard: end here, visibly, with the decision on
+        # record, rather than ask a human to approve (or take a lock for) a Mitigation that cannot run.
+        decided = replace(state, status=state.status.model_copy(update={"policy": decision}))
+        return on_guard_problem(decided, now)
+    # The guard every later pass runs under (the wiring reads it back from status.guard).
+    frozen: dict[str, Any] = {"policy": decision, "guard": state.guard}
     if state.spec.dry_run:
         return transition(
             state,
@@ -37,7 +53,7 @@ def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transiti
                 f"dry run (always allowed); policy would say {decision.decision.value} by {source}: {reasons}"
             ),
             effects=(observe(state),),
-            policy=decision,
+            **frozen,
         )
     if decision.decision == PolicyDecisionKind.DENY:
         return transition(
@@ -48,7 +64,7 @@ def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transiti
             actor=actor,
             reason=f"denied by {source}: {reasons}",
             effects=(Finish(P.REJECTED.value),),
-            policy=decision,
+            policy=decision,  # nothing will run: no guard to freeze (it may be the stand-in)
         )
     if decision.decision == PolicyDecisionKind.REQUIRE_APPROVAL and _approved(state) is None:
         return transition(
@@ -58,7 +74,7 @@ def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transiti
             event="ApprovalRequired",
             actor=actor,
             reason=f"manual approval required by {source}: {reasons}",
-            policy=decision,
+            **frozen,
         )
     return transition(
         state,
@@ -68,7 +84,7 @@ def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transiti
         actor=actor,
         reason=f"allowed by {source}: {reasons}",
         effects=(observe(state),),
-        policy=decision,
+        **frozen,
     )
 
 
