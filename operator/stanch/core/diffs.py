@@ -1,8 +1,10 @@
 """What changed between two pod templates, as the short lines an on-call engineer would write down.
 
 Pure: two pod templates (plain dicts, as the API server returns them) in, lines out. Used for the
-rollout history ("revision 7: image api:1.4.2 → api:1.5.0"). Values that may carry credentials
-(literal env values, args) are redacted; Secret references are named, never resolved.
+rollout history ("revision 7: image api:1.4.2 → api:1.5.0"). Values follow the one redaction rule
+(:mod:`stanch.core.redaction`): a secret-looking env variable is named with its value left out
+(``env app: DB_PASSWORD changed (value not shown)``), other values and args pass the text
+redaction; Secret references are named, never resolved.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stanch.core.redaction import redact_text
+from stanch.core.redaction import is_sensitive_key, redact_text
 
 HASH_LABEL = "pod-template-hash"
 MAX_VALUE = 80
@@ -74,9 +76,25 @@ def _container_diff(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -
     lines: list[str] = []
     if old.get("image") != new.get("image"):
         lines.append(f"image {name}: {old.get('image')} → {new.get('image')}")
-    old_env = {k: _env_value(v) for k, v in _by_name(old.get("env")).items()}
-    new_env = {k: _env_value(v) for k, v in _by_name(new.get("env")).items()}
+    old_vars, new_vars = _by_name(old.get("env")), _by_name(new.get("env"))
+    # A reference (<secret db/password>) is shown; a literal value under a secret-looking name is not.
+    hidden = {
+        k
+        for k in set(old_vars) | set(new_vars)
+        if is_sensitive_key(k)
+        and any("valueFrom" not in (v.get(k) or {"valueFrom": 1}) for v in (old_vars, new_vars))
+    }
+    old_env = {k: _env_value(v) for k, v in old_vars.items() if k not in hidden}
+    new_env = {k: _env_value(v) for k, v in new_vars.items() if k not in hidden}
     lines += _map_diff(f"env {name}:", old_env, new_env)
+    for key in sorted(hidden):
+        before, after = old_vars.get(key), new_vars.get(key)
+        if before is None and after is not None:
+            lines.append(f"env {name}: +{key} (value not shown)")
+        elif after is None and before is not None:
+            lines.append(f"env {name}: -{key}")
+        elif before != after:
+            lines.append(f"env {name}: {key} changed (value not shown)")
     if (old.get("envFrom") or []) != (new.get("envFrom") or []):
         lines.append(
             f"envFrom {name}: {_short(old.get('envFrom') or [])} → {_short(new.get('envFrom') or [])}"

@@ -4,6 +4,13 @@ Two nets, because secrets arrive both ways: as the value of a telling key (`pass
 `Authorization`, ...) in structured data, and inside free text (an exception message quoting a URL
 with basic auth, a header dump, a PEM block). Over-redacting a harmless value costs a little
 debugging; leaking a credential into logs that many people can read costs an incident of its own.
+
+The rule for named values (environment variables, ConfigMap keys, anything shaped ``{name, value}``)
+is one and the same everywhere Stanch writes (Incident and Mitigation status, plans, drift diffs,
+Events, logs, reports, notifications): the *name* always stays, the *value* is dropped when the
+name looks secret (:func:`is_sensitive_key`) and otherwise passes through :func:`redact_text`, which
+catches credentials embedded in innocent-looking values (URL userinfo, ``password=...``, tokens).
+A value taken from a Secret (``valueFrom.secretKeyRef``) is a reference and is shown as one.
 """
 
 from __future__ import annotations
@@ -81,6 +88,17 @@ _TEXT_RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]],
             + (REDACTED if m.group("bare") is not None else "")
         ),
     ),
+    # An env variable dumped as JSON or a Python repr ({"name": "DB_PASSWORD", "value": "..."}) in an
+    # exception or a debug line: the secret is the value of the key `value`, told by the name.
+    (
+        re.compile(
+            rf"(?i)(?P<pre>[\"']name[\"']\s*:\s*[\"']{_KEY_WORDS}[\"']\s*,\s*[\"']value[\"']\s*:\s*)"
+            r"(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)')"
+        ),
+        lambda m: (
+            m.group("pre") + ('"' + REDACTED + '"' if m.group("dq") is not None else "'" + REDACTED + "'")
+        ),
+    ),
     # AWS access key ids have a fixed shape; the secret half is caught by the key=value rule.
     (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"), REDACTED),
     # JWTs (service-account tokens, OIDC tokens): three base64url parts, the first a JSON header.
@@ -99,8 +117,23 @@ def redact_text(text: str) -> str:
     return text
 
 
+def shown_value(name: str, value: Any) -> Any:
+    """``value`` as Stanch may write it next to ``name`` (an env variable, a ConfigMap key)."""
+    if is_sensitive_key(name):
+        return REDACTED
+    return redact(value)
+
+
+def _named_secret(value: Mapping[Any, Any]) -> bool:
+    """``{name: DB_PASSWORD, value: ...}``: an env variable (or any name/value pair) whose name looks
+    secret, so its ``value`` is the secret even though the key ``value`` says nothing."""
+    name = value.get("name")
+    return isinstance(name, str) and "value" in value and is_sensitive_key(name)
+
+
 def redact(value: Any, *, _depth: int = 0) -> Any:
-    """A redacted copy of `value`: mappings by key, sequences item by item, strings by pattern.
+    """A redacted copy of `value`: mappings by key (and ``{name, value}`` pairs by name), sequences
+    item by item, strings by pattern.
 
     Other types pass through unchanged; their `str()` is redacted by whoever renders them.
     """
@@ -109,8 +142,13 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
+        pair = _named_secret(value)
         return {
-            k: (REDACTED if isinstance(k, str) and is_sensitive_key(k) else redact(v, _depth=_depth + 1))
+            k: (
+                REDACTED
+                if (isinstance(k, str) and is_sensitive_key(k)) or (pair and k == "value")
+                else redact(v, _depth=_depth + 1)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -119,3 +157,38 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     if isinstance(value, bytes | bytearray):
         return REDACTED
     return value
+
+
+def secret_values(value: Any, path: str = "") -> dict[str, Any]:
+    """Every value :func:`redact` would drop, by a readable path that survives reordering
+    (``spec.template.spec.containers[app].env[DB_PASSWORD]``): what a diff compares to say that a
+    secret changed without saying what it was or became."""
+    out: dict[str, Any] = {}
+    if isinstance(value, Mapping):
+        if _named_secret(value):
+            out[path] = value.get("value")
+        for k, v in value.items():
+            key = str(k)
+            if is_sensitive_key(key):
+                out[f"{path}.{key}" if path else key] = v
+            elif not (key == "value" and _named_secret(value)):
+                out.update(secret_values(v, f"{path}.{key}" if path else key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            name = item.get("name") if isinstance(item, Mapping) else None
+            out.update(secret_values(item, f"{path}[{name if isinstance(name, str) else i}]"))
+    return out
+
+
+def secret_changes(before: Any, after: Any) -> list[str]:
+    """``<path>: value changed (not shown)`` for each secret-looking value that differs."""
+    old, new = secret_values(before), secret_values(after)
+    lines = []
+    for path in sorted(set(old) | set(new)):
+        if path not in old:
+            lines.append(f"{path}: added (value not shown)")
+        elif path not in new:
+            lines.append(f"{path}: removed")
+        elif old[path] != new[path]:
+            lines.append(f"{path}: value changed (not shown)")
+    return lines

@@ -10,6 +10,7 @@ from typing import Any
 
 from stanch.core.effects import Create, Delete, Evict, ObjectKey, Patch, Precondition, Step, pointer
 from stanch.core.models import LOCK_ANNOTATION, ActionKind
+from stanch.core.redaction import redact, shown_value
 
 MutatingEffect = Patch | Create | Delete | Evict
 
@@ -58,15 +59,24 @@ class ActionPlan:
         }
 
 
+def _record_op(op: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-patch op as ``status.plan.patch`` shows it: the value written to a secret-looking
+    key (``/data/api_token``) is dropped, any other value redacted like the rest of status."""
+    key = str(op.get("path", "")).rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
+    return {k: (shown_value(key, v) if k == "value" else v) for k, v in op.items()}
+
+
 def effect_record(effect: MutatingEffect) -> dict[str, Any]:
+    """Machine form of one write, for status: what and where, never a secret-looking value (the
+    write itself is recomputed from the snapshot, not from this record)."""
     if isinstance(effect, Patch):
         return {
             "patch": effect.key.display(),
             "type": "json",
-            "ops": effect.wire_ops(),
+            "ops": [_record_op(op) for op in effect.wire_ops()],
         }
     if isinstance(effect, Create):
-        return {"create": effect.key.display(), "manifest": copy.deepcopy(dict(effect.manifest))}
+        return {"create": effect.key.display(), "manifest": redact(copy.deepcopy(dict(effect.manifest)))}
     if isinstance(effect, Evict):
         return {"evict": effect.key.display(), "precondition": effect.precondition.describe()}
     return {"delete": effect.key.display(), "precondition": effect.precondition.describe()}

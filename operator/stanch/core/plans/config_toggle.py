@@ -12,6 +12,7 @@ from stanch.core.plans.base import BaseAction, revert_patch, with_generation
 from stanch.core.plans.common import ActionPlan, MutatingEffect, PlanError, deployment_key, meta, rfc3339
 from stanch.core.plans.restart import restart_patch
 from stanch.core.plans.snapshot import ActionSnapshot, Snapshot, SnapshotPart
+from stanch.core.redaction import shown_value
 from stanch.core.world import World
 
 
@@ -98,8 +99,10 @@ class ConfigToggle(BaseAction[ConfigToggleSnapshot]):
         cm = snapshot.action.config_map
         cm_key = ObjectKey("v1", "ConfigMap", cm.name, deployment_key(target).namespace)
         path = pointer("data", ct.key)
+        # Values are shown by the one redaction rule: a secret-looking key's values never appear.
+        old_shown, new_shown = repr(shown_value(ct.key, cm.value)), repr(shown_value(ct.key, ct.value))
         if cm.present and cm.value == ct.value:
-            return ActionPlan(f"nothing to do: {ct.key} is already {ct.value!r}", (), (), "already applied")
+            return ActionPlan(f"nothing to do: {ct.key} is already {new_shown}", (), (), "already applied")
         op = (
             {"op": "add", "path": path, "value": ct.value}
             if cm.has_data
@@ -112,14 +115,14 @@ class ConfigToggle(BaseAction[ConfigToggleSnapshot]):
                 ops=(op,),
                 precondition=Precondition(uid=cm.uid, tests=tests),
                 step=Step.APPLY,
-                description=f"{cm_key.display()} {ct.key}: {cm.value!r} → {ct.value!r}",
+                description=f"{cm_key.display()} {ct.key}: {old_shown} → {new_shown}",
             )
         ]
         if ct.restart:
             effects.append(restart_patch(target, snapshot.taken_at, Step.APPLY))
-        before = repr(cm.value) if cm.present else "(absent)"
+        before = old_shown if cm.present else "(absent)"
         return ActionPlan(
-            summary=f"set {cm_key.display()} key {ct.key}: {before} → {ct.value!r}"
+            summary=f"set {cm_key.display()} key {ct.key}: {before} → {new_shown}"
             + (" and restart" if ct.restart else ""),
             changes=tuple(e.description for e in effects),
             apply=tuple(effects),

@@ -18,6 +18,7 @@ from stanch.core.plans.jsonpatch import apply_ops, get_path, prune_empty
 from stanch.core.plans.planning import AnySnapshot, SnapshotLike, read_snapshot
 from stanch.core.plans.rollback import equal_ignore_hash
 from stanch.core.plans.table import action_for
+from stanch.core.redaction import shown_value
 from stanch.core.world import K8sObject, World
 
 Live = Callable[[World, ObjectKey], K8sObject | None]
@@ -148,9 +149,13 @@ def detect_drift(
                 if op["op"] in ("add", "replace") and get_path(obj or {}, op["path"]) != as_stored(
                     op["value"]
                 ):
+                    key = op["path"].rsplit("/", 1)[-1]
+                    wrote, now = (
+                        shown_value(key, op["value"]),
+                        shown_value(key, get_path(obj or {}, op["path"])),
+                    )
                     problems.append(
-                        f"{effect.key.display()} {op['path']}: Stanch wrote {op['value']!r}, "
-                        f"now {get_path(obj or {}, op['path'])!r}"
+                        f"{effect.key.display()} {op['path']}: Stanch wrote {wrote!r}, now {now!r}"
                     )
         if isinstance(effect, Create) and not promoted and not effect_done(effect, world, live):
             problems.append(f"{effect.key.display()}: the canary Stanch created is gone or no longer ours")
