@@ -20,13 +20,21 @@ import yaml
 from celpy.adapter import json_to_cel
 
 from stanch.core import crdgen
-from stanch.core.models import ClusterMitigationPolicy, Incident, Mitigation, MitigationPolicy, StanchModel
+from stanch.core.models import (
+    ClusterMitigationPolicy,
+    Incident,
+    Mitigation,
+    MitigationApproval,
+    MitigationPolicy,
+    StanchModel,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "manifests" / "examples"
 MODELS: dict[str, type[StanchModel]] = {
     "Incident": Incident,
     "Mitigation": Mitigation,
+    "MitigationApproval": MitigationApproval,
     "MitigationPolicy": MitigationPolicy,
     "ClusterMitigationPolicy": ClusterMitigationPolicy,
 }

@@ -9,6 +9,7 @@ from typing import Any
 from stanch.adapters.effects import failed_tests, resolve_pointer
 from stanch.adapters.status import status_ops
 from stanch.core.effects import Patch, PersistIntent, Precondition, QuerySignals
+from stanch.core.identity import OfferedApproval
 from stanch.core.machine.observations import (
     Approved,
     BaselineCollected,
@@ -39,6 +40,7 @@ from stanch.core.models import (
     MitigationStatus,
     PolicyDecision,
     PolicyDecisionKind,
+    UserIdentity,
 )
 from stanch.wiring.handlers.mitigation import initial_observations
 
@@ -133,16 +135,17 @@ def test_incident_link_upserts_by_name_and_keeps_the_timeline_ordered_and_capped
 
 
 def test_a_pass_feeds_approvals_deletion_and_resolution_only_when_they_matter() -> None:
+    # Nothing on the Mitigation approves it: not an old spec.approval, not the old annotation.
     awaiting = state(
         {"phase": "AwaitingApproval"},
         spec=spec(approval={"approved": True, "approvedBy": "alice", "reason": "go"}),
     )
-    assert Approved(by="alice", reason="go") in initial_observations(awaiting, False)
-    by_annotation = state({"phase": "AwaitingApproval"}, approved_by_annotation="bob")
-    assert any(isinstance(o, Approved) and o.by == "bob" for o in initial_observations(by_annotation, False))
+    assert not any(isinstance(o, Approved) for o in initial_observations(awaiting, False))
+    offered = Approved(OfferedApproval("a1", UserIdentity(username="alice")), None)
+    assert offered in initial_observations(awaiting, False, [offered])
     baking = state({"phase": "Baking"}, deleting=True)
     assert any(isinstance(o, DeleteRequested) for o in initial_observations(baking, False))
-    assert not any(isinstance(o, Approved) for o in initial_observations(baking, False))
+    assert not any(isinstance(o, Approved) for o in initial_observations(baking, False, [offered]))
     succeeded = state({"phase": "Succeeded"})
     assert any(isinstance(o, IncidentResolved) for o in initial_observations(succeeded, True))
     assert not any(isinstance(o, IncidentResolved) for o in initial_observations(succeeded, False))

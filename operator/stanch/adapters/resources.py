@@ -57,6 +57,24 @@ KINDS: dict[str, Kind] = {
         Kind("Incident", GROUP, VERSION, "incidents"),
         Kind("Mitigation", GROUP, VERSION, "mitigations"),
         Kind("MitigationPolicy", GROUP, VERSION, "mitigationpolicies"),
+        Kind("MitigationApproval", GROUP, VERSION, "mitigationapprovals"),
+        # The stanch-identity admission policy: approvals are trusted only while it is in force.
+        Kind(
+            "ValidatingAdmissionPolicy",
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingadmissionpolicies",
+            namespaced=False,
+        ),
+        Kind(
+            "ValidatingAdmissionPolicyBinding",
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingadmissionpolicybindings",
+            namespaced=False,
+        ),
+        # The operator's own user name, for the requester of the Mitigations it creates.
+        Kind("SelfSubjectReview", "authentication.k8s.io", "v1", "selfsubjectreviews", namespaced=False),
         Kind("ClusterMitigationPolicy", GROUP, VERSION, "clustermitigationpolicies", namespaced=False),
         # Argo CD's Application: its selfHeal is suspended while a Mitigation runs (suspendAutoSync).
         Kind("Application", "argoproj.io", "v1alpha1", "applications"),

@@ -111,6 +111,8 @@ def render_reference_markdown(resources: Sequence[ResourceEntry]) -> str:
             "",
         ]
         for part in ("spec", "status"):
+            if part not in schema["properties"]:
+                continue
             out += [f"### {kind} {part}", ""]
             for path, node in _object_nodes(part, schema["properties"][part]):
                 out += _section(path, node)

@@ -6,8 +6,9 @@ import difflib
 import pathlib
 import sys
 
-from stanch.core.crdgen import generated_files, reference_markdown
+from stanch.core.crdgen import admission_manifest, generated_files, reference_markdown
 
+ADMISSION_FILE = "identity-admission.yaml"
 OWNED_SUFFIX = ".stanch.dev.yaml"
 """CRD files this command owns: one that is no longer generated is reported (check) or removed (write).
 Other files in the directory are left alone."""
@@ -17,6 +18,9 @@ def _expected(out_dir: pathlib.Path, docs_path: pathlib.Path | None) -> dict[pat
     files = {out_dir / name: text for name, text in generated_files().items()}
     if docs_path is not None:
         files[docs_path] = reference_markdown()
+        # Beside the docs, like them: the admission policy is generated from the same source as the
+        # operator's check that it is in force.
+        files[docs_path.parent.parent / "manifests" / ADMISSION_FILE] = admission_manifest()
     return files
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from stanch.core.effects import Create, Patch, PersistIntent, Step
+from stanch.core.identity import OfferedApproval
 from stanch.core.machine.observations import (
     ApplyFailed,
     Approved,
@@ -45,6 +46,7 @@ from stanch.core.models import (
     MitigationStatus,
     PolicyDecision,
     PolicyDecisionKind,
+    UserIdentity,
 )
 from stanch.core.plans import MutatingEffect
 from stanch.core.plans.jsonpatch import apply_ops
@@ -87,7 +89,7 @@ def _observations(hpa: bool) -> list[Observation]:
     out: list[Observation] = [
         Tick(),
         PolicyDecided(DRY_DECISION),
-        Approved(by="alice"),
+        Approved(OfferedApproval("a1", UserIdentity(username="alice"))),
         *(TargetObserved(w) for w in _worlds(hpa)),
         BaselineCollected(T0 - timedelta(minutes=10), T0, good),
         GuardSample(T0 + timedelta(minutes=1), worse),

@@ -21,6 +21,7 @@ from stanch.core.effects import (
     QuerySignals,
     WakeAt,
 )
+from stanch.core.identity import OfferedApproval
 from stanch.core.machine.observations import (
     ApplyFailed,
     Approved,
@@ -49,6 +50,7 @@ from stanch.core.models import (
     PolicyDecisionKind,
     ResolvedGuard,
     SignalRef,
+    UserIdentity,
 )
 from stanch.core.plans import CORDONED_BY
 from stanch.core.plans.jsonpatch import PatchError, apply_ops
@@ -249,9 +251,21 @@ def test_policy_deny_rejects_and_approval_waits() -> None:
     t = reduce(st, PolicyDecided(need), now=T0)
     assert t.state.status.phase == P.AWAITING_APPROVAL
     assert reduce(t.state, Tick(), now=T0).effects == ()
-    t2 = reduce(t.state, Approved(by="alice", reason="go"), now=T0)
+    # With no requester on record, nobody can be shown to be someone else: refused, visibly.
+    t1 = reduce(t.state, Approved(OfferedApproval("a1", UserIdentity(username="alice"), "go")), now=T0)
+    assert t1.state.status.phase == P.AWAITING_APPROVAL
+    assert t1.audit[0].event == "ApprovalRefused"
+    assert "names no requester" in t1.audit[0].reason
+    assert t1.events[0].type == "Warning"
+    requested = replace(
+        t.state, spec=t.state.spec.model_copy(update={"requester": UserIdentity(username="bob")})
+    )
+    t2 = reduce(requested, Approved(OfferedApproval("a1", UserIdentity(username="alice"), "go")), now=T0)
     assert t2.state.status.phase == P.BASELINE
     assert t2.audit[0].actor == "alice"
+    assert "MitigationApproval a1" in t2.audit[0].reason
+    assert t2.state.status.approval is not None
+    assert t2.state.status.approval.approver.username == "alice"
 
 
 def test_dry_run_records_plan_and_never_mutates() -> None:
@@ -383,7 +397,7 @@ def test_audit_is_bounded() -> None:
     st = state({"scale": {"replicas": 6}})
     for i in range(80):
         st = replace(st, status=st.status.model_copy(update={"phase": P.AWAITING_APPROVAL}))
-        st = reduce(st, Approved(by=f"u{i}"), now=T0).state
+        st = reduce(st, Approved(OfferedApproval(f"a{i}", UserIdentity(username=f"u{i}"))), now=T0).state
     assert len(st.status.audit) == 50
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from stanch.core.effects import ObjectKey
+from stanch.core.identity import OfferedApproval
 from stanch.core.models import PolicyDecision
 
 # Re-exported: the wiring builds a World for TargetObserved.
@@ -29,8 +30,12 @@ class PolicyDecided:
 
 @dataclass(frozen=True)
 class Approved:
-    by: str
-    reason: str = ""
+    """A MitigationApproval naming this Mitigation (name and uid). Only an offer: the reducer judges it
+    against the requester, the decision's approval requirements and ``admission`` (why identities are
+    unverified right now, None when the ``stanch-identity`` admission policy is in force)."""
+
+    approval: OfferedApproval
+    admission: str | None = None
 
 
 @dataclass(frozen=True)

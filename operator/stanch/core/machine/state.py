@@ -45,8 +45,6 @@ class MachineState:
     under the deciding policy, which that transition freezes."""
     signals: Mapping[str, SignalTemplate] = field(default_factory=dict)
     """Signal templates by name (kind, direction, threshold); a guard signal missing here is no data."""
-    approved_by_annotation: str | None = None
-    """Value of the Mitigation's ``stanch.dev/approved-by`` annotation, if set."""
     deleting: bool = False
     """``metadata.deletionTimestamp`` is set (the finalizer holds the object)."""
     incident_onset: datetime | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field, StringConstraints, model_validator
 
@@ -174,7 +174,9 @@ class ActionSet(StanchModel):
     pause: PauseAction | None = None
     """Pause or resume a rollout."""
 
-    cel_rules = (CelRule(rule=_ONE_ACTION_RULE, message="exactly one action must be set"),)
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(rule=_ONE_ACTION_RULE, message="exactly one action must be set"),
+    )
 
     @model_validator(mode="after")
     def _exactly_one_action(self) -> ActionSet:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
@@ -18,10 +18,21 @@ from stanch.core.models.common import (
     preserve_unknown,
 )
 from stanch.core.models.guard import GuardSpec, ResolvedGuard
+from stanch.core.models.identity import (
+    REQUESTER_IMMUTABLE,
+    ApprovalRecord,
+    ApprovalRequirements,
+    UserIdentity,
+)
 from stanch.core.models.meta import ObjectMeta
 
 APPROVED_BY_ANNOTATION = "stanch.dev/approved-by"
-"""Annotation granting manual approval; its value names the approver (recorded in the audit trail)."""
+"""Formerly granted manual approval. It approves nothing any more (anyone who can edit the Mitigation
+could set it); a MitigationApproval does. Kept so the operator can say so on old objects."""
+PRE_APPROVED = (
+    "spec.approval no longer approves anything: remove approved and approvedBy; an approver creates a"
+    " MitigationApproval naming this Mitigation (see docs/policy-guide.md, Approval)"
+)
 LOCK_ANNOTATION = "stanch.dev/active-mitigation"
 """Annotation on the target naming the Mitigation holding its lock (one active mitigation per target)."""
 
@@ -53,15 +64,18 @@ class IncidentRef(StanchModel):
 
 
 class Approval(StanchModel):
-    """Manual approval, for actions whose policy tier is Manual. The ``stanch.dev/approved-by``
-    annotation is an equivalent way to approve."""
+    """Deprecated: approval in the Mitigation's own spec was written by the requester, so it proved
+    nothing. ``approved`` and ``approvedBy`` are refused on new objects; Stanch ignores them on old
+    ones. Approve with a MitigationApproval."""
 
     approved: bool = False
-    """Whether the change is approved."""
+    """Refused when true: a Mitigation never arrives approved."""
     approved_by: Actor | None = None
-    """Who approved it."""
+    """Refused: the approver is the user who creates the MitigationApproval."""
     reason: Text = ""
-    """Why."""
+    """Ignored."""
+
+    cel_rules = (CelRule(rule="!self.approved && !has(self.approvedBy)", message=PRE_APPROVED),)
 
 
 class MitigationSpec(ActionSet):
@@ -89,7 +103,16 @@ class MitigationSpec(ActionSet):
     Immutable: the policy decided on it, so a dry run switched to a real one would act without any
     policy having allowed it."""
     approval: Approval | None = None
-    """Manual approval."""
+    """Deprecated, approves nothing (see MitigationApproval)."""
+    requester: UserIdentity | None = Field(
+        default=None,
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": REQUESTER_IMMUTABLE}]
+        },
+    )
+    """Who asks: your own user name (``kubectl auth whoami``). The ``stanch-identity`` admission policy
+    requires it on every new Mitigation and refuses any name but the requesting user's; Mitigations
+    Stanch creates carry its ServiceAccount. Immutable."""
     temporary: bool = False
     """Undo this mitigation (under the same guard) when the Incident is resolved."""
     keep_on_resolve: bool = False
@@ -97,12 +120,15 @@ class MitigationSpec(ActionSet):
     revert_on_delete: bool = True
     """Deleting the Mitigation mid-flight reverts the change first (finalizer)."""
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             rule="!self.keepOnResolve || self.temporary",
             message="keepOnResolve only applies to temporary mitigations",
             field_path=".keepOnResolve",
         ),
+        # A field-level transition rule only runs when the field is on both sides; this one stops a
+        # requester being added to (or removed from) an existing Mitigation.
+        CelRule(rule="has(self.requester) == has(oldSelf.requester)", message=REQUESTER_IMMUTABLE),
     )
 
     @model_validator(mode="after")
@@ -189,6 +215,8 @@ class PolicyDecision(StanchModel):
     suspend_auto_sync: AutoSyncRequest | None = None
     """Set when a matching policy asks for the GitOps controller's self-heal to be suspended for the
     duration of the Mitigation (never for dry runs or denied requests)."""
+    approval: ApprovalRequirements | None = None
+    """For RequireApproval: who may approve, from the matching policies' ``approval`` settings."""
 
 
 class AutoSyncPhase(StrEnum):
@@ -437,6 +465,11 @@ class MitigationStatus(StanchModel):
     """The target as ``Kind/namespace/name``."""
     requested_by: Actor | None = None
     """Who created the Mitigation: a user, or ``policy:<namespace>/<name>#<rule>``."""
+    requester: UserIdentity | None = None
+    """The requester as checked by the admission policy (``spec.requester``); absent on Mitigations
+    created before it existed."""
+    approval: ApprovalRecord | None = None
+    """The approval that let it act, if it needed one."""
     policy: PolicyDecision | None = None
     """The recorded policy decision."""
     guard: ResolvedGuard | None = None

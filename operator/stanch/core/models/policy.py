@@ -23,6 +23,7 @@ from stanch.core.models.common import (
     preserve_unknown,
 )
 from stanch.core.models.guard import GuardSpec
+from stanch.core.models.identity import ApprovalPolicy
 from stanch.core.models.incident import Confidence, HypothesisCategory
 from stanch.core.models.meta import ObjectMeta
 
@@ -315,6 +316,8 @@ class MitigationPolicySpec(StanchModel):
     """GitOps awareness."""
     auto_mitigation: Annotated[list[AutoMitigationRule], Field(max_length=32)] = []
     """Rules turning hypotheses into Mitigations, evaluated in order."""
+    approval: ApprovalPolicy = ApprovalPolicy()
+    """Who may approve what this policy holds for approval."""
 
     @model_validator(mode="after")
     def _unique_keys(self) -> MitigationPolicySpec:

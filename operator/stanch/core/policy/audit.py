@@ -1,9 +1,11 @@
 """Who asked for a Mitigation, as far as the stored object can tell.
 
-Kubernetes does not store the requesting user on an object. What it does store: the field manager
-of the first write (``metadata.managedFields[0].manager``: ``kubectl-create``, ``argocd-controller``,
-a client's name), and whatever annotations the requester set. Only an admission webhook sees the
-authenticated user; until Stanch serves one, this is recorded and labelled for what it is.
+Kubernetes does not store the requesting user on an object. ``spec.requester`` is the requester's
+own statement, which the ``stanch-identity`` admission policy checked against the authenticated user
+at creation (``stanch.core.identity``); that is the answer whenever it is there. Mitigations created
+before it existed only have the field manager of the first write (``metadata.managedFields[0].manager``:
+``kubectl-create``, ``argocd-controller``, a client's name) and whatever annotations the requester
+set, recorded and labelled for what they are.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ OWN_MANAGER = "stanch"
 OPERATOR_MANAGERS = frozenset({OWN_MANAGER, "kopf"})
 
 
-def requested_by(metadata: Mapping[str, Any]) -> str:
-    """``policy:<ns>/<name>#autoMitigation[0]`` for our own Mitigations; otherwise the
+def requested_by(metadata: Mapping[str, Any], requester: str | None = None) -> str:
+    """``policy:<ns>/<name>#autoMitigation[0]`` for our own Mitigations; otherwise ``requester``
+    (``spec.requester.username``, checked at admission); for older objects without one, the
     ``stanch.dev/requested-by`` annotation (marked unverified) and the first field manager."""
     annotations = metadata.get("annotations") or {}
     creator = annotations.get(CREATED_BY_ANNOTATION)
@@ -29,6 +32,8 @@ def requested_by(metadata: Mapping[str, Any]) -> str:
     if isinstance(creator, str) and creator.startswith("policy:") and OWN_MANAGER in managers:
         # Only when our own client wrote the object; anyone can type the annotation.
         return creator[:MAX_ACTOR]
+    if requester:
+        return requester[:MAX_ACTOR]
     # Our own writes (Kopf's finalizer and status, our client) come after the creator's; skip them.
     foreign = [m for m in managers if m not in OPERATOR_MANAGERS]
     manager = foreign[0] if foreign else (managers[0] if managers else None)

@@ -18,6 +18,7 @@ from typing import Any
 from stanch import GROUP, VERSION
 from stanch.core.models.actions import ACTION_FIELDS
 from stanch.core.models.common import TargetRef
+from stanch.core.models.identity import UserIdentity
 from stanch.core.models.incident import Incident, IncidentMitigation, MitigationMode
 from stanch.core.models.mitigation import IncidentRef, MitigationSpec, PolicyDecision, PolicyDecisionKind
 from stanch.core.policy.evaluation import (
@@ -51,9 +52,15 @@ class AutoMitigation:
     decision: PolicyDecision
     """What evaluation says about it right now (Allow or RequireApproval)."""
 
-    def manifest(self, incident_name: str, incident_uid: str) -> dict[str, Any]:
+    def manifest(
+        self, incident_name: str, incident_uid: str, requester: UserIdentity | None = None
+    ) -> dict[str, Any]:
         """The Mitigation object, owned by the Incident (our own object: invariant 7 is about the
-        user's workloads)."""
+        user's workloads). ``requester`` is the operator's own user (its ServiceAccount): the admission
+        policy accepts no other on a Mitigation the operator creates."""
+        spec = self.spec.to_dict()
+        if requester is not None:
+            spec["requester"] = requester.to_dict()
         return {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Mitigation",
@@ -76,7 +83,7 @@ class AutoMitigation:
                     }
                 ],
             },
-            "spec": self.spec.to_dict(),
+            "spec": spec,
         }
 
     def listing(self, *, suggested: bool) -> IncidentMitigation:

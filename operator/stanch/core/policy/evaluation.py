@@ -30,6 +30,7 @@ from stanch.core.models.mitigation import (
     PolicyDecisionKind,
 )
 from stanch.core.models.policy import ActionLimits, ActionRule, ApprovalTier
+from stanch.core.policy.approval import approval_requirements
 from stanch.core.policy.facts import GitOpsOwner, GitOpsTool, TargetFacts
 from stanch.core.policy.history import PastMitigation, parse_time
 from stanch.core.policy.loading import LoadedPolicy
@@ -143,6 +144,8 @@ def evaluate(
             gitops_managed=gitops,
         )
     decision = decision.model_copy(update={"decided_at": now, "gitops_managed": gitops})
+    if decision.decision is PolicyDecisionKind.REQUIRE_APPROVAL:
+        decision = decision.model_copy(update={"approval": approval_requirements(matching)})
     return _with_auto_sync(decision, matching, owner)
 
 

@@ -33,12 +33,14 @@ from pydantic import ValidationError
 
 import stanch
 from stanch.adapters.effects import EffectExecutor, EffectResult, Mutation, Outcome
+from stanch.adapters.identity import read_admission, read_approvals
 from stanch.adapters.kube import KubeClient, KubeError, transient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.signals import SignalSampler
 from stanch.adapters.status import write_status
 from stanch.adapters.targets import TargetReads, read_target
 from stanch.core.effects import MUTATING, Create, Delete, Evict, Patch
+from stanch.core.identity import ADMISSION_POLICY, admission_problem, approvals_for
 from stanch.core.machine.effects import (
     EvaluatePolicy,
     Finish,
@@ -85,7 +87,6 @@ from stanch.core.mitigation_context import (
     timeline_entry,
 )
 from stanch.core.models import (
-    APPROVED_BY_ANNOTATION,
     DEFAULT_GUARD,
     TERMINAL_PHASES,
     AuditEntry,
@@ -178,7 +179,6 @@ def machine_state(
         guard=guard,
         guard_problem=problem,
         signals=_templates(runtime, context),
-        approved_by_annotation=(meta.get("annotations") or {}).get(APPROVED_BY_ANNOTATION),
         deleting=bool(meta.get("deletionTimestamp")),
         incident_onset=incident_onset,
     )
@@ -189,20 +189,18 @@ def _templates(runtime: Runtime, context: PolicyContext) -> dict[str, SignalTemp
     return mitigation_signals(runtime.settings.signal_templates, context.templates)
 
 
-def initial_observations(state: MachineState, incident_resolved: bool) -> list[Observation]:
-    """What happened since the last pass, as the reducer's inputs."""
+def initial_observations(
+    state: MachineState, incident_resolved: bool, approvals: Sequence[Approved] = ()
+) -> list[Observation]:
+    """What happened since the last pass, as the reducer's inputs. ``approvals`` are the
+    MitigationApprovals naming this Mitigation (read only while it awaits approval): nothing on the
+    Mitigation itself (``spec.approval``, the old ``stanch.dev/approved-by`` annotation) approves it."""
     phase = state.status.phase
     out: list[Observation] = [Tick()]
     if state.deleting and phase not in TERMINAL_PHASES:
         out.append(DeleteRequested())
-    if phase == MitigationPhase.AWAITING_APPROVAL:
-        approval = state.spec.approval
-        if approval is not None and approval.approved:
-            out.append(Approved(by=approval.approved_by or "spec.approval", reason=approval.reason))
-        elif state.approved_by_annotation:
-            out.append(
-                Approved(by=state.approved_by_annotation, reason=f"annotation {APPROVED_BY_ANNOTATION}")
-            )
+    if phase == MitigationPhase.AWAITING_APPROVAL and not state.deleting:
+        out.extend(approvals)
     if incident_resolved and (phase not in TERMINAL_PHASES or phase == MitigationPhase.SUCCEEDED):
         # Every phase that may hold a temporary change reacts, not only Succeeded: one holding on
         # NoData in Baking was never undone and kept its lock. The reducer decides what it means.
@@ -231,9 +229,15 @@ class Pass:
     """One pass of the loop over one Mitigation: reduce, persist, act, feed back."""
 
     def __init__(
-        self, runtime: Runtime, obj: dict[str, Any], incident: IncidentFacts, context: PolicyContext
+        self,
+        runtime: Runtime,
+        obj: dict[str, Any],
+        incident: IncidentFacts,
+        context: PolicyContext,
+        approvals: Sequence[Approved] = (),
     ) -> None:
         self.runtime = runtime
+        self.approvals = approvals
         self.obj = obj
         self.log = bind_object(obj)
         self.context = context
@@ -245,7 +249,7 @@ class Pass:
         """Reduce ``observations`` (by default, what happened since the last pass) and everything
         they lead to."""
         if observations is None:
-            observations = initial_observations(self.state, self.incident_resolved)
+            observations = initial_observations(self.state, self.incident_resolved, self.approvals)
         queue: deque[Observation] = deque(observations)
         steps = 0
         while queue and steps < MAX_STEPS_PER_PASS:
@@ -496,7 +500,26 @@ async def drive_once(runtime: Runtime, namespace: str, name: str) -> PassResult:
     incident = await linked_incident(runtime, obj)
     policy = ((obj.get("status") or {}).get("policy") or {}).get("policy")
     context = await policy_context(runtime.kube, policy)
-    return await Pass(runtime, obj, incident, context).run()
+    approvals: list[Approved] = []
+    if (obj.get("status") or {}).get("phase") == MitigationPhase.AWAITING_APPROVAL.value:
+        approvals = await approval_offers(runtime, obj)
+    return await Pass(runtime, obj, incident, context, approvals).run()
+
+
+async def approval_offers(runtime: Runtime, obj: Mapping[str, Any]) -> list[Approved]:
+    """The MitigationApprovals naming this Mitigation (name and uid), each with whether the admission
+    policy that vouches for its approver is in force right now. Read on every pass while awaiting
+    approval, so an approval takes effect within one interval and a policy put back is noticed."""
+    meta = obj["metadata"]
+    offered = approvals_for(await read_approvals(runtime.kube, meta["namespace"]), meta["name"], meta["uid"])
+    if not offered:
+        return []
+    try:
+        problem = admission_problem(*await read_admission(runtime.kube, ADMISSION_POLICY))
+    except KubeError as exc:
+        # Unreadable is not in force: the approval waits, visibly, and is judged again next pass.
+        problem = f"cannot read the admission policy {ADMISSION_POLICY} ({exc}); check the operator's RBAC"
+    return [Approved(o, problem) for o in offered]
 
 
 def stopped_by_error(entry: AuditEntry) -> bool:
@@ -614,7 +637,6 @@ def wake_key(body: kopf.Body) -> tuple[Any, ...]:
     return (
         meta.get("generation"),
         meta.get("deletionTimestamp"),
-        (meta.get("annotations") or {}).get(APPROVED_BY_ANNOTATION),
     )
 
 

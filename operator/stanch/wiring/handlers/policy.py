@@ -17,9 +17,10 @@ import kopf
 
 import stanch
 from stanch.adapters import policies as store
+from stanch.adapters.identity import whoami
 from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.notify import WebhookSink, redacted
-from stanch.core.models import Incident, IncidentMitigation
+from stanch.core.models import Incident, IncidentMitigation, UserIdentity
 from stanch.core.policy import (
     LoadedPolicy,
     PastMitigation,
@@ -112,6 +113,14 @@ def make_auto_mitigate(clock: Clock) -> Callable[..., Any]:
     # keeps one operator active). The locks live here, not in the memo: Kopf gives every Incident its
     # own memo, so a lock kept there is never shared (two Mitigations were created that way).
     locks: dict[str, asyncio.Lock] = {}
+    # Who the operator is (a SelfSubjectReview), asked once: the requester of what it creates.
+    me: dict[str, UserIdentity] = {}
+
+    async def operator_identity(kube: KubeClient) -> UserIdentity:
+        if "user" not in me:
+            info = await whoami(kube)
+            me["user"] = UserIdentity(username=str(info.get("username") or ""))
+        return me["user"]
 
     async def auto_mitigate(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         body = event.get("object") or {}
@@ -146,8 +155,11 @@ def make_auto_mitigate(clock: Clock) -> Callable[..., Any]:
                 return
             auto = outcome.mitigation
             if outcome.create:
+                # The admission policy requires the requester to be whoever creates it: us.
+                requester = await operator_identity(kube)
                 created = await store.create_mitigation(
-                    kube, auto.manifest(incident.metadata.name or "", incident.metadata.uid or "")
+                    kube,
+                    auto.manifest(incident.metadata.name or "", incident.metadata.uid or "", requester),
                 )
                 if created:
                     log.info("auto-mitigation created", mitigation=auto.name, rule=auto.created_by)
@@ -177,7 +189,8 @@ async def record_requester(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None
     """Who asked, as far as the object can tell (see docs/policy-guide.md, "Audit")."""
     if (body.get("status") or {}).get("requestedBy"):
         return
-    who = requested_by(body.get("metadata") or {})
+    requester = ((body.get("spec") or {}).get("requester") or {}).get("username")
+    who = requested_by(body.get("metadata") or {}, requester if isinstance(requester, str) else None)
     patch.setdefault("status", {})["requestedBy"] = who
     kopf.info(body, reason="Requested", message=f"requested by {who}")
 

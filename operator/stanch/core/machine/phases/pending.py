@@ -13,19 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from stanch.core.effects import EvaluatePolicy, Finish
+from stanch.core.identity import approval_refusal
 from stanch.core.machine.observations import Approved, Observation, PolicyDecided
 from stanch.core.machine.phases.stopped import on_guard_problem
 from stanch.core.machine.reading import observe
 from stanch.core.machine.state import MachineState, Transition
-from stanch.core.machine.transitions import P, quiet, transition
-from stanch.core.models import PolicyDecisionKind
-
-
-def _approved(state: MachineState) -> str | None:
-    approval = state.spec.approval
-    if approval is not None and approval.approved:
-        return approval.approved_by or "spec.approval"
-    return state.approved_by_annotation
+from stanch.core.machine.transitions import P, announce_once, quiet, transition
+from stanch.core.models import ApprovalRecord, PolicyDecisionKind
 
 
 def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transition:
@@ -40,8 +34,9 @@ def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transiti
         # record, rather than ask a human to approve (or take a lock for) a Mitigation that cannot run.
         decided = replace(state, status=state.status.model_copy(update={"policy": decision}))
         return on_guard_problem(decided, now)
-    # The guard every later pass runs under (the wiring reads it back from status.guard).
-    frozen: dict[str, Any] = {"policy": decision, "guard": state.guard}
+    # The guard every later pass runs under (the wiring reads it back from status.guard), and the
+    # requester the admission policy checked, for status.
+    frozen: dict[str, Any] = {"policy": decision, "guard": state.guard, "requester": state.spec.requester}
     if state.spec.dry_run:
         return transition(
             state,
@@ -65,15 +60,22 @@ def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transiti
             reason=f"denied by {source}: {reasons}",
             effects=(Finish(P.REJECTED.value),),
             policy=decision,  # nothing will run: no guard to freeze (it may be the stand-in)
+            requester=state.spec.requester,
         )
-    if decision.decision == PolicyDecisionKind.REQUIRE_APPROVAL and _approved(state) is None:
+    # Nothing in the Mitigation itself approves it (design invariant 12): approval comes only from a
+    # MitigationApproval, judged in AwaitingApproval.
+    if decision.decision == PolicyDecisionKind.REQUIRE_APPROVAL:
         return transition(
             state,
             now=now,
             to=P.AWAITING_APPROVAL,
             event="ApprovalRequired",
             actor=actor,
-            reason=f"manual approval required by {source}: {reasons}",
+            reason=(
+                f"manual approval required by {source}: {reasons}; to approve, an approver creates a"
+                f" MitigationApproval with mitigationRef {{name: {state.identity.name}, uid:"
+                f" {state.identity.uid}}}"
+            ),
             **frozen,
         )
     return transition(
@@ -89,16 +91,34 @@ def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transiti
 
 
 def on_awaiting_approval(state: MachineState, obs: Observation, now: datetime) -> Transition:
-    by = obs.by if isinstance(obs, Approved) else _approved(state)
-    if by is None:
+    if not isinstance(obs, Approved):
         return quiet(state)
-    reason = obs.reason if isinstance(obs, Approved) and obs.reason else "approved"
+    offered = obs.approval
+    decision = state.status.policy
+    refusal = approval_refusal(
+        state.spec.requester, offered, decision.approval if decision else None, obs.admission
+    )
+    if refusal is not None:
+        # Each refusal is audited and announced once; it is looked at again every pass (the admission
+        # policy may be restored), silently while the answer stays the same.
+        seen = any(a.event == "ApprovalRefused" and a.reason == refusal for a in state.status.audit)
+        return announce_once(
+            state, now=now, event="ApprovalRefused", reason=refusal, effects=(), repeated=seen
+        )
+    approver = offered.approver
+    groups = f" (groups {', '.join(approver.groups)})" if approver.groups else ""
     return transition(
         state,
         now=now,
         to=P.BASELINE,
         event="Approved",
-        actor=by,
-        reason=f"approved by {by}: {reason}",
+        actor=approver.username,
+        reason=(
+            f"approved by {approver.username}{groups} with MitigationApproval {offered.name}:"
+            f" {offered.reason or 'no reason given'}"
+        ),
         effects=(observe(state),),
+        approval=ApprovalRecord(
+            approver=approver, approval=offered.name, reason=offered.reason, approved_at=now
+        ),
     )
