@@ -25,6 +25,14 @@ class Kube:
     def __init__(self, kubectl: str, kubeconfig: str) -> None:
         self.kubectl = kubectl
         self.kubeconfig = kubeconfig
+        self._username: str | None = None
+
+    def username(self) -> str:
+        """Who this kubeconfig authenticates as (``kubectl auth whoami``)."""
+        if self._username is None:
+            review = json.loads(self.run("auth", "whoami", "-o", "json"))
+            self._username = str(review["status"]["userInfo"]["username"])
+        return self._username
 
     def run(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
         GUARD.allow(shared_write(args, stdin), "kubectl " + " ".join(args))
@@ -49,8 +57,16 @@ class Kube:
         return proc.returncode == 0
 
     def apply(self, *objects: dict[str, Any], namespace: str | None = None) -> None:
+        """Apply, as a user would: a Mitigation that names no requester names this kubeconfig's user
+        (the stanch-identity admission policy refuses any other). Tests of the refusal itself use
+        ``run("apply", ...)`` and write the requester they mean."""
         args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
-        self.run(*args, stdin=yaml.safe_dump_all(list(objects)))
+        self.run(*args, stdin=yaml.safe_dump_all([self.as_requester(o) for o in objects]))
+
+    def as_requester(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if obj.get("kind") != "Mitigation" or "requester" in (obj.get("spec") or {}):
+            return obj
+        return {**obj, "spec": {**obj.get("spec", {}), "requester": {"username": self.username()}}}
 
     def get(self, kind: str, name: str | None = None, namespace: str | None = None, **selectors: str) -> Any:
         args = ["get", kind] + ([name] if name else []) + ["-o", "json"]
@@ -134,11 +150,18 @@ def release_nodes(kube: Kube, namespace: str) -> list[str]:
 
 
 def install_crds(kube: Kube) -> None:
-    """Stanch's CRDs from crds/, as a cluster admin applies them. Every worker applies the same files
-    (server-side: an unchanged CRD is not written again), so it is a harness write, allowed beside
-    other tests."""
+    """Stanch's CRDs from crds/ and the stanch-identity admission policy, as a cluster admin applies
+    them. Every worker applies the same files (server-side: an unchanged object is not written
+    again), so it is a harness write, allowed beside other tests."""
     with GUARD.harness():
         kube.run("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
+        kube.run(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO / "manifests" / "identity-admission.yaml"),
+        )
     kube.run(
         "wait",
         "--for",
@@ -148,3 +171,59 @@ def install_crds(kube: Kube) -> None:
         "app.kubernetes.io/part-of=stanch",
         "--timeout=60s",
     )
+
+
+APPROVER_ROLE = "stanch-e2e-approver"
+
+
+def approve(
+    kube: Kube,
+    namespace: str,
+    mitigation: str,
+    user: str,
+    groups: tuple[str, ...] = (),
+    *,
+    name: str | None = None,
+    reason: str = "e2e approval",
+) -> str:
+    """Create a MitigationApproval of ``mitigation`` as ``user`` (impersonated, in ``groups``), who is
+    granted ``create`` on approvals in ``namespace`` only (a namespaced Role: no cluster-scoped write).
+    Returns the approval's name."""
+    kube.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": APPROVER_ROLE},
+            "rules": [
+                {
+                    "apiGroups": ["stanch.dev"],
+                    "resources": ["mitigationapprovals"],
+                    "verbs": ["create", "get"],
+                },
+                {"apiGroups": ["stanch.dev"], "resources": ["mitigations"], "verbs": ["get"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{APPROVER_ROLE}-{user}"[:63]},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APPROVER_ROLE},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+        namespace=namespace,
+    )
+    uid = kube.get("mitigation", mitigation, namespace)["metadata"]["uid"]
+    approval_name = name or f"{mitigation}-{user}"[:63]
+    doc = {
+        "apiVersion": "stanch.dev/v1alpha1",
+        "kind": "MitigationApproval",
+        "metadata": {"name": approval_name, "namespace": namespace},
+        "spec": {
+            "mitigationRef": {"name": mitigation, "uid": uid},
+            "approver": {"username": user, **({"groups": list(groups)} if groups else {})},
+            "reason": reason,
+        },
+    }
+    as_user = [f"--as={user}", *(f"--as-group={g}" for g in groups)]
+    kube.run("create", "-f", "-", *as_user, stdin=yaml.safe_dump(doc))
+    return approval_name

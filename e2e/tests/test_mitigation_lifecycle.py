@@ -1,5 +1,5 @@
-"""Lifecycle around the guard: manual approval by annotation, deleting a Mitigation mid-bake reverts
-first (finalizer), and a temporary mitigation linked to an Incident shows up in the Incident's
+"""Lifecycle around the guard: manual approval (a MitigationApproval), deleting a Mitigation mid-bake
+reverts first (finalizer), and a temporary mitigation linked to an Incident shows up in the Incident's
 status and is undone when the Incident is resolved."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from e2e.cluster import WorldInfo
-from e2e.kube import Kube, deployment
+from e2e.kube import Kube, approve, deployment
 from e2e.tests.mitigation_world import (
     FAST_GUARD,
     audit_events,
@@ -23,7 +23,7 @@ from e2e.tests.mitigation_world import (
     wait_phase,
 )
 from e2e.tests.test_workloads import ready_pods
-from stanch.core.models import APPROVED_BY_ANNOTATION, LOCK_ANNOTATION
+from stanch.core.models import LOCK_ANNOTATION
 
 pytestmark = pytest.mark.local_world("ready-pods", "simulator")
 
@@ -43,7 +43,7 @@ def _web(kube: Kube, namespace: str) -> None:
     settle()
 
 
-def test_manual_approval_by_annotation_then_delete_mid_bake_reverts_first(
+def test_manual_approval_then_delete_mid_bake_reverts_first(
     world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
 ) -> None:
     _web(kube, namespace)
@@ -56,7 +56,7 @@ def test_manual_approval_by_annotation_then_delete_mid_bake_reverts_first(
         wait_phase(kube, namespace, "grow", {"AwaitingApproval"}, 60)
         time.sleep(3)
         assert deployment_state(kube, namespace, "web")["spec"]["replicas"] == 2, "nothing before approval"
-        kube.run("annotate", "mitigation", "grow", "-n", namespace, f"{APPROVED_BY_ANNOTATION}=alice")
+        approve(kube, namespace, "grow", "alice")
         st = wait_phase(kube, namespace, "grow", {"Baking"}, 60)
         assert "Approved" in audit_events(st)
         assert any(a.get("actor") == "alice" for a in st["audit"]), st["audit"]

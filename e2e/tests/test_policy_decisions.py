@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from e2e.cluster import WorldInfo
-from e2e.kube import Kube, deployment
+from e2e.kube import Kube, approve, deployment
 from e2e.tests.mitigation_world import (
     FAST_GUARD,
     audit_events,
@@ -153,12 +153,18 @@ def test_production_policy_holds_the_rollback_until_approved(
         reasons = {e["reason"] for e in kube.events(namespace) if e["involvedObject"].get("name") == "undo"}
         assert "ApprovalRequired" in reasons, reasons
 
+        # The old annotation approves nothing; a MitigationApproval by someone else does.
         kube.run("annotate", "mitigation", "undo", "stanch.dev/approved-by=alice", "-n", namespace)
+        time.sleep(3)
+        assert status(kube, namespace, "undo")["phase"] == "AwaitingApproval"
+        approve(kube, namespace, "undo", "alice")
         st = wait_phase(kube, namespace, "undo", {"Succeeded"}, 120)
     finally:
         shutdown(operator, kube, namespace)
     approved = [a for a in st["audit"] if a["event"] == "Approved"]
     assert [a["actor"] for a in approved] == ["alice"], st["audit"]
+    assert st["approval"]["approver"]["username"] == "alice", st.get("approval")
+    assert st["requester"]["username"] == kube.username(), st.get("requester")
     assert st["verdict"]["result"] == "Healthy", st["verdict"]
     dep = deployment_state(kube, namespace, "api")
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/api:1.0"
