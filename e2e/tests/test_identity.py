@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from e2e.cluster import WorldInfo
-from e2e.kube import Kube, approve, deployment
+from e2e.kube import Kube, approve, deployment, install_crds
 from e2e.tests.mitigation_world import deployment_state, fast_operator, settle, shutdown, wait_phase
 from e2e.tests.test_workloads import ready_pods
 
@@ -203,3 +203,52 @@ def test_approval_needs_another_person_in_the_policys_group(
     assert [a["actor"] for a in approved] == ["bob"], st["audit"]
     assert "MitigationApproval bob-oncall" in approved[0]["reason"]
     assert "capacity, checked" in approved[0]["reason"]
+
+
+@pytest.mark.serial("cluster-objects")
+@pytest.mark.usefixtures("crds_installed")
+def test_no_approval_counts_while_the_admission_policy_is_missing(
+    world: WorldInfo, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """Defence in depth: with the binding gone the identity fields are typed text again, so the
+    operator refuses every approval, visibly, and lets it through once the binding is back."""
+    kube.apply(deployment("web", replicas=2), namespace=namespace)
+    kube.wait_for(lambda: len(ready_pods(kube, namespace, "web")) == 2, 60, "2 ready pods")
+    kube.apply(
+        {
+            "apiVersion": "stanch.dev/v1alpha1",
+            "kind": "MitigationPolicy",
+            "metadata": {"name": "prod"},
+            "spec": {"actions": [{"action": "Scale", "tier": "Manual", "limits": {"maxReplicas": 10}}]},
+        },
+        namespace=namespace,
+    )
+    settle()
+    operator = fast_operator(world, namespace, tmp_path / "operator")
+    operator.start()
+    try:
+        grow = mitigation(namespace, "grow")
+        grow["spec"]["guard"] = {"bakeTime": "20s", "interval": "2s", "baselineWindow": "20s"}
+        kube.apply(grow, namespace=namespace)
+        wait_phase(kube, namespace, "grow", {"AwaitingApproval"}, 60)
+        kube.run("delete", "validatingadmissionpolicybinding", "stanch-identity")
+        try:
+            approve(kube, namespace, "grow", "bob", name="bob")
+
+            def refusal() -> str | None:
+                audit = (kube.get("mitigation", "grow", namespace).get("status") or {}).get("audit") or []
+                found = [a["reason"] for a in audit if a["event"] == "ApprovalRefused"]
+                return found[-1] if found else None
+
+            reason = kube.wait_for(refusal, 60, "the approval refused")
+            assert "identities are unverified" in reason, reason
+            assert "ValidatingAdmissionPolicyBinding stanch-identity does not exist" in reason, reason
+            time.sleep(4)
+            assert kube.get("mitigation", "grow", namespace)["status"]["phase"] == "AwaitingApproval"
+            assert deployment_state(kube, namespace, "web")["spec"]["replicas"] == 2
+        finally:
+            install_crds(kube)  # puts the binding back, as every worker installs it
+        st = wait_phase(kube, namespace, "grow", {"Baking", "Succeeded"}, 90)
+        assert [a["actor"] for a in st["audit"] if a["event"] == "Approved"] == ["bob"], st["audit"]
+    finally:
+        shutdown(operator, kube, namespace)

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import kopf
+import structlog
 from pydantic import ValidationError
 
 import stanch
@@ -786,6 +787,23 @@ async def start_runtime(memo: kopf.Memo, metrics: Metrics) -> None:
         metrics=metrics,
         decide=PolicyEvaluator(kube),
     )
+    await _announce_admission(kube)
+
+
+async def _announce_admission(kube: KubeClient) -> None:
+    """Say at start whether approvals can be trusted. Only a log line: the check that counts runs
+    before every approval is judged (``approval_offers``), so a policy removed later is noticed too."""
+    log = structlog.get_logger("stanch.identity")
+    try:
+        problem = admission_problem(*await read_admission(kube, ADMISSION_POLICY))
+    except Exception as exc:  # a start-up notice must never stop the operator
+        problem = f"cannot read the admission policy {ADMISSION_POLICY} ({exc})"
+    if problem:
+        log.warning(
+            "approvals will be refused until the identity admission policy is in force", problem=problem
+        )
+    else:
+        log.info("identity admission policy in force", policy=ADMISSION_POLICY)
 
 
 async def stop_runtime(memo: kopf.Memo) -> None:
