@@ -139,6 +139,8 @@ def test_the_serial_group_is_the_tests_that_touch_nodes_or_the_worlds_processes(
     for test, things in serial.items():
         by_file.setdefault(test.split("::")[0], set()).update(things)
     assert by_file == {
+        # Deletes and restores the stanch-identity admission policy's binding.
+        "e2e/tests/test_identity.py": {"cluster-objects"},
         "e2e/tests/test_mitigation_evacuate.py": {"nodes"},
         "e2e/tests/test_recording_rules.py": {"world-processes"},
         "e2e/tests/test_scenarios.py": {"nodes"},

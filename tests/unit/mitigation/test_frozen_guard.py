@@ -17,6 +17,7 @@ import kopf
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.effects import EvaluatePolicy
+from stanch.core.identity import OfferedApproval
 from stanch.core.machine.observations import Approved, PolicyDecided, Tick
 from stanch.core.machine.reducer import reduce
 from stanch.core.machine.state import MachineState, Transition
@@ -29,6 +30,7 @@ from stanch.core.models import (
     PolicyDecision,
     PolicyDecisionKind,
     ResolvedGuard,
+    UserIdentity,
 )
 from stanch.core.settings import Settings
 from stanch.wiring.handlers.mitigation import Pass, Runtime, _interval, machine_state
@@ -114,7 +116,7 @@ def state_of(obj: dict[str, Any], kube: FakeKube) -> MachineState:
 
 
 def test_every_decision_that_runs_something_freezes_the_guard() -> None:
-    st = state({"scale": {"replicas": 6}})
+    st = state({"scale": {"replicas": 6}}, requester={"username": "alice"})
     allowed = reduce(st, PolicyDecided(ALLOW), now=T0).state
     assert allowed.status.phase == P.BASELINE
     assert allowed.status.guard == GUARD
@@ -123,7 +125,9 @@ def test_every_decision_that_runs_something_freezes_the_guard() -> None:
     assert need.state.status.phase == P.AWAITING_APPROVAL
     assert need.state.status.guard == GUARD
     # Approved much later: the guard stays the one decided on.
-    approved = reduce(need.state, Approved(by="alice"), now=T0).state
+    bob = OfferedApproval("bob", UserIdentity(username="bob"))
+    approved = reduce(need.state, Approved(bob), now=T0).state
+    assert approved.status.phase == P.BASELINE
     assert approved.status.guard == GUARD
     dry = reduce(state({"scale": {"replicas": 6}}, dryRun=True), PolicyDecided(ALLOW), now=T0).state
     assert dry.status.guard == GUARD
