@@ -18,6 +18,7 @@ import orjson
 from lightkube.config import client_adapter
 from lightkube.config.kubeconfig import KubeConfig
 
+from stanch.adapters.permissions import undeclared
 from stanch.adapters.resources import Kind, kind
 
 PatchType = Literal["json", "merge", "strategic", "apply"]
@@ -113,6 +114,16 @@ class KubeClient:
         await self.close()
 
     # ---- plumbing ------------------------------------------------------------------------------
+    @staticmethod
+    def _declared(k: Kind, verb: str, subresource: str | None = None) -> Kind:
+        """``k``, when the request is in the permissions table; a 403 naming the fix otherwise.
+        RBAC would refuse it in a shipped install anyway (rbac.yaml grants exactly the table): this
+        fails the same way under broader credentials too, so tests run as admin still notice."""
+        problem = undeclared(k, verb, subresource)
+        if problem is not None:
+            raise KubeError(403, "Undeclared", problem, about=f"{k.kind}")
+        return k
+
     async def _request(
         self,
         verb: str,
@@ -141,7 +152,8 @@ class KubeClient:
     async def get(self, kind_name: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:
-            obj: dict[str, Any] = await self._request("get", "GET", kind(kind_name).path(namespace, name))
+            k = self._declared(kind(kind_name), "get")
+            obj: dict[str, Any] = await self._request("get", "GET", k.path(namespace, name))
         except KubeError as exc:
             if exc.not_found:
                 return None
@@ -188,7 +200,7 @@ class KubeClient:
     ) -> tuple[Objects, str]:
         """Like :meth:`list`, with the list's resourceVersion: where a watch of the same objects
         starts so that it misses nothing that changed after the list."""
-        k = kind(kind_name)
+        k = self._declared(kind(kind_name), "list")
         items: Objects = []
         version: dict[str, str] = {}
         async for item in self._paged(k, namespace, label_selector, field_selector, limit, cached, version):
@@ -208,7 +220,7 @@ class KubeClient:
         means the version is too old and the caller must list again). Ends after about
         ``timeout_seconds``, when the server closes the stream; the caller resumes from the last
         version it saw."""
-        k = kind(kind_name)
+        k = self._declared(kind(kind_name), "watch")
         params: dict[str, str | int] = {
             "watch": "true",
             "resourceVersion": resource_version,
@@ -291,7 +303,8 @@ class KubeClient:
             params["tailLines"] = tail_lines
         if limit_bytes:
             params["limitBytes"] = limit_bytes
-        text = await self._request("logs", "GET", kind("Pod").path(namespace, pod, "log"), params=params)
+        path = self._declared(kind("Pod"), "get", "log").path(namespace, pod, "log")
+        text = await self._request("logs", "GET", path, params=params)
         return text if isinstance(text, str) else json.dumps(text)
 
     # ---- writes --------------------------------------------------------------------------------
@@ -323,7 +336,7 @@ class KubeClient:
             obj: dict[str, Any] = await self._request(
                 "patch",
                 "PATCH",
-                kind(kind_name).path(namespace, name, subresource),
+                self._declared(kind(kind_name), "patch", subresource).path(namespace, name, subresource),
                 params=params,
                 body=patch,
                 content_type=_CONTENT_TYPES[patch_type],
@@ -335,22 +348,17 @@ class KubeClient:
             raise
         return obj
 
-    async def replace(self, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
-        """PUT the object; its metadata.resourceVersion makes this an optimistic-concurrency write."""
-        meta = obj["metadata"]
-        path = kind(obj["kind"]).path(meta.get("namespace"), meta["name"], subresource)
-        result: dict[str, Any] = await self._request(
-            "update", "PUT", path, params={"fieldManager": FIELD_MANAGER}, body=obj
-        )
-        return result
-
     async def create(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         meta = obj["metadata"]
         params: dict[str, str | int] = {"fieldManager": FIELD_MANAGER}
         if dry_run:
             params["dryRun"] = "All"
         result: dict[str, Any] = await self._request(
-            "create", "POST", kind(obj["kind"]).path(meta.get("namespace")), params=params, body=obj
+            "create",
+            "POST",
+            self._declared(kind(obj["kind"]), "create").path(meta.get("namespace")),
+            params=params,
+            body=obj,
         )
         return result
 
@@ -365,7 +373,8 @@ class KubeClient:
         if uid:
             body["deleteOptions"] = {"preconditions": {"uid": uid}}
         try:
-            await self._request("evict", "POST", kind("Pod").path(namespace, name, "eviction"), body=body)
+            path = self._declared(kind("Pod"), "create", "eviction").path(namespace, name, "eviction")
+            await self._request("evict", "POST", path, body=body)
         except KubeError as exc:
             if exc.not_found:
                 return False
@@ -388,7 +397,8 @@ class KubeClient:
         if preconditions:
             body["preconditions"] = preconditions
         try:
-            await self._request("delete", "DELETE", kind(kind_name).path(namespace, name), body=body)
+            path = self._declared(kind(kind_name), "delete").path(namespace, name)
+            await self._request("delete", "DELETE", path, body=body)
         except KubeError as exc:
             if exc.not_found:
                 return False
