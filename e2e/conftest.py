@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from e2e.cluster import LocalWorld, WorldInfo
+from e2e.identity import operator_kubeconfig
 from e2e.kube import Kube, install_crds, release_nodes
 from e2e.operator_process import OperatorProcess
 from e2e.scenario import scorecard
@@ -241,7 +242,9 @@ def operator(
     world: WorldInfo, namespace: str, crds_installed: None, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     """`stanch run` scoped to the test's namespace; killed and restartable by the test."""
-    proc = OperatorProcess(world.kubeconfig, world.prometheus_url, [namespace], tmp_path / "operator")
+    proc = OperatorProcess(
+        operator_kubeconfig(world), world.prometheus_url, [namespace], tmp_path / "operator"
+    )
     proc.start()
     yield proc
     proc.stop()

@@ -18,11 +18,15 @@ from typing import Any
 import httpx
 
 from e2e.cluster.processes import free_loopback_port
+from e2e.identity import OPERATOR_USER, is_token_kubeconfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class OperatorProcess:
+    """``kubeconfig`` authenticates as the shipped ServiceAccount (``e2e.identity.operator_kubeconfig``):
+    the operator never runs as admin, so a permission missing from manifests/rbac.yaml fails here."""
+
     def __init__(
         self,
         kubeconfig: str,
@@ -47,6 +51,11 @@ class OperatorProcess:
         return self.log_dir / f"operator-{self.starts}.log"
 
     def start(self, timeout: float = 30.0) -> None:
+        if not is_token_kubeconfig(self.kubeconfig):
+            raise AssertionError(
+                f"{self.kubeconfig} is not a token kubeconfig: run the operator as {OPERATOR_USER}"
+                " (e2e.identity.operator_kubeconfig(world)), never with admin credentials"
+            )
         self.starts += 1
         self.liveness_port = free_loopback_port()
         args = [sys.executable, "-m", "stanch", "run", "--standalone", "--log-format", "json"]

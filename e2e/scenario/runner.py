@@ -21,6 +21,7 @@ import httpx
 import yaml
 
 from e2e.cluster import WorldInfo
+from e2e.identity import operator_kubeconfig
 from e2e.kube import Kube, approve, deployment, release_nodes
 from e2e.operator_process import OperatorProcess
 from e2e.scenario.format import Scenario, Step, Workload, seconds
@@ -125,7 +126,7 @@ class ScenarioRun:
         self.proxy = OutageProxy(prom.hostname or "127.0.0.1", prom.port or 9090)
         env = {**FAST_OPERATOR_ENV, "STANCH_SIGNALS_FILE": str(fast_signals_file(workdir))}
         self.operator = OperatorProcess(
-            world.kubeconfig, self.proxy.url, [self.ns], workdir / "operator", env=env
+            operator_kubeconfig(world), self.proxy.url, [self.ns], workdir / "operator", env=env
         )
         self.outcome = Outcome(scenario.name, scenario.title)
         self.t0 = 0.0

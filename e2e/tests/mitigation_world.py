@@ -19,6 +19,7 @@ import httpx
 import yaml
 
 from e2e.cluster import WorldInfo
+from e2e.identity import operator_kubeconfig
 from e2e.kube import Kube
 from e2e.operator_process import OperatorProcess
 
@@ -50,7 +51,7 @@ def fast_operator(
     signals = log_dir / "signals.yaml"
     signals.write_text(yaml.safe_dump(FAST_SIGNALS))
     return OperatorProcess(
-        world.kubeconfig,
+        operator_kubeconfig(world),
         prometheus_url or world.prometheus_url,
         [namespace],
         log_dir,

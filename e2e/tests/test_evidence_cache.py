@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from e2e.cluster import WorldInfo
+from e2e.identity import operator_kubeconfig
 from e2e.kube import Kube, deployment
 from e2e.tests.test_workloads import ready_pods
 from stanch.adapters.evidence import EvidenceRequest, collect
@@ -55,8 +56,8 @@ def core_event(name: str, type_: str, reason: str, pod: str, namespace: str) -> 
 async def test_the_cache_follows_pods_and_events_and_matches_listing(
     world: WorldInfo, kube: Kube, namespace: str
 ) -> None:
-    async with KubeClient.from_env(world.kubeconfig) as client:
-        cache = EvidenceCache(KubeClient.from_env(world.kubeconfig), [namespace])
+    async with KubeClient.from_env(operator_kubeconfig(world)) as client:
+        cache = EvidenceCache(KubeClient.from_env(operator_kubeconfig(world)), [namespace])
         cache.start()
         try:
             async with asyncio.timeout(20):
@@ -129,7 +130,7 @@ async def test_the_cache_follows_pods_and_events_and_matches_listing(
 async def test_a_watch_the_server_closes_resumes_without_listing_again(
     world: WorldInfo, kube: Kube, namespace: str
 ) -> None:
-    async with KubeClient.from_env(world.kubeconfig) as client:
+    async with KubeClient.from_env(operator_kubeconfig(world)) as client:
         store = WatchedObjects(client, "Pod", namespace, watch_seconds=1)
         task = asyncio.create_task(store.run())
         try:

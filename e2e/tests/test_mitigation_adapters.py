@@ -9,6 +9,7 @@ import pytest
 
 from e2e.cluster import WorldInfo
 from e2e.cluster.processes import free_loopback_port
+from e2e.identity import operator_kubeconfig
 from e2e.kube import Kube, deployment
 from e2e.tests.test_workloads import ready_pods
 from stanch.adapters.effects import EffectExecutor, Outcome
@@ -24,7 +25,7 @@ async def test_effects_apply_once_and_refuse_a_changed_target(
 ) -> None:
     kube.apply(deployment("api", replicas=2), namespace=namespace)
     key = ObjectKey("apps/v1", "Deployment", "api", namespace)
-    async with KubeClient.from_env(world.kubeconfig) as client:
+    async with KubeClient.from_env(operator_kubeconfig(world)) as client:
         executor = EffectExecutor(client)
         dep = await client.get("Deployment", "api", namespace)
         assert dep is not None
@@ -68,45 +69,42 @@ async def test_effects_apply_once_and_refuse_a_changed_target(
         )
         assert missing.outcome is Outcome.NOT_FOUND
 
-        # Create: our own leftover counts as done; somebody else's object is a conflict.
-        owner = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "owner", "namespace": namespace},
-        }
-        owner_obj = await client.create(owner)
-        owner_uid = owner_obj["metadata"]["uid"]
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": "canary-like",
-                "namespace": namespace,
-                "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}
-                ],
-            },
-            "data": {"a": "1"},
-        }
+        # Create: our own leftover counts as done; somebody else's object is a conflict. A canary
+        # is a Deployment owned by its Mitigation; any owner will do here (a ConfigMap the test
+        # makes with kubectl: the operator's identity may not create ConfigMaps).
+        kube.apply(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}, namespace=namespace
+        )
+        owner_uid = kube.get("configmap", "owner", namespace)["metadata"]["uid"]
+        manifest = deployment("canary-like", replicas=1)
+        manifest["metadata"].update(
+            namespace=namespace,
+            ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}],
+        )
         created = await executor.run(Create(manifest, owner_uid, step="Apply"))
         assert created.outcome is Outcome.APPLIED
         again = await executor.run(Create(manifest, owner_uid, step="Apply"))
         assert again.outcome is Outcome.APPLIED
-        assert again.resource_version == created.resource_version
+        # The same object (its controller may have written its status meanwhile).
+        assert again.obj is not None
+        assert created.obj is not None
+        assert again.obj["metadata"]["uid"] == created.obj["metadata"]["uid"]
         foreign = await executor.run(Create(manifest, "00000000-0000-0000-0000-000000000000", step="Apply"))
         assert foreign.outcome is Outcome.CONFLICT
 
         # Delete: value tests are checked against the read the delete is conditional on.
-        cm_key = ObjectKey("v1", "ConfigMap", "canary-like", namespace)
-        wrong = await executor.run(Delete(cm_key, Precondition(tests=(("/data/a", "2"),)), step="Cleanup"))
+        canary_key = ObjectKey("apps/v1", "Deployment", "canary-like", namespace)
+        wrong = await executor.run(
+            Delete(canary_key, Precondition(tests=(("/spec/replicas", 2),)), step="Cleanup")
+        )
         assert wrong.outcome is Outcome.CONFLICT
-        assert await client.get("ConfigMap", "canary-like", namespace) is not None
+        assert await client.get("Deployment", "canary-like", namespace) is not None
         assert created.obj is not None
         uid = created.obj["metadata"]["uid"]
-        gone = await executor.run(Delete(cm_key, Precondition(uid=uid), step="Cleanup"))
+        gone = await executor.run(Delete(canary_key, Precondition(uid=uid), step="Cleanup"))
         assert gone.outcome is Outcome.APPLIED
-        assert await client.get("ConfigMap", "canary-like", namespace) is None
-        twice = await executor.run(Delete(cm_key, Precondition(), step="Cleanup"))
+        assert await client.get("Deployment", "canary-like", namespace) is None
+        twice = await executor.run(Delete(canary_key, Precondition(), step="Cleanup"))
         assert twice.outcome is Outcome.APPLIED
         assert twice.message == "already gone"
 
