@@ -115,11 +115,11 @@ class KubeClient:
 
     # ---- plumbing ------------------------------------------------------------------------------
     @staticmethod
-    def _declared(k: Kind, verb: str, subresource: str | None = None) -> Kind:
+    def _declared(k: Kind, verb: str, subresource: str | None = None, name: str | None = None) -> Kind:
         """``k``, when the request is in the permissions table; a 403 naming the fix otherwise.
         RBAC would refuse it in a shipped install anyway (rbac.yaml grants exactly the table): this
         fails the same way under broader credentials too, so tests run as admin still notice."""
-        problem = undeclared(k, verb, subresource)
+        problem = undeclared(k, verb, subresource, name)
         if problem is not None:
             raise KubeError(403, "Undeclared", problem, about=f"{k.kind}")
         return k
@@ -152,7 +152,7 @@ class KubeClient:
     async def get(self, kind_name: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:
-            k = self._declared(kind(kind_name), "get")
+            k = self._declared(kind(kind_name), "get", name=name)
             obj: dict[str, Any] = await self._request("get", "GET", k.path(namespace, name))
         except KubeError as exc:
             if exc.not_found:
@@ -336,7 +336,9 @@ class KubeClient:
             obj: dict[str, Any] = await self._request(
                 "patch",
                 "PATCH",
-                self._declared(kind(kind_name), "patch", subresource).path(namespace, name, subresource),
+                self._declared(kind(kind_name), "patch", subresource, name).path(
+                    namespace, name, subresource
+                ),
                 params=params,
                 body=patch,
                 content_type=_CONTENT_TYPES[patch_type],
@@ -397,7 +399,7 @@ class KubeClient:
         if preconditions:
             body["preconditions"] = preconditions
         try:
-            path = self._declared(kind(kind_name), "delete").path(namespace, name)
+            path = self._declared(kind(kind_name), "delete", name=name).path(namespace, name)
             await self._request("delete", "DELETE", path, body=body)
         except KubeError as exc:
             if exc.not_found:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from stanch import GROUP
 from stanch.adapters.resources import Kind
+from stanch.core.identity import ADMISSION_POLICY
 
 PEERING_NAME = "stanch"
 """The peering object the shipped Deployment names with ``--peering``; patches are limited to it."""
@@ -30,6 +31,9 @@ class Access:
     resource_names: tuple[str, ...] = ()
     by_kopf: bool = False
     """Kopf makes these requests itself (watching, its progress records, Events, peering)."""
+    built_in: str = ""
+    """The Kubernetes built-in role that already grants it to every authenticated user (then
+    manifests/rbac.yaml does not repeat it)."""
 
 
 ACCESS: tuple[Access, ...] = (
@@ -111,6 +115,25 @@ ACCESS: tuple[Access, ...] = (
         "the operator creates its missing peering object at start (create cannot be limited by name)",
     ),
     Access("kopf.dev", "kopfpeerings", ("create",), "the same, in namespaced mode"),
+    # --- Identity: approvals, and the admission policy that vouches for them ------------------------
+    Access(GROUP, "mitigationapprovals", ("list",), "the approvals naming a Mitigation awaiting approval"),
+    *(
+        Access(
+            "admissionregistration.k8s.io",
+            plural,
+            ("get",),
+            "approvals count only while the stanch-identity admission policy is in force",
+            resource_names=(ADMISSION_POLICY,),
+        )
+        for plural in ("validatingadmissionpolicies", "validatingadmissionpolicybindings")
+    ),
+    Access(
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        ("create",),
+        "the operator's own user name: the requester of the Mitigations it creates",
+        built_in="system:basic-user",
+    ),
     # --- Investigation: read-only evidence -------------------------------------------------------
     Access("", "pods", ("list", "watch"), "pod health, kept current by the evidence cache"),
     Access("", "pods/log", ("get",), "log signatures: bounded reads of recent lines"),
@@ -137,22 +160,30 @@ ACCESS: tuple[Access, ...] = (
 
 
 def granted(accesses: tuple[Access, ...] = ACCESS) -> set[tuple[str, str, str, tuple[str, ...]]]:
-    """The table as (group, resource, verb, resourceNames) tuples."""
-    return {(a.group, a.resource, v, a.resource_names) for a in accesses for v in a.verbs}
+    """What manifests/rbac.yaml must grant, as (group, resource, verb, resourceNames) tuples: the
+    table without what built-in roles grant everyone."""
+    return {(a.group, a.resource, v, a.resource_names) for a in accesses for v in a.verbs if not a.built_in}
 
 
-_DECLARED = {(g, r, v) for g, r, v, names in granted() if not names}
+_DECLARED = {(a.group, a.resource, v) for a in ACCESS for v in a.verbs if not a.resource_names}
+_NAMED = {(a.group, a.resource, v, n) for a in ACCESS for v in a.verbs for n in a.resource_names}
 
 
 def resource_of(k: Kind, subresource: str | None = None) -> str:
     return f"{k.plural}/{subresource}" if subresource else k.plural
 
 
-def undeclared(k: Kind, verb: str, subresource: str | None = None) -> str | None:
-    """Why a request is not declared (a message naming the fix), or None when it is."""
+def undeclared(k: Kind, verb: str, subresource: str | None = None, name: str | None = None) -> str | None:
+    """Why a request is not declared (a message naming the fix), or None when it is. A rule limited
+    to resource names covers requests for those names only (as RBAC does)."""
     resource = resource_of(k, subresource)
-    if (k.group, resource, verb) in _DECLARED:
+    if (k.group, resource, verb) in _DECLARED or (k.group, resource, verb, name) in _NAMED:
         return None
+    if name is not None and any(e[:3] == (k.group, resource, verb) for e in _NAMED):
+        return (
+            f"stanch declares {verb} on {resource} only for the names in ACCESS"
+            f" (stanch/adapters/permissions.py), not {name!r}"
+        )
     group = k.group or "core"
     return (
         f"stanch does not declare {verb} on {resource} ({group}): add it to ACCESS in"

@@ -63,6 +63,23 @@ def test_a_request_outside_the_table_is_refused_before_it_is_sent() -> None:
     assert api.requests == []
 
 
+def test_a_rule_limited_to_names_covers_those_names_only() -> None:
+    api = RecordingApi()
+
+    async def read(name: str) -> None:
+        async with api.client() as kube:
+            await kube.get("ValidatingAdmissionPolicy", name)
+
+    asyncio.run(read("stanch-identity"))
+    with pytest.raises(KubeError) as err:
+        asyncio.run(read("someone-elses-policy"))
+    assert err.value.reason == "Undeclared"
+    assert "not 'someone-elses-policy'" in err.value.message
+    assert api.requests == [
+        ("GET", "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/stanch-identity")
+    ]
+
+
 def test_declared_requests_are_sent() -> None:
     api = RecordingApi()
 
