@@ -2,7 +2,7 @@
 stanch-view roles through a RoleBinding in their own namespace only, against the real API server's
 RBAC: they can ask Stanch for help at home and nothing more. Cannot act in another namespace, cannot
 widen a cluster policy (or write any policy), cannot edit a Mitigation once asked or write its
-status, cannot read a Secret, directly or through what Stanch writes.
+status, cannot approve their own request, cannot read a Secret, directly or through what Stanch writes.
 
 The operator runs as the shipped ServiceAccount (e2e.identity), which cannot read Secrets either.
 """
@@ -108,6 +108,12 @@ def other_namespace(kube: Kube) -> Iterator[str]:
     kube.run("delete", "namespace", name, "--wait=false")
 
 
+def tenant_mitigation(name: str, target: str, action: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """A Mitigation as the tenant writes it: naming themselves as the requester (the stanch-identity
+    admission policy refuses any other name)."""
+    return mitigation(name, target, action, requester={"username": TENANT}, **spec)
+
+
 def incident(name: str, target: str) -> dict[str, Any]:
     return {
         "apiVersion": "stanch.dev/v1alpha1",
@@ -121,7 +127,7 @@ def test_a_tenant_asks_for_help_at_home_and_nowhere_else(
     kube: Kube, tenant: str, other_namespace: str
 ) -> None:
     kube.apply(deployment("web", replicas=1), namespace=other_namespace)
-    asked = mitigation("scale-web", "web", {"scale": {"replicas": 3}}, dryRun=True)
+    asked = tenant_mitigation("scale-web", "web", {"scale": {"replicas": 3}}, dryRun=True)
     opened = incident("web-5xx", "web")
 
     # At home: the request role works (the positive control for every refusal below).
@@ -170,7 +176,7 @@ def test_a_tenant_cannot_widen_a_policy_or_edit_what_was_decided(kube: Kube, ten
         tenant,
         "-f",
         "-",
-        stdin=yaml_of(mitigation("m", "web", {"scale": {"replicas": 2}}, dryRun=True)),
+        stdin=yaml_of(tenant_mitigation("m", "web", {"scale": {"replicas": 2}}, dryRun=True)),
     )
     assert created.returncode == 0, created.stderr
     swap = json.dumps({"spec": {"scale": {"replicas": 50}}})
@@ -196,6 +202,33 @@ def test_a_tenant_cannot_widen_a_policy_or_edit_what_was_decided(kube: Kube, ten
     assert_forbidden(result, "writing a Mitigation's status")
     # Cancelling is allowed: deleting a Mitigation reverts what it changed.
     assert can_i(kube, TENANT, "delete", "mitigations.stanch.dev", tenant)
+
+    # Nor approved by its requester: requesting grants no approvals (stanch-approve is a separate,
+    # deliberate grant), so the tenant cannot approve their own request at all.
+    uid = kube.get("mitigation", "m", tenant)["metadata"]["uid"]
+    approval = {
+        "apiVersion": "stanch.dev/v1alpha1",
+        "kind": "MitigationApproval",
+        "metadata": {"name": "self-approved"},
+        "spec": {"mitigationRef": {"name": "m", "uid": uid}, "approver": {"username": TENANT}},
+    }
+    result = as_tenant(kube, "create", "-n", tenant, "-f", "-", stdin=yaml_of(approval))
+    assert_forbidden(result, "approving one's own Mitigation")
+    assert kube.items("mitigationapprovals", tenant) == []
+    kube.run(
+        "create",
+        "rolebinding",
+        "approver",
+        "--clusterrole=stanch-approve",
+        "--user=bob@example",
+        "-n",
+        tenant,
+    )
+    kube.wait_for(
+        lambda: can_i(kube, "bob@example", "create", "mitigationapprovals.stanch.dev", tenant),
+        30,
+        "bob approves",
+    )
 
 
 def test_no_one_reads_a_secret_through_stanch_rbac(kube: Kube, tenant: str) -> None:
@@ -237,7 +270,7 @@ def test_a_literal_secret_in_a_pod_template_does_not_reach_the_tenant_through_a_
             tenant,
             "-f",
             "-",
-            stdin=yaml_of(mitigation("bounce", "web", {"restart": {}})),
+            stdin=yaml_of(tenant_mitigation("bounce", "web", {"restart": {}})),
         )
         assert asked.returncode == 0, asked.stderr
         wait_phase(kube, tenant, "bounce", {"Succeeded"}, 120)
