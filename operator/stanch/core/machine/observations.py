@@ -39,6 +39,11 @@ class Approved:
 
 
 @dataclass(frozen=True)
+class LegacyApprovalSeen:
+    """The Mitigation carries an approval of the old kind (``state.legacy_approval``)."""
+
+
+@dataclass(frozen=True)
 class TargetObserved:
     world: World
 
@@ -133,6 +138,7 @@ class PassesFailed:
 Observation = (
     PolicyDecided
     | Approved
+    | LegacyApprovalSeen
     | TargetObserved
     | BaselineCollected
     | IntentPersisted

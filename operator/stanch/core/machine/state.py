@@ -47,6 +47,9 @@ class MachineState:
     """Signal templates by name (kind, direction, threshold); a guard signal missing here is no data."""
     deleting: bool = False
     """``metadata.deletionTimestamp`` is set (the finalizer holds the object)."""
+    legacy_approval: str | None = None
+    """What on the Mitigation itself claims to approve it (the old ``stanch.dev/approved-by``
+    annotation, an old stored ``spec.approval.approved``): it approves nothing, and is said so."""
     incident_onset: datetime | None = None
     """The linked Incident's onset (a change point or the reported start), if it has one: the
     baseline never reaches back before it."""

@@ -63,6 +63,7 @@ def transition(
     new_status = type(new_status).model_validate(new_status.model_dump())  # re-apply the caps
     warn = (after in WARNING_PHASES and after != before) or event in {
         "ApplyFailed",
+        "ApprovalIgnored",
         "ApprovalRefused",
         "Blocked",
         "Drift",

@@ -59,6 +59,7 @@ from stanch.core.machine.observations import (
     GuardSample,
     IncidentResolved,
     IntentPersisted,
+    LegacyApprovalSeen,
     Observation,
     PassesFailed,
     PolicyDecided,
@@ -88,6 +89,7 @@ from stanch.core.mitigation_context import (
     timeline_entry,
 )
 from stanch.core.models import (
+    APPROVED_BY_ANNOTATION,
     DEFAULT_GUARD,
     TERMINAL_PHASES,
     AuditEntry,
@@ -181,8 +183,19 @@ def machine_state(
         guard_problem=problem,
         signals=_templates(runtime, context),
         deleting=bool(meta.get("deletionTimestamp")),
+        legacy_approval=_legacy_approval(obj),
         incident_onset=incident_onset,
     )
+
+
+def _legacy_approval(obj: Mapping[str, Any]) -> str | None:
+    """The old ways of approving, still found on objects stored before MitigationApproval."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(APPROVED_BY_ANNOTATION):
+        return f"the {APPROVED_BY_ANNOTATION} annotation"
+    if ((obj.get("spec") or {}).get("approval") or {}).get("approved"):
+        return "spec.approval.approved"
+    return None
 
 
 def _templates(runtime: Runtime, context: PolicyContext) -> dict[str, SignalTemplate]:
@@ -201,6 +214,8 @@ def initial_observations(
     if state.deleting and phase not in TERMINAL_PHASES:
         out.append(DeleteRequested())
     if phase == MitigationPhase.AWAITING_APPROVAL and not state.deleting:
+        if state.legacy_approval:
+            out.append(LegacyApprovalSeen())
         out.extend(approvals)
     if incident_resolved and (phase not in TERMINAL_PHASES or phase == MitigationPhase.SUCCEEDED):
         # Every phase that may hold a temporary change reacts, not only Succeeded: one holding on

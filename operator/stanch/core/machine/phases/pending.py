@@ -14,7 +14,7 @@ from typing import Any
 
 from stanch.core.effects import EvaluatePolicy, Finish
 from stanch.core.identity import approval_refusal
-from stanch.core.machine.observations import Approved, Observation, PolicyDecided
+from stanch.core.machine.observations import Approved, LegacyApprovalSeen, Observation, PolicyDecided
 from stanch.core.machine.phases.stopped import on_guard_problem
 from stanch.core.machine.reading import observe
 from stanch.core.machine.state import MachineState, Transition
@@ -91,6 +91,16 @@ def on_pending(state: MachineState, obs: Observation, now: datetime) -> Transiti
 
 
 def on_awaiting_approval(state: MachineState, obs: Observation, now: datetime) -> Transition:
+    if isinstance(obs, LegacyApprovalSeen) and state.legacy_approval:
+        reason = (
+            f"{state.legacy_approval} approves nothing: anyone who can edit the Mitigation could set"
+            " it; an approver creates a MitigationApproval naming this Mitigation (docs/policy-guide.md,"
+            " Approval)"
+        )
+        seen = any(a.event == "ApprovalIgnored" for a in state.status.audit)
+        return announce_once(
+            state, now=now, event="ApprovalIgnored", reason=reason, effects=(), repeated=seen
+        )
     if not isinstance(obs, Approved):
         return quiet(state)
     offered = obs.approval
