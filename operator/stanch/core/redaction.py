@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 REDACTED = "[REDACTED]"
+SEALED = "[REDACTED: Stanch keeps no secret values; restored from the cluster when needed]"
+"""What ``status.snapshot`` holds in place of a value (see ``stanch.core.plans.sealing``)."""
 
 # Matched against the whole key after lower-casing and dropping separators, so `X-Api-Key`,
 # `api_key` and `apiKey` are one rule. `key` alone is too common (label keys, map keys) to count.
@@ -159,24 +161,48 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     return value
 
 
-def secret_values(value: Any, path: str = "") -> dict[str, Any]:
-    """Every value :func:`redact` would drop, by a readable path that survives reordering
-    (``spec.template.spec.containers[app].env[DB_PASSWORD]``): what a diff compares to say that a
-    secret changed without saying what it was or became."""
-    out: dict[str, Any] = {}
+def map_secrets(value: Any, fn: Callable[[str, Any], Any], path: str = "") -> Any:
+    """A copy of ``value`` with ``fn(path, v)`` in place of every scalar value :func:`redact` would
+    drop (the value of a secret-looking ``{name, value}`` pair or key), addressed by a readable path
+    that survives reordering: ``spec.template.spec.containers[app].env[DB_PASSWORD]``. Mappings under
+    a secret-looking key are walked, not replaced: ``volumes[x].secret`` holds a reference, not data."""
     if isinstance(value, Mapping):
-        if _named_secret(value):
-            out[path] = value.get("value")
+        pair = _named_secret(value)
+        out: dict[Any, Any] = {}
         for k, v in value.items():
             key = str(k)
-            if is_sensitive_key(key):
-                out[f"{path}.{key}" if path else key] = v
-            elif not (key == "value" and _named_secret(value)):
-                out.update(secret_values(v, f"{path}.{key}" if path else key))
-    elif isinstance(value, list | tuple):
+            here = f"{path}.{key}" if path else key
+            scalar = not isinstance(v, Mapping | list | tuple)
+            if pair and key == "value" and scalar:
+                out[k] = fn(path, v)
+            elif is_sensitive_key(key) and scalar and not pair:
+                out[k] = fn(here, v)
+            else:
+                out[k] = map_secrets(v, fn, here)
+        return out
+    if isinstance(value, list | tuple):
+        items = []
         for i, item in enumerate(value):
             name = item.get("name") if isinstance(item, Mapping) else None
-            out.update(secret_values(item, f"{path}[{name if isinstance(name, str) else i}]"))
+            items.append(map_secrets(item, fn, f"{path}[{name if isinstance(name, str) else i}]"))
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, str) and (value == SEALED or redact_text(value) != value):
+        # Text that carries a credential (URL userinfo, a JSON manifest with an env value, as in
+        # kubectl's last-applied-configuration annotation): the whole string, as redact() would.
+        return fn(path, value)
+    return value
+
+
+def secret_values(value: Any) -> dict[str, Any]:
+    """Every value :func:`map_secrets` addresses, by path: what a diff compares to say that a
+    secret changed without saying what it was or became."""
+    out: dict[str, Any] = {}
+
+    def keep(path: str, v: Any) -> Any:
+        out[path] = v
+        return v
+
+    map_secrets(value, keep)
     return out
 
 

@@ -12,7 +12,7 @@ from stanch.core.plans.base import BaseAction, revert_patch, with_generation
 from stanch.core.plans.common import ActionPlan, MutatingEffect, PlanError, deployment_key, meta, rfc3339
 from stanch.core.plans.restart import restart_patch
 from stanch.core.plans.snapshot import ActionSnapshot, Snapshot, SnapshotPart
-from stanch.core.redaction import shown_value
+from stanch.core.redaction import is_sensitive_key, shown_value
 from stanch.core.world import World
 
 
@@ -56,6 +56,14 @@ class ConfigToggle(BaseAction[ConfigToggleSnapshot]):
             )
         data = cm.get("data")
         key = spec.config_toggle.key
+        if is_sensitive_key(key):
+            # The revert needs the old value, and status keeps no secret-looking value (nor can it
+            # be restored from the cluster once overwritten): refuse rather than keep or lose it.
+            raise PlanError(
+                f"spec.configToggle.key {key!r} looks like a credential: Stanch keeps no secret values"
+                " in status, so it could not restore this one exactly; keep credentials in a Secret,"
+                " and toggle flags under names that are not credential-like"
+            )
         if key not in (data or {}):
             have = ", ".join(sorted(data or {})[:20]) or "none"
             raise PlanError(

@@ -16,7 +16,8 @@ from typing import Any
 from stanch.core.effects import ObjectKey, Reads
 from stanch.core.models import MitigationSpec
 from stanch.core.plans.common import ActionPlan, MutatingEffect, PlanError, rfc3339
-from stanch.core.plans.snapshot import CommonSnapshot, HpaSnapshot, Snapshot, TargetSnapshot
+from stanch.core.plans.rollback import equal_ignore_hash
+from stanch.core.plans.snapshot import CommonSnapshot, HpaSnapshot, ObjectRef, Snapshot, TargetSnapshot
 from stanch.core.plans.table import action_for
 from stanch.core.world import World
 
@@ -35,10 +36,24 @@ def take_snapshot(spec: MitigationSpec, world: World, *, mitigation: str, now: d
         )
     common = CommonSnapshot(
         taken_at=rfc3339(now),
-        target=TargetSnapshot.model_validate(target),
+        target=TargetSnapshot.model_validate(target).model_copy(
+            update={"template_replica_set": _template_replica_set(target, world)}
+        ),
         hpa=HpaSnapshot.model_validate(world.hpa) if world.hpa is not None else None,
     )
     return Snapshot(common=common, action=action_for(spec.action).take(spec, world, mitigation=mitigation))
+
+
+def _template_replica_set(target: Mapping[str, Any], world: World) -> ObjectRef | None:
+    """The target's ReplicaSet whose template is the target's (kubectl's EqualIgnoreHash)."""
+    uid = (target.get("metadata") or {}).get("uid")
+    template = (target.get("spec") or {}).get("template")
+    for rs in world.replica_sets:
+        rs_meta = rs.get("metadata") or {}
+        owned = any(ref.get("uid") == uid for ref in rs_meta.get("ownerReferences") or ())
+        if owned and equal_ignore_hash((rs.get("spec") or {}).get("template"), template):
+            return ObjectRef(name=rs_meta.get("name", ""), uid=rs_meta.get("uid"))
+    return None
 
 
 def read_snapshot(spec: MitigationSpec, raw: SnapshotLike) -> AnySnapshot:
@@ -100,4 +115,7 @@ def starts_pods(spec: MitigationSpec, snapshot: SnapshotLike) -> bool:
 def reads(spec: MitigationSpec, target: ObjectKey, snapshot: SnapshotLike | None) -> Reads:
     """What ``ObserveTarget`` must read for this Mitigation."""
     snap = read_snapshot(spec, snapshot) if snapshot else None
-    return action_for(spec.action).reads(spec, target, snap)
+    wanted = action_for(spec.action).reads(spec, target, snap)
+    # The snapshot records the ReplicaSet holding the template (where its secret values are
+    # restored from), so the read before it is taken lists them.
+    return wanted if snap is not None else replace(wanted, replica_sets=True)

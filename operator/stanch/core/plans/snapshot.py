@@ -51,6 +51,13 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
 
 
+class ObjectRef(SnapshotPart):
+    """An object we delete or evict: by name, and only while it still has this uid."""
+
+    name: str
+    uid: str | None = None
+
+
 class TargetSnapshot(SnapshotPart):
     """The target Deployment as the plans need it. ``spec`` is whole: drift compares the whole spec
     with what our patch left, and the diff shows a human what changed."""
@@ -64,6 +71,9 @@ class TargetSnapshot(SnapshotPart):
     annotations: dict[str, str] | None = None
     """Only :data:`KEPT_ANNOTATIONS` (None: the target had no annotations map at all)."""
     spec: dict[str, Any] = {}
+    template_replica_set: ObjectRef | None = None
+    """The ReplicaSet holding exactly ``spec.template`` when the snapshot was taken: where the
+    template's secret-looking values, never persisted, are restored from (see ``sealing``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -137,13 +147,6 @@ class HpaSnapshot(SnapshotPart):
         return {"metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid}, "spec": spec}
 
 
-class ObjectRef(SnapshotPart):
-    """An object we delete or evict: by name, and only while it still has this uid."""
-
-    name: str
-    uid: str | None = None
-
-
 class CommonSnapshot(SnapshotPart):
     """What every action's snapshot holds."""
 
@@ -200,5 +203,6 @@ class Snapshot(Generic[PartT_co]):
         return replace(self, common=self.common.model_copy(update=update))
 
     def to_status(self) -> dict[str, Any]:
-        """The wire form for ``status.snapshot``."""
+        """The wire form for ``status.snapshot``, values included: the wiring seals it where it
+        writes status (``sealing.seal``), after the machine has used it."""
         return {"version": SNAPSHOT_VERSION, **self.common.wire(), **self.action.wire()}

@@ -40,7 +40,7 @@ from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.signals import SignalSampler
 from stanch.adapters.status import write_status
 from stanch.adapters.targets import TargetReads, read_target
-from stanch.core.effects import MUTATING, Create, Delete, Evict, Patch
+from stanch.core.effects import MUTATING, Create, Delete, Evict, ObjectKey, Patch, Reads
 from stanch.core.identity import ADMISSION_POLICY, admission_problem, approvals_for
 from stanch.core.machine.effects import (
     EvaluatePolicy,
@@ -99,6 +99,7 @@ from stanch.core.models import (
     SignalTemplate,
     parse_duration,
 )
+from stanch.core.plans.sealing import seal, sealed_in, sealed_paths, unseal
 from stanch.core.settings import Settings
 from stanch.wiring.handlers.startup import MEMO_SETTINGS
 from stanch.wiring.logs import bind_object
@@ -167,10 +168,19 @@ class StaleReadError(Exception):
 
 
 def machine_state(
-    obj: dict[str, Any], runtime: Runtime, context: PolicyContext, incident_onset: datetime | None = None
+    obj: dict[str, Any],
+    runtime: Runtime,
+    context: PolicyContext,
+    incident_onset: datetime | None = None,
+    snapshot: dict[str, Any] | None = None,
 ) -> MachineState:
+    """The reducer's state from the object; ``snapshot``: ``status.snapshot`` with its sealed values
+    restored (:func:`unsealed_snapshot`), which only ever lives in memory."""
     meta = obj["metadata"]
-    status, frozen_problem = read_status(obj.get("status") or {})
+    raw = dict(obj.get("status") or {})
+    if snapshot is not None:
+        raw["snapshot"] = snapshot
+    status, frozen_problem = read_status(raw)
     spec = as_decided(MitigationSpec.model_validate(obj["spec"]), status)
     guard, problem = running_guard(spec, status, context.guard_defaults)
     if frozen_problem is not None:
@@ -251,13 +261,14 @@ class Pass:
         incident: IncidentFacts,
         context: PolicyContext,
         approvals: Sequence[Approved] = (),
+        snapshot: dict[str, Any] | None = None,
     ) -> None:
         self.runtime = runtime
         self.approvals = approvals
         self.obj = obj
         self.log = bind_object(obj)
         self.context = context
-        self.state = machine_state(obj, runtime, context, incident.onset)
+        self.state = machine_state(obj, runtime, context, incident.onset, snapshot)
         self.incident_resolved = incident.resolved
         self.result = PassResult(phase=self.state.status.phase)
 
@@ -287,6 +298,9 @@ class Pass:
 
     async def _persist(self, transition: Transition) -> None:
         new = transition.state.status.to_dict()
+        if new.get("snapshot"):
+            # The machine works on the values; status never holds them (design invariant 9).
+            new["snapshot"] = seal(new["snapshot"])
         generation = self.obj["metadata"].get("generation")
         if generation is not None:
             new["observedGeneration"] = generation
@@ -381,6 +395,18 @@ class Pass:
         target = self.state.spec.target
         target_ns = target.namespace or self.state.identity.namespace
         for effect in group:
+            if sealed_in(effect):
+                # A secret value the snapshot does not keep could not be restored: writing the
+                # placeholder would corrupt the workload, so the write is refused before it is sent.
+                missing = ", ".join(sealed_paths(self.state.status.snapshot or {})) or "unknown"
+                return ApplyFailed(
+                    step=step,
+                    reason=f"{effect.key.display()}: not sent: it would write secret-looking values"
+                    f" Stanch does not keep and could no longer restore from the cluster ({missing});"
+                    " the ReplicaSet that held them is gone (revisionHistoryLimit?): put them back by"
+                    " hand (kubectl rollout undo, or edit the Deployment)",
+                    key=effect.key,
+                )
             result = await self.runtime.executor.run(effect)
             self.log.info(
                 "mitigation effect",
@@ -519,7 +545,8 @@ async def drive_once(runtime: Runtime, namespace: str, name: str) -> PassResult:
     approvals: list[Approved] = []
     if (obj.get("status") or {}).get("phase") == MitigationPhase.AWAITING_APPROVAL.value:
         approvals = await approval_offers(runtime, obj)
-    return await Pass(runtime, obj, incident, context, approvals).run()
+    snapshot = await unsealed_snapshot(runtime, obj)
+    return await Pass(runtime, obj, incident, context, approvals, snapshot).run()
 
 
 async def approval_offers(runtime: Runtime, obj: Mapping[str, Any]) -> list[Approved]:
@@ -536,6 +563,30 @@ async def approval_offers(runtime: Runtime, obj: Mapping[str, Any]) -> list[Appr
         # Unreadable is not in force: the approval waits, visibly, and is judged again next pass.
         problem = f"cannot read the admission policy {ADMISSION_POLICY} ({exc}); check the operator's RBAC"
     return [Approved(o, problem) for o in offered]
+
+
+async def unsealed_snapshot(runtime: Runtime, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``status.snapshot`` with the secret values it does not keep restored from the target and its
+    ReplicaSets (:mod:`stanch.core.plans.sealing`); None when it seals nothing. Read failures leave
+    the values sealed: any write needing them is then refused visibly, never sent with a placeholder."""
+    raw = (obj.get("status") or {}).get("snapshot")
+    if not isinstance(raw, Mapping) or not sealed_paths(raw):
+        return None
+    target = (obj.get("spec") or {}).get("target") or {}
+    namespace = target.get("namespace") or obj["metadata"]["namespace"]
+    key = ObjectKey("apps/v1", "Deployment", str(target.get("name")), namespace)
+    log = bind_object(dict(obj))
+    try:
+        reads = await read_target(runtime.kube, Reads(target=key, replica_sets=True))
+    except KubeError as exc:
+        log.warning("snapshot values not restored: the target could not be read", error=exc.message)
+        return dict(raw)
+    result = unseal(raw, target=reads.target, replica_sets=reads.replica_sets)
+    if result.missing:
+        log.warning(
+            "snapshot values not restored", missing=list(result.missing), sources=list(result.sources)
+        )
+    return result.snapshot
 
 
 def stopped_by_error(entry: AuditEntry) -> bool:
@@ -622,7 +673,12 @@ async def stop_failing(runtime: Runtime, namespace: str, name: str, budget: Retr
     if obj is None:
         return PassResult(gone=True, finished=True)
     stop = PassesFailed(error=budget.last_error, attempts=budget.counted)
-    return await Pass(runtime, obj, IncidentFacts(), PolicyContext()).run([stop])
+    try:
+        snapshot = await unsealed_snapshot(runtime, obj)
+    except Exception as exc:
+        bind_object(obj).warning("snapshot values not restored", error=str(exc)[:300])
+        snapshot = None
+    return await Pass(runtime, obj, IncidentFacts(), PolicyContext(), snapshot=snapshot).run([stop])
 
 
 def _count_pass_error(runtime: Runtime, exc: BaseException) -> None:
