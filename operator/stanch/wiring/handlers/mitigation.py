@@ -22,6 +22,7 @@ never run a pass at the same time (a per-object lock).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -101,6 +102,7 @@ from stanch.core.models import (
 )
 from stanch.core.plans.sealing import seal, sealed_in, sealed_paths, unseal
 from stanch.core.settings import Settings
+from stanch.wiring.fault_injection import CrashPoint, crash_now, crash_point
 from stanch.wiring.handlers.startup import MEMO_SETTINGS
 from stanch.wiring.logs import bind_object
 from stanch.wiring.metrics import Metrics
@@ -139,6 +141,8 @@ class Runtime:
     metrics: Metrics
     decide: PolicyDecider = default_deny
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    crash_after: CrashPoint | None = None
+    """Test-only (``STANCH_TEST_CRASH_AFTER``): SIGKILL the process after this write is accepted."""
     executor: EffectExecutor = field(init=False)
     sampler: SignalSampler = field(init=False)
 
@@ -417,6 +421,10 @@ class Pass:
                 detail=result.message,
                 precondition=effect.precondition.describe() if not isinstance(effect, Create) else "owner",
             )
+            crash = self.runtime.crash_after
+            if crash is not None and result.ok and crash.matches(step, effect.key.kind):
+                self.log.warning("test crash point reached: killing the operator", crash_after=crash.text)
+                crash_now()
             if effect not in essential:
                 continue
             if not result.ok and isinstance(effect, Evict):
@@ -850,6 +858,11 @@ def _deleted_unfinished(runtime: Runtime, body: kopf.Body, budget: RetryBudget) 
 async def start_runtime(memo: kopf.Memo, metrics: Metrics) -> None:
     config = memo[MEMO_SETTINGS]
     assert isinstance(config, Settings)
+    crash_after = crash_point(os.environ)
+    if crash_after is not None:
+        structlog.get_logger("stanch").warning(
+            "test-only crash point set: this operator will kill itself", crash_after=crash_after.text
+        )
     kube = KubeClient.from_env()
     memo[RUNTIME] = Runtime(
         kube=kube,
@@ -857,6 +870,7 @@ async def start_runtime(memo: kopf.Memo, metrics: Metrics) -> None:
         settings=config,
         metrics=metrics,
         decide=PolicyEvaluator(kube),
+        crash_after=crash_after,
     )
     await _announce_admission(kube)
 
