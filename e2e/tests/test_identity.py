@@ -9,6 +9,9 @@ for every test); the tenants' rights are namespaced Roles, so nothing here write
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -135,6 +138,17 @@ def test_a_tenant_cannot_forge_an_identity_or_arrive_approved(kube: Kube, namesp
     names = {m["metadata"]["name"] for m in kube.items("mitigations", namespace)}
     assert names == {"honest"}, names
     assert {a["metadata"]["name"] for a in kube.items("mitigationapprovals", namespace)} == {"bob-ok"}
+
+    # `stanch approve` fills in what the admission policy checks: the caller and the uid.
+    cli = [sys.executable, "-m", "stanch", "approve", f"{namespace}/honest", "--reason", "looked"]
+    env = {**os.environ, "KUBECONFIG": kube.kubeconfig}
+    done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    again = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert "already exists" in again.stdout, again.stdout + again.stderr
+    mine = [a for a in kube.items("mitigationapprovals", namespace) if a["metadata"]["name"] != "bob-ok"]
+    assert [a["spec"]["approver"]["username"] for a in mine] == [kube.username()], mine
+    assert mine[0]["spec"]["mitigationRef"] == {"name": "honest", "uid": uid}
 
 
 @pytest.mark.usefixtures("crds_installed")

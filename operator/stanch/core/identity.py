@@ -14,6 +14,7 @@ refuses every approval, visibly, rather than trusting it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -261,6 +262,25 @@ def approval_refusal(
     return None
 
 
+def approval_manifest(
+    namespace: str, mitigation: str, uid: str, approver: UserIdentity, reason: str
+) -> dict[str, Any]:
+    """The MitigationApproval ``stanch approve`` creates. Its name is the Mitigation's and a digest of
+    the approver and the Mitigation's uid: one approval per approver and object, and a retry finds
+    its own earlier create (AlreadyExists) instead of making a second."""
+    digest = hashlib.sha256(f"{uid}\n{approver.username}".encode()).hexdigest()[:10]
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "MitigationApproval",
+        "metadata": {"name": f"{mitigation[:200]}-{digest}", "namespace": namespace},
+        "spec": {
+            "mitigationRef": {"name": mitigation, "uid": uid},
+            "approver": approver.to_dict(),
+            "reason": reason[:1024],
+        },
+    }
+
+
 __all__ = [
     "ADMISSION_POLICY",
     "RULES",
@@ -268,6 +288,7 @@ __all__ = [
     "admission_binding",
     "admission_policy",
     "admission_problem",
+    "approval_manifest",
     "approval_refusal",
     "approvals_for",
 ]

@@ -226,6 +226,23 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     report.add_argument(
         "--alerts", type=Path, metavar="FILE.yaml", help="write suggested alerts as a PrometheusRule"
     )
+    approve = commands.add_parser(
+        "approve",
+        allow_abbrev=False,
+        help="approve a Mitigation as yourself (creates a MitigationApproval)",
+        description="Create a MitigationApproval of a Mitigation as the user of KUBECONFIG (kubectl auth"
+        " whoami), pinned to the Mitigation's uid. Whether it counts is the policy's call: see the"
+        " Mitigation's status.",
+    )
+    approve.add_argument("mitigation", metavar="NAMESPACE/NAME")
+    approve.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="list this group of yours in the approval (a policy's approval.approverGroups); repeatable",
+    )
+    approve.add_argument("--reason", default="", help="why, for the audit trail")
     return parser
 
 
@@ -352,6 +369,20 @@ def _cmd_report(args: argparse.Namespace, err: TextIO) -> int:
     return report_command(namespace, name, out=args.out, chart=args.chart, alerts=args.alerts, err=err)
 
 
+def _cmd_approve(args: argparse.Namespace, err: TextIO) -> int:
+    if not _OBJECT_REF.match(args.mitigation):
+        print(
+            f"{_prog()} approve: error: NAMESPACE/NAME: {args.mitigation!r} is not of the form"
+            " NAMESPACE/NAME, e.g. shop/checkout-rollback",
+            file=err,
+        )
+        return EXIT_USAGE
+    from stanch.wiring.approve_command import approve_command
+
+    namespace, name = args.mitigation.split("/", 1)
+    return approve_command(namespace, name, groups=args.group, reason=args.reason, err=err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with usage on unknown flags and bad choices
@@ -364,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_version(args, sys.stdout)
         if args.command == "recording-rules":
             return _cmd_recording_rules(args, sys.stdout, sys.stderr)
+        if args.command == "approve":
+            return _cmd_approve(args, sys.stderr)
         return _cmd_report(args, sys.stderr)
     except ConfigError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
