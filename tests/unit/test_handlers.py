@@ -39,6 +39,7 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
     assert ids == {
         "incident-open",
         "incident-spec-changed",
+        "incident-out-of-scope",
         "incident-resolve",
         "incident-resolve-on-create",
         "incident-resolve-on-resume",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import kopf
+import pytest
 
 from stanch.core.models import IncidentPhase, IncidentStatus, Scope
 from stanch.wiring.handlers import incident
@@ -127,3 +128,54 @@ async def test_open_sets_phase_and_target_at_once(monkeypatch: Any) -> None:
     await handler.fn(body=b, spec=b["spec"], patch=patch, logger=logging.getLogger("t"))
     assert patch["status"] == {"target": "Deployment/shop/checkout", "phase": "Investigating"}
     assert posted == ["InvestigationStarted"]
+
+
+def cross_namespace_body() -> kopf.Body:
+    b = dict(body(False, phase=None))
+    b["spec"] = {"target": {"kind": "Deployment", "name": "coredns", "namespace": "kube-system"}}
+    return kopf.Body(cast(kopf.RawBody, b))
+
+
+async def test_an_incident_naming_another_namespace_is_refused_visibly_and_never_investigated(
+    monkeypatch: Any,
+) -> None:
+    """Design invariant 11: its author would read another namespace's evidence through Stanch."""
+    warned: list[tuple[str, str]] = []
+    monkeypatch.setattr(kopf, "warn", lambda obj, *, reason, message="": warned.append((reason, message)))
+    monkeypatch.setattr(kopf, "info", lambda obj, *, reason, message="": warned.append((reason, message)))
+    handlers = registry_handlers()
+    b = cross_namespace_body()
+    patch = kopf.Patch()
+    await handlers["incident-open"].fn(body=b, spec=b["spec"], patch=patch, logger=logging.getLogger("t"))
+    (condition,) = patch["status"]["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "Valid",
+        "False",
+        "CrossNamespaceTarget",
+    )
+    assert (
+        "spec.target.namespace 'kube-system' is not this Incident's namespace 'shop'" in condition["message"]
+    )
+    assert "phase" not in patch["status"], "not investigating"
+    assert [r for r, _ in warned] == ["CrossNamespaceTarget"]
+    # The investigation daemon's filter says no.
+    assert not incident._is_open(spec=b["spec"], namespace="shop")
+    assert incident._is_open(spec=body(False)["spec"], namespace="shop")
+    # An edit that names another namespace later is refused the same way, once.
+    again = kopf.Patch()
+    said = {**dict(b), "status": {"conditions": patch["status"]["conditions"]}}
+    await handlers["incident-out-of-scope"].fn(
+        body=kopf.Body(cast(kopf.RawBody, said)), spec=b["spec"], patch=again, logger=logging.getLogger("t")
+    )
+    assert len(warned) == 1, "said once"
+
+
+def test_the_investigation_refuses_a_target_elsewhere() -> None:
+    from stanch.core.models import IncidentSpec
+    from stanch.wiring.investigation import target_of
+
+    b = cross_namespace_body()
+    with pytest.raises(ValueError, match=r"spec\.target\.namespace"):
+        target_of(b, IncidentSpec.model_validate(b["spec"]))
+    own = body(False)
+    assert target_of(own, IncidentSpec.model_validate(own["spec"])) == ("shop", "checkout")

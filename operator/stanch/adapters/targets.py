@@ -13,6 +13,7 @@ from typing import Any
 from stanch.adapters.kube import KubeClient
 from stanch.core.effects import ObjectKey, Reads
 from stanch.core.models import LOCK_ANNOTATION, TERMINAL_PHASES
+from stanch.core.scope import lock_holder as scoped_lock_holder
 
 K8sObject = dict[str, Any]
 
@@ -99,8 +100,11 @@ async def read_target(kube: KubeClient, reads: Reads) -> TargetReads:
                 )
         if reads.lock_holder:
             lock_holder = (target["metadata"].get("annotations") or {}).get(LOCK_ANNOTATION)
-            if lock_holder:
-                holder = await kube.get("Mitigation", lock_holder, key.namespace)
+            holder_ref = scoped_lock_holder(lock_holder, key.namespace or "")
+            if holder_ref is not None:
+                # Looked up where the lock says it lives: a holder from another namespace (a lock
+                # taken before Mitigations were confined to their own) is not taken for gone.
+                holder = await kube.get("Mitigation", holder_ref.name, holder_ref.namespace)
                 phase = ((holder or {}).get("status") or {}).get("phase")
                 lock_active = holder is not None and phase not in TERMINAL_PHASES
     named = [await kube.get("Pod", pod, key.namespace) for pod in reads.pods]

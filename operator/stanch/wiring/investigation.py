@@ -28,6 +28,7 @@ from stanch.core.models import (
     IncidentStatus,
     parse_duration,
 )
+from stanch.core.scope import target_scope_problem
 
 # Status fields this module owns; everything else in status (Kopf's bookkeeping, mitigations
 # written by the mitigation machinery) is left as it is.
@@ -75,7 +76,12 @@ def previous_status(body: Mapping[str, Any]) -> IncidentStatus | None:
 
 
 def target_of(body: Mapping[str, Any], spec: IncidentSpec) -> tuple[str, str]:
-    namespace = spec.target.namespace or body["metadata"]["namespace"]
+    """The Incident's target, always in its own namespace (design invariant 11): the handlers never
+    start an investigation of a target elsewhere, and this refuses one if anything tried."""
+    namespace = body["metadata"]["namespace"]
+    problem = target_scope_problem("Incident", namespace, spec.target)
+    if problem is not None:
+        raise ValueError(problem)
     return namespace, spec.target.name
 
 

@@ -45,7 +45,11 @@ class PolicyEvaluator:
 
     async def __call__(self, obj: Mapping[str, Any], now: datetime) -> PolicyDecision:
         request = request_from(obj)
-        ns = request.target_namespace
+        if request.scope_problem is not None:
+            # Denied without reading anything in the other namespace.
+            return evaluate(request, [], [], target_facts(None), now)
+        # The Mitigation's own namespace: its target, its neighbours and its policies live there.
+        ns = request.namespace
         target = await self._kube.get("Deployment", request.target_name, ns)
         node = None
         if request.spec.evacuate is not None:
@@ -55,7 +59,7 @@ class PolicyEvaluator:
             for m in await self._kube.list("Mitigation", ns)
             if m["metadata"].get("uid") != obj["metadata"].get("uid")
         ]
-        policies = await _policies(self._kube, request.namespace, now)
+        policies = await _policies(self._kube, ns, now)
         decision = evaluate(request, policies, history, target_facts(target, node), now)
         asked = decision.suspend_auto_sync
         if asked is not None and asked.application is not None:
@@ -65,7 +69,7 @@ class PolicyEvaluator:
                 application = await self._kube.get("Application", name, namespace)
             except KubeError:
                 application = None  # not readable (no CRD, no RBAC): nothing is suspended, it says why
-            decision = with_application(decision, application)
+            decision = with_application(decision, application, ns, request.target_name)
         return decision
 
 

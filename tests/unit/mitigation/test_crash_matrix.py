@@ -297,7 +297,7 @@ def test_a_refused_unlock_is_named_once_and_nothing_else_changes(
     driver = Driver(machine(action), api, sampler=BAKES[bake], crash_after=base.last_point if crash else None)
     driver.run()
     assert driver.state.status.phase == base.phase
-    assert lock_of(api) == "m1"
+    assert lock_of(api) == "shop/m1"
     assert api.mutations == [m for m in base.mutations if m != UNLOCK]
     assert without_lock(normalized(api)) == without_lock(base.world)
     assert lock_released(driver) == ("False", "NotReleased")

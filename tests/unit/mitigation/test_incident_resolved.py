@@ -67,7 +67,7 @@ def dep(cluster: Cluster) -> dict[str, Any]:
 def test_a_mitigation_holding_on_no_data_is_undone_and_unlocked_when_its_incident_resolves() -> None:
     cluster = new_cluster()
     st = holding(cluster)
-    assert dep(cluster)["metadata"]["annotations"][LOCK_ANNOTATION] == "m1"
+    assert dep(cluster)["metadata"]["annotations"][LOCK_ANNOTATION] == "shop/m1"
     st, log = step(st, IncidentResolved(), cluster, T0 + timedelta(minutes=8))
     assert st.status.phase == P.REVERTED
     assert dep(cluster)["spec"]["replicas"] == 3

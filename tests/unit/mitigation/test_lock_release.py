@@ -40,7 +40,7 @@ def crashed_at_the_end(monkeypatch: pytest.MonkeyPatch) -> tuple[MachineState, C
     st, _ = step(state({"scale": {"replicas": 6}}), Tick(), cluster, T0)
     ending = last_transition_before_the_crash(monkeypatch, lambda: bake(st, cluster, T0)).state
     assert ending.status.phase == P.SUCCEEDED
-    assert lock_of(cluster) == "m1", "the crash lost the unlock"
+    assert lock_of(cluster) == "shop/m1", "the crash lost the unlock"
     return ending, Cluster(cluster.objects)
 
 
@@ -93,7 +93,7 @@ def test_a_failing_release_is_retried_then_named_once(monkeypatch: pytest.Monkey
     (unlock,) = t.effects
     assert isinstance(unlock, Patch)
     assert not unlock.best_effort, "this time its answer is awaited"
-    assert unlock.precondition.tests == (("/metadata/annotations/stanch.dev~1active-mitigation", "m1"),)
+    assert unlock.precondition.tests == (("/metadata/annotations/stanch.dev~1active-mitigation", "shop/m1"),)
     failing = ApplyFailed("Unlock", "503 Service Unavailable", retriable=True)
     st = reduce(t.state, failing, now=now).state
     assert (released(st).status.value, released(st).reason) == ("Unknown", "StillHeld")

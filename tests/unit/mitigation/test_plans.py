@@ -72,7 +72,7 @@ def test_rollback_defaults_to_second_highest_revision_and_copies_like_kubectl() 
         "deployment.kubernetes.io/revision": "2",
         "kubectl.kubernetes.io/last-applied-configuration": "{...}",
         "kubernetes.io/change-cause": "deploy v2",
-        LOCK_ANNOTATION: "m1",
+        LOCK_ANNOTATION: "shop/m1",
     }
     assert patch.precondition.generation == 7
     after = apply_patch(dep, patch)

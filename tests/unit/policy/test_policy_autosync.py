@@ -3,7 +3,10 @@ only a valid policy, only for a GitOps-managed target, only for a request it let
 
 from __future__ import annotations
 
-from stanch.core.models import AutoSyncRequest, PolicyDecisionKind
+import pytest
+
+from stanch.core.models import AutoSyncPhase, AutoSyncRequest, PolicyDecisionKind
+from stanch.core.plans.autosync import plan_auto_sync
 from stanch.core.policy import TargetFacts, evaluate, with_application
 
 from .policy_builders import NOW, policy, request, rule
@@ -59,13 +62,57 @@ def test_argo_application_is_named_and_read_into_the_decision() -> None:
     assert d2.suspend_auto_sync is not None
     assert d2.suspend_auto_sync.application == "team-a/shop"
 
-    app = {"metadata": {"annotations": {}}, "spec": {"syncPolicy": {"automated": {"selfHeal": True}}}}
-    read = with_application(d, app).suspend_auto_sync
+    app = {
+        "metadata": {"annotations": {}},
+        "spec": {"syncPolicy": {"automated": {"selfHeal": True}}},
+        "status": {"resources": [MANAGED]},
+    }
+    read = with_application(d, app, "payments", "c").suspend_auto_sync
     assert read is not None
-    assert (read.self_heal, read.has_annotations) == (True, True)
-    manual = with_application(d, {"metadata": {}, "spec": {"syncPolicy": {}}}).suspend_auto_sync
+    assert (read.self_heal, read.has_annotations, read.not_managing) == (True, True, None)
+    manual = with_application(
+        d, {"metadata": {}, "spec": {"syncPolicy": {}}, "status": {"resources": [MANAGED]}}, "payments", "c"
+    ).suspend_auto_sync
     assert manual is not None
     assert (manual.self_heal, manual.has_annotations) == (False, False)
-    gone = with_application(d, None).suspend_auto_sync
+    gone = with_application(d, None, "payments", "c").suspend_auto_sync
     assert gone is not None
     assert gone.self_heal is None
+
+
+MANAGED = {"group": "apps", "kind": "Deployment", "namespace": "payments", "name": "c", "version": "v1"}
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        [],  # manages nothing (yet), or someone else's Application named by a forged annotation
+        [{**MANAGED, "namespace": "other"}],  # the same name in another namespace
+        [{**MANAGED, "name": "c2"}],
+        [{**MANAGED, "kind": "StatefulSet"}],
+        [{**MANAGED, "group": "example.com"}],
+        "not a list",
+    ],
+)
+def test_an_application_that_does_not_list_the_target_is_never_suspended(resources: object) -> None:
+    asking = policy(
+        actions=[rule("Rollback")],
+        gitops={"requireApprovalForManaged": False, "suspendAutoSync": True, "argoCDNamespace": "argocd"},
+    )
+    # The tenant wrote a tracking annotation naming a platform Application in Argo CD's namespace.
+    tracking = {"argocd.argoproj.io/tracking-id": "platform:apps/Deployment:payments/c"}
+    forged = TargetFacts(annotations=tracking)
+    d = evaluate(request(), [asking], [], forged, NOW)
+    app = {
+        "metadata": {"name": "platform", "namespace": "argocd", "annotations": {}},
+        "spec": {"syncPolicy": {"automated": {"selfHeal": True}}},
+        "status": {"resources": resources},
+    }
+    read = with_application(d, app, "payments", "c").suspend_auto_sync
+    assert read is not None
+    assert read.not_managing is not None
+    assert "Application argocd/platform does not list Deployment payments/c" in read.not_managing
+    record = plan_auto_sync(read, {"metadata": {"name": "c", "namespace": "payments"}}, NOW, "payments/m")
+    assert record is not None
+    assert record.phase is AutoSyncPhase.NOT_SUSPENDED, "nothing of the Application is touched"
+    assert read.not_managing in record.reason

@@ -13,14 +13,13 @@ def unlock(state: MachineState) -> tuple[Effect, ...]:
     snap = state.status.snapshot
     if not snap or state.spec.dry_run:
         return ()
-    return (unlock_patch(read_snapshot(state.spec, snap).target.as_object(), state.identity.name),)
+    return (unlock_patch(read_snapshot(state.spec, snap).target.as_object(), state.identity.lock),)
 
 
 def look_at_lock(state: MachineState) -> ObserveTarget:
     """Read the target alone, to see whether its lock still names us (the unlock is fire-and-forget,
     so this read is what confirms it)."""
-    t = state.spec.target
-    key = ObjectKey("apps/v1", "Deployment", t.name, t.namespace or state.identity.namespace)
+    key = ObjectKey("apps/v1", "Deployment", state.spec.target.name, state.identity.namespace)
     return ObserveTarget(Reads(target=key, lock_holder=False))
 
 

@@ -27,8 +27,9 @@ then the step ends visibly instead of retrying something that keeps failing."""
 
 
 def target_key(state: MachineState) -> ObjectKey:
-    t = state.spec.target
-    return ObjectKey("apps/v1", "Deployment", t.name, t.namespace or state.identity.namespace)
+    # Always our own namespace, whatever spec.target.namespace says (design invariant 11): a
+    # Mitigation naming another one is refused before it reads anything there.
+    return ObjectKey("apps/v1", "Deployment", state.spec.target.name, state.identity.namespace)
 
 
 def snapshot_of(state: MachineState) -> AnySnapshot | None:

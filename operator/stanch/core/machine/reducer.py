@@ -30,10 +30,11 @@ from stanch.core.machine.phases.baseline import on_baseline
 from stanch.core.machine.phases.ending import after_end, on_delete, on_resolved
 from stanch.core.machine.phases.pending import on_awaiting_approval, on_pending
 from stanch.core.machine.phases.reverting import on_reverting
-from stanch.core.machine.phases.stopped import on_guard_problem, retry_budget_exhausted
+from stanch.core.machine.phases.stopped import on_guard_problem, out_of_scope, retry_budget_exhausted
 from stanch.core.machine.state import KubeEvent, MachineState, Transition
 from stanch.core.machine.transitions import VALID, P, phase_of, with_condition
 from stanch.core.models import TERMINAL_PHASES, AuditEntry, MitigationStatus
+from stanch.core.scope import target_scope_problem
 
 
 def invalid_spec(
@@ -90,6 +91,9 @@ def reduce(state: MachineState, observation: Observation, *, now: datetime) -> T
         return after_end(state, observation, now)
     if isinstance(observation, DeleteRequested) or (state.deleting and phase not in (P.REVERTING,)):
         return on_delete(state, now)
+    problem = target_scope_problem("Mitigation", state.identity.namespace, state.spec.target)
+    if problem is not None and phase not in TERMINAL_PHASES:
+        return out_of_scope(state, problem, now)
     if isinstance(observation, IncidentResolved):
         return on_resolved(state, now)
     if phase in TERMINAL_PHASES:

@@ -21,6 +21,7 @@ from stanch.core.models import (
     ResolvedGuard,
     SignalTemplate,
 )
+from stanch.core.scope import LockHolder, holds_lock
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,16 @@ class MitigationIdentity:
     name: str
     namespace: str
     uid: str
+
+    @property
+    def lock(self) -> str:
+        """The lock annotation's value for us: ``<namespace>/<name>`` (a bare name would let a
+        Mitigation of the same name in another namespace pass for us)."""
+        return LockHolder(self.namespace, self.name).value
+
+    def holds(self, lock: str | None) -> bool:
+        """Whether a lock annotation on our target (always in our namespace) names us."""
+        return holds_lock(lock, self.namespace, self.namespace, self.name)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,9 @@ class TargetRef(StanchModel):
     name: ObjectName
     """Name of the workload."""
     namespace: NamespaceName | None = None
-    """Namespace of the workload; defaults to the namespace of the referring object."""
+    """Namespace of the workload: only the referring object's own, best left unset. A Mitigation or
+    Incident acts and reads only in its own namespace; naming another is refused at admission (the
+    ValidatingAdmissionPolicy ``stanch-target-in-own-namespace``) and by the operator."""
 
     def display(self) -> str:
         """Short human form used in printer columns and messages, e.g. ``Deployment/checkout``."""

@@ -194,6 +194,9 @@ class AutoSyncRequest(StanchModel):
     (None: not found or not readable)."""
     has_annotations: bool | None = None
     """Argo CD: whether the Application had an annotations map (decides how the marker is added)."""
+    not_managing: Text | None = None
+    """Argo CD: why the Application is not shown to manage the target (its ``status.resources`` does
+    not list it); set, the Application is never touched."""
 
 
 class PolicyDecision(StanchModel):

@@ -111,7 +111,9 @@ def _plan_argo(request: AutoSyncRequest, application: str, now: datetime, holder
         changed_at=now,
         marker=holder or None,
     )
-    if request.self_heal is None:
+    if request.not_managing:
+        why = request.not_managing
+    elif request.self_heal is None:
         why = f"Application {application} was not found or not readable (Argo CD's CRD, RBAC)"
     elif not request.self_heal:
         why = f"Application {application} does not self-heal (selfHeal is not true): nothing to suspend"

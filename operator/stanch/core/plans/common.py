@@ -11,6 +11,7 @@ from typing import Any
 from stanch.core.effects import Create, Delete, Evict, ObjectKey, Patch, Precondition, Step, pointer
 from stanch.core.models import LOCK_ANNOTATION, ActionKind
 from stanch.core.redaction import redact, shown_value
+from stanch.core.scope import lock_holder
 
 MutatingEffect = Patch | Create | Delete | Evict
 
@@ -154,7 +155,11 @@ def locked_generation(target: Mapping[str, Any], holder: str) -> int | None:
     generation = meta(target).get("generation")
     if generation is None:
         return None
-    holding = (meta(target).get("annotations") or {}).get(LOCK_ANNOTATION) == holder
+    namespace = str(meta(target).get("namespace") or "")
+    current = (meta(target).get("annotations") or {}).get(LOCK_ANNOTATION)
+    # Compared as holders: our own lock written as a bare name (before locks recorded the
+    # namespace) is ours too, and re-taking it does not move the generation.
+    holding = lock_holder(current, namespace) == lock_holder(holder, namespace)
     return int(generation) if holding else int(generation) + 1
 
 

@@ -41,6 +41,7 @@ from stanch.core.plans.common import (
 from stanch.core.plans.diff import diff_lines
 from stanch.core.plans.jsonpatch import prune_empty
 from stanch.core.plans.snapshot import ActionSnapshot, Snapshot
+from stanch.core.scope import LockHolder
 from stanch.core.world import World
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -261,7 +262,10 @@ class Rollback(BaseAction[RollbackSnapshot]):
                 apply=(),
                 noop_reason=f"current template already matches revision {chosen.revision}",
             )
-        patch = rollback_patch(target, chosen, mitigation, snapshot.held)
+        # The rollback replaces the annotations, so it writes our lock back: as <namespace>/<name>,
+        # the target's namespace being the Mitigation's own (design invariant 11).
+        holder = LockHolder(deployment_key(target).namespace or "", mitigation).value
+        patch = rollback_patch(target, chosen, holder, snapshot.held)
         return ActionPlan(
             summary=f"roll back {deployment_key(target).display()} to revision {chosen.revision} "
             f"({chosen.replica_set})",

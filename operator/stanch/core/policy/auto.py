@@ -30,6 +30,7 @@ from stanch.core.policy.evaluation import (
 from stanch.core.policy.facts import TargetFacts
 from stanch.core.policy.history import PastMitigation
 from stanch.core.policy.loading import LoadedPolicy
+from stanch.core.scope import target_scope_problem
 
 INCIDENT_LABEL = "stanch.dev/incident"
 CREATED_BY_LABEL = "stanch.dev/created-by"
@@ -130,12 +131,14 @@ def auto_mitigation(
     if suggestion is None:
         return AutoOutcome(None, False, f"{label} suggests no mitigation")
     action = suggestion.action
-    target = TargetRef(
-        kind=suggestion.target.kind,
-        name=suggestion.target.name,
-        namespace=suggestion.target.namespace or incident.spec.target.namespace or namespace,
-    )
-    target_ns = target.namespace or namespace
+    for named in (incident.spec.target, suggestion.target):
+        problem = target_scope_problem("Incident", namespace, named)
+        if problem is not None:
+            # The Mitigation would live in the Incident's namespace and act in another: refused.
+            return AutoOutcome(None, False, f"no automatic mitigation: {problem}")
+    # Left unset: the created Mitigation acts in its own namespace, the Incident's.
+    target = TargetRef(kind=suggestion.target.kind, name=suggestion.target.name)
+    target_ns = namespace
 
     candidates = [p for p in matching_policies(policies, target_ns, target.name, facts) if p.valid]
     chosen = None

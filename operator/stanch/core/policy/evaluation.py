@@ -36,10 +36,13 @@ from stanch.core.policy.history import PastMitigation, parse_time
 from stanch.core.policy.loading import LoadedPolicy
 from stanch.core.policy.selection import node_allowed, selects
 from stanch.core.policy.windows import active_until, describe, stamp
+from stanch.core.scope import target_scope_problem
 
 CREATED_BY_ANNOTATION = "stanch.dev/created-by"
 """``policy:<namespace>/<name>#autoMitigation[<i>]`` on Mitigations Stanch created itself."""
 RATE_WINDOW = timedelta(hours=1)
+SCOPE_RULE = "target.namespace"
+"""The ``rule`` of a denial because ``spec.target.namespace`` names another namespace."""
 _STRICTNESS = {
     PolicyDecisionKind.ALLOW: 0,
     PolicyDecisionKind.REQUIRE_APPROVAL: 1,
@@ -61,7 +64,14 @@ class MitigationRequest:
 
     @property
     def target_namespace(self) -> str:
-        return self.spec.target.namespace or self.namespace
+        """Always the Mitigation's own namespace (design invariant 11): policies, limits, rate limits
+        and the one-at-a-time check are all judged there. A spec naming another namespace is denied
+        by :func:`evaluate` before any of them is asked."""
+        return self.namespace
+
+    @property
+    def scope_problem(self) -> str | None:
+        return target_scope_problem("Mitigation", self.namespace, self.spec.target)
 
     @property
     def target_name(self) -> str:
@@ -123,6 +133,14 @@ def evaluate(
 ) -> PolicyDecision:
     """The recorded decision for ``request``. Dry runs are always allowed and say what the real
     request would have got."""
+    if request.scope_problem is not None:
+        # Before the dry-run answer too: even a dry run would read the other namespace's workload.
+        return PolicyDecision(
+            decision=PolicyDecisionKind.DENY,
+            rule=SCOPE_RULE,
+            reasons=[f"{request.spec.action.value} denied: {request.scope_problem}"],
+            decided_at=now,
+        )
     matching = matching_policies(policies, request.target_namespace, request.target_name, facts)
     votes = [*_invariant_votes(request, history), *_creator_votes(request, policies)]
     for policy in matching:
@@ -181,9 +199,40 @@ def argo_application(app: str, default_namespace: str) -> str:
     return f"{namespace}/{name}" if sep and namespace and name else f"{default_namespace}/{app}"
 
 
-def with_application(decision: PolicyDecision, application: Mapping[str, Any] | None) -> PolicyDecision:
-    """Record what the Argo CD Application says right now (``selfHeal``, whether it has annotations),
-    so the mitigation machine can plan the suspension from the recorded decision alone."""
+def application_manages(application: Mapping[str, Any], namespace: str, name: str) -> str | None:
+    """Why the Argo CD ``application`` is not shown to manage the Deployment ``namespace/name``; None
+    when its ``status.resources`` (written by Argo CD's controller) lists exactly that Deployment.
+
+    The Application is found from the target's tracking annotation or labels, which anyone who may
+    edit the Deployment can write: trusted alone, they would let a tenant switch off the self-heal of
+    another team's Application (one in Argo CD's own namespace, say). The Application's own record of
+    what it manages is the check."""
+    listed = ((application.get("status") or {}).get("resources")) or []
+    for entry in listed if isinstance(listed, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        if (entry.get("group"), entry.get("kind"), entry.get("namespace"), entry.get("name")) == (
+            "apps",
+            "Deployment",
+            namespace,
+            name,
+        ):
+            return None
+    meta = application.get("metadata") or {}
+    app = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    return (
+        f"Application {app} does not list Deployment {namespace}/{name} in its status.resources, so"
+        " the target's tracking annotation or label does not prove it manages the target; its self-heal"
+        " is left alone (fix the target's Argo CD tracking, or suspend the sync by hand)"
+    )
+
+
+def with_application(
+    decision: PolicyDecision, application: Mapping[str, Any] | None, namespace: str, name: str
+) -> PolicyDecision:
+    """Record what the Argo CD Application says right now (``selfHeal``, whether it has annotations,
+    whether it manages the Deployment ``namespace/name``), so the mitigation machine can plan the
+    suspension from the recorded decision alone."""
     request = decision.suspend_auto_sync
     if request is None or request.application is None:
         return decision
@@ -195,6 +244,7 @@ def with_application(decision: PolicyDecision, application: Mapping[str, Any] | 
         "has_annotations": None
         if application is None
         else (application.get("metadata") or {}).get("annotations") is not None,
+        "not_managing": None if application is None else application_manages(application, namespace, name),
     }
     return decision.model_copy(update={"suspend_auto_sync": request.model_copy(update=update)})
 

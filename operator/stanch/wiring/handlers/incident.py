@@ -25,7 +25,8 @@ from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.watch_cache import EvidenceCache
 from stanch.core.conditions import rfc3339, set_condition
 from stanch.core.config_memory import ConfigMapMemory, referenced_config_maps
-from stanch.core.models import IncidentPhase, IncidentSpec
+from stanch.core.models import IncidentPhase, IncidentSpec, TargetRef
+from stanch.core.scope import CROSS_NAMESPACE_TARGET, target_scope_problem
 from stanch.core.settings import Settings
 from stanch.wiring.handlers.startup import MEMO_SETTINGS
 from stanch.wiring.investigation import Investigator, target_of
@@ -90,8 +91,51 @@ def _key(body: Mapping[str, Any]) -> Key:
     return meta["namespace"], meta["name"]
 
 
-def _is_open(spec: kopf.Spec, **_: Any) -> bool:
-    return not spec.get("resolved", False)
+def _scope_problem(spec: Mapping[str, Any], namespace: str | None) -> str | None:
+    """Why the Incident's target is outside its namespace (design invariant 11), or None."""
+    target = spec.get("target") or {}
+    return target_scope_problem(
+        "Incident",
+        namespace or "",
+        TargetRef(name=str(target.get("name") or "-"), namespace=target.get("namespace")),
+    )
+
+
+def _is_open(spec: kopf.Spec, namespace: str | None, **_: Any) -> bool:
+    # An Incident naming another namespace is never investigated: the evidence (events, logs,
+    # config changes, metrics) of a namespace its author may not read would end up in its status.
+    return not spec.get("resolved", False) and _scope_problem(spec, namespace) is None
+
+
+def _out_of_scope(spec: kopf.Spec, namespace: str | None, **_: Any) -> bool:
+    return _scope_problem(spec, namespace) is not None
+
+
+def refuse_out_of_scope(body: kopf.Body, patch: kopf.Patch, problem: str) -> None:
+    """``Valid=False`` (reason ``CrossNamespaceTarget``) and one Warning Event naming the field and
+    the fix; nothing is read in the other namespace."""
+    status = body.get("status") or {}
+    generation = body.get("metadata", {}).get("generation")
+    old = status.get("conditions")
+    conditions = set_condition(
+        old,
+        type_="Valid",
+        status="False",
+        reason=CROSS_NAMESPACE_TARGET,
+        message=problem,
+        observed_generation=generation,
+        now=datetime.now(UTC),
+    )
+    patch.setdefault("status", {})
+    patch["status"]["conditions"] = conditions
+    patch["status"]["observedGeneration"] = generation
+    said = any(
+        c.get("type") == "Valid" and c.get("reason") == CROSS_NAMESPACE_TARGET and c.get("message") == problem
+        for c in old or ()
+    )
+    if not said:
+        kopf.warn(body, reason=CROSS_NAMESPACE_TARGET, message=f"not investigated: {problem}")
+        bind_object(body).warning("incident target outside its namespace", problem=problem)
 
 
 def _is_resolved(spec: kopf.Spec, **_: Any) -> bool:
@@ -177,6 +221,10 @@ def register(
     async def opened(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
         # Visible at once in `kubectl get`; the daemon's first refresh follows within a second.
         parsed = IncidentSpec.model_validate(dict(spec))
+        problem = _scope_problem(spec, body["metadata"].get("namespace"))
+        if problem is not None:
+            refuse_out_of_scope(body, patch, problem)
+            return
         namespace, name = target_of(body, parsed)
         patch.setdefault("status", {})
         patch["status"]["target"] = f"{parsed.target.kind}/{namespace}/{name}"
@@ -198,6 +246,20 @@ def register(
         pokes = memo.get(MEMO_POKES)
         if isinstance(pokes, Pokes):
             pokes.poke_incident(_key(body))
+
+    @kopf.on.update(
+        stanch.GROUP,
+        stanch.VERSION,
+        PLURAL,
+        id="incident-out-of-scope",
+        when=_out_of_scope,
+        registry=registry,
+    )
+    @metrics.instrument("incident-out-of-scope")
+    async def out_of_scope(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
+        problem = _scope_problem(spec, body["metadata"].get("namespace"))
+        if problem is not None:
+            refuse_out_of_scope(body, patch, problem)
 
     async def resolve(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         status = body.get("status") or {}

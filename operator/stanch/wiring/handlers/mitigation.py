@@ -101,6 +101,7 @@ from stanch.core.models import (
     parse_duration,
 )
 from stanch.core.plans.sealing import seal, sealed_in, sealed_paths, unseal
+from stanch.core.scope import write_scope_problem
 from stanch.core.settings import Settings
 from stanch.wiring.fault_injection import CrashPoint, crash_now, crash_point
 from stanch.wiring.handlers.startup import MEMO_SETTINGS
@@ -397,7 +398,7 @@ class Pass:
         essential = [e for e in group if not (isinstance(e, Patch) and e.best_effort)]
         refused: list[EffectResult] = []
         target = self.state.spec.target
-        target_ns = target.namespace or self.state.identity.namespace
+        target_ns = self.state.identity.namespace
         for effect in group:
             if sealed_in(effect):
                 # A secret value the snapshot does not keep could not be restored: writing the
@@ -411,7 +412,7 @@ class Pass:
                     " hand (kubectl rollout undo, or edit the Deployment)",
                     key=effect.key,
                 )
-            result = await self.runtime.executor.run(effect)
+            result = self._out_of_scope(effect) or await self.runtime.executor.run(effect)
             self.log.info(
                 "mitigation effect",
                 step=step,
@@ -467,6 +468,19 @@ class Pass:
             step=step, resource_version=primary.resource_version, generation=primary.generation
         )
 
+    def _out_of_scope(self, effect: Mutation) -> EffectResult | None:
+        """A refusal, without sending it, of a write outside the Mitigation's namespace (design
+        invariant 11): the last check before Stanch's own rights are used, whatever planned it."""
+        key = effect.key
+        auto_sync = self.state.status.auto_sync
+        allowed = frozenset({auto_sync.object}) if auto_sync is not None else frozenset()
+        problem = write_scope_problem(
+            key.kind, key.name, key.namespace, self.state.identity.namespace, allowed
+        )
+        if problem is None:
+            return None
+        return EffectResult(effect=effect, outcome=Outcome.FORBIDDEN, message=problem)
+
     async def _query(self, effect: QuerySignals) -> Observation:
         target = self.state.spec.target
         workload = target.name
@@ -474,7 +488,7 @@ class Pass:
             # A canary is judged on its own pods against the stable pods' baseline; the target's
             # series during the bake are the stable pods, which the canary does not change.
             workload = self.state.status.canary
-        values = {"namespace": target.namespace or self.state.identity.namespace, "workload": workload}
+        values = {"namespace": self.state.identity.namespace, "workload": workload}
         samples = await self.runtime.sampler.sample(
             effect.signals,
             values=values,

@@ -138,7 +138,9 @@ def make_auto_mitigate(clock: Clock) -> Callable[..., Any]:
             return
         namespace = incident.metadata.namespace or ""
         target = suggestion.get("target") or {}
-        target_ns = str(target.get("namespace") or incident.spec.target.namespace or namespace)
+        # The Incident's own namespace (design invariant 11); a suggestion or Incident naming another
+        # one is refused by auto_mitigation without reading anything there.
+        target_ns = namespace
         kube = kube_of(memo)
         async with locks.setdefault(f"{target_ns}/{target.get('name')}", asyncio.Lock()):
             now = clock()

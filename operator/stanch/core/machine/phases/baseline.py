@@ -55,7 +55,7 @@ def _plan_auto_sync(
     """The suspension the policy decision asks for; kept as recorded when we already hold the lock
     (a re-plan after a restart must not take our own switch for someone else's)."""
     recorded = state.status.auto_sync
-    if holder == state.identity.name and needs_restore(recorded):
+    if state.identity.holds(holder) and needs_restore(recorded):
         return recorded
     decision = state.status.policy
     marker = f"{state.identity.namespace}/{state.identity.name}"
@@ -88,7 +88,8 @@ def on_baseline(state: MachineState, obs: Observation, now: datetime) -> Transit
     if isinstance(obs, TargetObserved):
         world = obs.world
         holder = (meta(world.target).get("annotations") or {}).get(LOCK_ANNOTATION) if world.target else None
-        if holder and holder != state.identity.name and world.lock_holder_active and not state.spec.dry_run:
+        mine = state.identity.holds(holder)
+        if holder and not mine and world.lock_holder_active and not state.spec.dry_run:
             return transition(
                 state,
                 now=now,
@@ -106,7 +107,7 @@ def on_baseline(state: MachineState, obs: Observation, now: datetime) -> Transit
                 if not state.spec.dry_run:
                     auto_sync = _plan_auto_sync(state, snapshot, holder, now)
                     snapshot = snapshot.locked(
-                        locked_generation(snapshot.target.as_object(), state.identity.name),
+                        locked_generation(snapshot.target.as_object(), state.identity.lock),
                         held_annotations(auto_sync),
                     )
                 p = plan(
@@ -160,7 +161,7 @@ def on_baseline(state: MachineState, obs: Observation, now: datetime) -> Transit
                     plan=plan_model,
                     snapshot=snapshot.to_status(),
                 )
-            if holder == state.identity.name:
+            if mine:
                 return _query_baseline(
                     state, now, plan=plan_model, snapshot=snapshot.to_status(), auto_sync=auto_sync
                 )
@@ -182,7 +183,7 @@ def on_baseline(state: MachineState, obs: Observation, now: datetime) -> Transit
                 canary=next((e.key.name for e in p.apply if isinstance(e, Create)), None),
             )
         # Resume with a snapshot: the lock is ours (go on) or still to take.
-        if holder == state.identity.name:
+        if mine:
             return _query_baseline(state, now)
         snap = read_snapshot(state.spec, status.snapshot)
         if world.target is not None and meta(world.target).get("generation") != snap.target.generation:
@@ -207,8 +208,10 @@ def on_baseline(state: MachineState, obs: Observation, now: datetime) -> Transit
     if isinstance(obs, IntentPersisted) and obs.step == Step.LOCK and status.snapshot is not None:
         snap = read_snapshot(state.spec, status.snapshot)
         holder = (snap.target.annotations or {}).get(LOCK_ANNOTATION)
-        stale = holder if holder and holder != state.identity.name else None
-        lock = lock_patch(snap.target.as_object(), state.identity.name, stale_holder=stale, held=snap.held)
+        # Anything else there (a finished holder, or our own lock as a bare name from before locks
+        # recorded the namespace) is replaced, conditional on still being exactly that value.
+        stale = holder if holder and holder != state.identity.lock else None
+        lock = lock_patch(snap.target.as_object(), state.identity.lock, stale_holder=stale, held=snap.held)
         return quiet(state, lock)
     if isinstance(obs, ChangeApplied) and obs.step == Step.LOCK:
         return _query_baseline(state, now)
@@ -337,6 +340,8 @@ def _query_baseline(state: MachineState, now: datetime, **status: Any) -> Transi
             }
         )
         reason += f"; {status['auto_sync'].reason}"
+    elif record is not None and record.phase is AutoSyncPhase.NOT_SUSPENDED:
+        reason += f"; {record.reason}"  # e.g. an Application that does not manage the target: said
     start = baseline_start(state, now)
     if start > now - state.guard.baseline_period:
         reason += f"; baseline from the Incident's onset ({start.isoformat()})"

@@ -82,12 +82,15 @@ def _lock_seen(state: MachineState, obs: TargetObserved, now: datetime) -> Trans
         return quiet(state)
     target = obs.world.target
     holder = (meta(target).get("annotations") or {}).get(LOCK_ANNOTATION) if target else None
-    if target is None or holder != state.identity.name:
+    if target is None or not state.identity.holds(holder):
         return _released(state, now)
     # Still ours: the terminal status was written, the unlock never landed (a crash in between, a
     # failed write). Send it again, conditional on the annotation still naming us (idempotent: a
     # second send fails its test and changes nothing) — and this time wait for its answer.
-    return quiet(state, replace(unlock_patch(target, state.identity.name), best_effort=False))
+    # Conditional on the value actually there: ours as <namespace>/<name>, or a bare name written
+    # before locks recorded the namespace.
+    assert holder is not None
+    return quiet(state, replace(unlock_patch(target, holder), best_effort=False))
 
 
 def _unlock_answered(state: MachineState, obs: ChangeApplied | ApplyFailed, now: datetime) -> Transition:
@@ -113,7 +116,7 @@ def _unlock_answered(state: MachineState, obs: ChangeApplied | ApplyFailed, now:
         )
     target = state.spec.target
     why = (
-        f"the lock annotation {LOCK_ANNOTATION} on Deployment {target.namespace or state.identity.namespace}/"
+        f"the lock annotation {LOCK_ANNOTATION} on Deployment {state.identity.namespace}/"
         f"{target.name} still names this finished Mitigation ({obs.reason}); remove it by hand:"
         f" kubectl annotate deployment {target.name} {LOCK_ANNOTATION}-"
     )

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from stanch.core.effects import Finish
 from stanch.core.machine.finishing import finish
 from stanch.core.machine.reading import has_change, observe, plan_of
 from stanch.core.machine.state import MachineState, Transition
 from stanch.core.machine.transitions import VALID, P, phase_of, quiet, transition, with_condition
-from stanch.core.models import TERMINAL_PHASES, Condition
+from stanch.core.models import LOCK_ANNOTATION, TERMINAL_PHASES, Condition
+from stanch.core.scope import CROSS_NAMESPACE_TARGET
 
 INVALID_GUARD = "InvalidGuard"
 """Event and ``Valid`` condition reason: the Mitigation's guard over the policy's ``guardDefaults``
@@ -106,5 +108,43 @@ def _stop(
             " check the target and undo it by hand if needed"
         ),
         effects=finish(state, P.NEEDS_ATTENTION),
+        conditions=conditions,
+    )
+
+
+def out_of_scope(state: MachineState, problem: str, now: datetime) -> Transition:
+    """``spec.target.namespace`` names another namespace (design invariant 11): ended without
+    reading or writing anything there. The admission policy refuses such a spec; this is the
+    operator's own check, for a cluster without the policy or an object older than it."""
+    conditions = with_condition(
+        state.status, now, VALID, ok=False, reason=CROSS_NAMESPACE_TARGET, message=problem
+    )
+    if state.status.snapshot is None and not has_change(state):
+        return transition(
+            state,
+            now=now,
+            to=P.REJECTED,
+            event=CROSS_NAMESPACE_TARGET,
+            reason=f"rejected: {problem}; nothing was read or changed",
+            effects=(Finish(P.REJECTED.value),),
+            intent=None,
+            conditions=conditions,
+        )
+    # Taken up before this rule existed: its lock (and maybe its change) is in the other namespace,
+    # where Stanch no longer writes for it. A human finishes it.
+    target = state.spec.target
+    return transition(
+        state,
+        now=now,
+        to=P.NEEDS_ATTENTION,
+        event=CROSS_NAMESPACE_TARGET,
+        reason=(
+            f"stopped: {problem}. It started before Mitigations were confined to their own namespace and"
+            f" Stanch no longer writes there for it: check Deployment {target.namespace}/{target.name},"
+            " undo the change by hand if needed and release its lock with kubectl -n"
+            f" {target.namespace} annotate deployment {target.name} {LOCK_ANNOTATION}-"
+        ),
+        effects=(Finish(P.NEEDS_ATTENTION.value),),
+        intent=None,
         conditions=conditions,
     )
