@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from stanch.core import crdgen
 from stanch.core.models import ClusterMitigationPolicy, Incident, Mitigation, MitigationPolicy, StanchModel
 from stanch.core.models.guard import DURATION_BOUNDS, INTERVAL_MESSAGE
+from stanch.core.models.mitigation import spec_frozen_rule
 
 MODELS: dict[str, type[StanchModel]] = {
     "Incident": Incident,
@@ -309,3 +310,63 @@ def test_every_rule_compiles() -> None:
                 n for n in (node.get("items"), node.get("additionalProperties")) if isinstance(n, dict)
             )
     assert count >= 10
+
+
+# --- the spec is frozen once the policy has decided (design invariant 12) -------------------------
+
+SPEC_FROZEN = f": {spec_frozen_rule().message}"  # a root rule: the harness names no path
+
+
+def decided(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` as stored once the operator recorded a decision in its status."""
+    return {**obj, "status": {"phase": "AwaitingApproval", "policy": {"decision": "RequireApproval"}}}
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        # The issue's probe: a permitted Scale swapped for a forbidden ConfigToggle while awaiting approval.
+        (mit(scale={"replicas": 4}), mit(configToggle={"configMap": "flags", "key": "k", "value": "v"})),
+        (mit(scale={"replicas": 4}), mit(scale={"replicas": 40})),
+        (mit(rollback={}), mit(rollback={"toRevision": 1})),
+        (mit(rollback={}), mit(rollback={}, guard={"tolerance": 0.9})),
+        (mit(rollback={}), mit(rollback={}, incidentRef={"name": "other"})),
+        (mit(rollback={}, incidentRef={"name": "i"}), mit(rollback={})),
+        (mit(rollback={}), mit(rollback={}, temporary=True)),
+    ],
+)
+def test_a_decided_spec_cannot_change(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert cel_failures("Mitigation", decided(after), old=decided(before)) == [SPEC_FROZEN]
+    # Before any decision the same edit is free (what is decided on is the spec as it is then).
+    assert cel_failures("Mitigation", after, old=before) == []
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        mit(scale={"replicas": 4}, approval={"approved": True, "approvedBy": "alice"}),
+        mit(scale={"replicas": 4}, revertOnDelete=False),
+        mit(scale={"replicas": 4}),  # a metadata-only update, or a status write: spec unchanged
+    ],
+)
+def test_what_does_not_change_what_runs_may_still_change(after: dict[str, Any]) -> None:
+    before = mit(scale={"replicas": 4})
+    assert cel_failures("Mitigation", decided(after), old=decided(before)) == []
+
+
+def test_keep_on_resolve_may_change_on_a_decided_temporary_mitigation() -> None:
+    before = mit(rollback={}, temporary=True)
+    after = mit(rollback={}, temporary=True, keepOnResolve=True)
+    assert cel_failures("Mitigation", decided(after), old=decided(before)) == []
+
+
+def test_every_spec_field_is_frozen_or_named_editable() -> None:
+    """A new spec field is frozen unless someone decides, in EDITABLE_AFTER_DECISION, that it may not
+    change what runs."""
+    from stanch.core.models import EDITABLE_AFTER_DECISION, MitigationSpec, frozen_fields
+
+    wire = {info.alias or name for name, info in MitigationSpec.model_fields.items()}
+    editable = {MitigationSpec.model_fields[n].alias or n for n in EDITABLE_AFTER_DECISION}
+    assert set(frozen_fields()) == wire - editable
+    rule = spec_frozen_rule().rule
+    assert all(f"self.spec.{f} ==" in rule for f in frozen_fields())

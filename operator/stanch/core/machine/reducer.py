@@ -9,6 +9,7 @@ or sees something else (someone else's change: NeedsAttention, never clobbered).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from stanch.core.machine.observations import (
@@ -21,6 +22,7 @@ from stanch.core.machine.observations import (
     IntentPersisted,
     Observation,
     PassesFailed,
+    PolicyDecided,
     RevertApplied,
     TargetObserved,
 )
@@ -30,10 +32,15 @@ from stanch.core.machine.phases.baseline import on_baseline
 from stanch.core.machine.phases.ending import after_end, on_delete, on_resolved
 from stanch.core.machine.phases.pending import on_awaiting_approval, on_pending
 from stanch.core.machine.phases.reverting import on_reverting
-from stanch.core.machine.phases.stopped import on_guard_problem, out_of_scope, retry_budget_exhausted
+from stanch.core.machine.phases.stopped import (
+    on_guard_problem,
+    out_of_scope,
+    retry_budget_exhausted,
+    spec_changed,
+)
 from stanch.core.machine.state import KubeEvent, MachineState, Transition
 from stanch.core.machine.transitions import VALID, P, phase_of, with_condition
-from stanch.core.models import TERMINAL_PHASES, AuditEntry, MitigationStatus
+from stanch.core.models import TERMINAL_PHASES, AuditEntry, MitigationStatus, spec_digest
 from stanch.core.scope import target_scope_problem
 
 
@@ -94,6 +101,21 @@ def reduce(state: MachineState, observation: Observation, *, now: datetime) -> T
     problem = target_scope_problem("Mitigation", state.identity.namespace, state.spec.target)
     if problem is not None and phase not in TERMINAL_PHASES:
         return out_of_scope(state, problem, now)
+    if isinstance(observation, PolicyDecided):
+        # The decision records what it decided on; every later pass compares (design invariant 12).
+        digest = spec_digest(state.spec)
+        observation = replace(
+            observation, decision=observation.decision.model_copy(update={"spec_digest": digest})
+        )
+    decided = state.status.policy
+    if (
+        decided is not None
+        and decided.spec_digest is not None
+        and phase not in TERMINAL_PHASES
+        and phase is not P.REVERTING  # undoing runs from the snapshot, whatever the spec says now
+        and spec_digest(state.spec) != decided.spec_digest
+    ):
+        return spec_changed(state, now)
     if isinstance(observation, IncidentResolved):
         return on_resolved(state, now)
     if phase in TERMINAL_PHASES:

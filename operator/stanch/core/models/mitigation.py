@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -52,6 +54,17 @@ against rate limits, as the dry run or the real change the policy decided on."""
 
 Actor = Annotated[str, StringConstraints(max_length=256)]
 """A user name, a service account, or ``policy:<namespace>/<name>#<rule>``."""
+
+EDITABLE_AFTER_DECISION = ("approval", "keep_on_resolve", "revert_on_delete")
+"""Spec fields that may change once the policy has decided: none of them changes what is done to the
+target (approving is what a RequireApproval decision waits for; keepOnResolve keeps a temporary
+change as a permanent one would be kept; revertOnDelete only says whether deleting undoes it).
+Everything else is frozen (design invariant 12: what runs is exactly what the policy allowed)."""
+
+SPEC_FROZEN = (
+    "spec is frozen once the policy has decided (status.policy): only approval, keepOnResolve and"
+    " revertOnDelete may change; delete this Mitigation and create a new one with the change"
+)
 
 # --- spec ---------------------------------------------------------------------------------------
 
@@ -220,6 +233,11 @@ class PolicyDecision(StanchModel):
     duration of the Mitigation (never for dry runs or denied requests)."""
     approval: ApprovalRequirements | None = None
     """For RequireApproval: who may approve, from the matching policies' ``approval`` settings."""
+    spec_digest: Annotated[str, StringConstraints(max_length=80)] | None = None
+    """``sha256:<hex>`` of the spec the policy decided on (every field but those that may change after
+    the decision, see :data:`EDITABLE_AFTER_DECISION`). The CRD refuses a change of those fields
+    once this decision exists; should one get through (a CRD older than the rule), the operator sees
+    the digest differ and sends the Mitigation back through policy, or stops it, visibly."""
 
 
 class AutoSyncPhase(StrEnum):
@@ -528,3 +546,38 @@ class Mitigation(StanchModel):
     """Desired state."""
     status: MitigationStatus | None = None
     """Observed state."""
+
+
+def frozen_fields() -> tuple[str, ...]:
+    """Wire names of the spec fields frozen once the policy has decided (all but
+    :data:`EDITABLE_AFTER_DECISION`), in declaration order."""
+    return tuple(
+        info.alias or name
+        for name, info in MitigationSpec.model_fields.items()
+        if name not in EDITABLE_AFTER_DECISION
+    )
+
+
+def spec_digest(spec: MitigationSpec) -> str:
+    """``sha256:<hex>`` of the frozen part of ``spec``, as JSON with sorted keys and defaults left out
+    (a field a newer Stanch adds, at its default, does not make an older decision look stale)."""
+    frozen = spec.model_dump(
+        mode="json", by_alias=True, exclude_defaults=True, exclude=set(EDITABLE_AFTER_DECISION)
+    )
+    text = json.dumps(frozen, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def spec_frozen_rule() -> CelRule:
+    """The CRD's root rule (root rules see ``status``; a rule on ``spec`` would not): once
+    ``status.policy`` exists, every frozen field keeps its presence and its value."""
+    same = " && ".join(
+        f"(has(self.spec.{f}) ? has(oldSelf.spec.{f}) && self.spec.{f} == oldSelf.spec.{f}"
+        f" : !has(oldSelf.spec.{f}))"
+        for f in frozen_fields()
+    )
+    return CelRule(
+        rule=f"!has(oldSelf.status) || !has(oldSelf.status.policy) || ({same})",
+        message=SPEC_FROZEN,
+        field_path=".spec",
+    )

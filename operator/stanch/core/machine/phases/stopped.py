@@ -34,7 +34,10 @@ RETRY_BUDGET_EXHAUSTED = "RetryBudgetExhausted"
 STALLED = "Stalled"
 """Condition: Stanch stopped retrying an error on this Mitigation (True, with the error and the fix)."""
 
-ERROR_EVENTS = frozenset({INVALID_GUARD, RETRY_BUDGET_EXHAUSTED})
+SPEC_CHANGED = "SpecChangedAfterDecision"
+"""Event and ``Valid`` condition reason: the frozen part of the spec changed after the policy decided."""
+
+ERROR_EVENTS = frozenset({INVALID_GUARD, RETRY_BUDGET_EXHAUSTED, SPEC_CHANGED})
 """Events that stop a Mitigation on an error even when it goes on to revert (so the failure metric
 counts them although the phase they lead to is Reverting)."""
 
@@ -148,3 +151,29 @@ def out_of_scope(state: MachineState, problem: str, now: datetime) -> Transition
         intent=None,
         conditions=conditions,
     )
+
+
+def spec_changed(state: MachineState, now: datetime) -> Transition:
+    """The spec's frozen part no longer matches what the policy decided on (``status.policy.specDigest``):
+    the CRD refuses such an edit, so this is a CRD older than the rule, or an edit that landed while the
+    decision was being written. What runs must be what was allowed (design invariant 12), and an
+    approval given for the old spec must not carry over to the new one, so the Mitigation ends: Rejected
+    while nothing was done, else as any stop (Failed, Reverting or NeedsAttention)."""
+    why = (
+        "the spec changed after the policy decided on it (status.policy.specDigest no longer matches):"
+        " only approval, keepOnResolve and revertOnDelete may change; delete this Mitigation and create a"
+        " new one with the change, which the policy decides on afresh"
+    )
+    conditions = with_condition(state.status, now, VALID, ok=False, reason=SPEC_CHANGED, message=why)
+    if phase_of(state) in (P.PENDING, P.AWAITING_APPROVAL):
+        return transition(
+            state,
+            now=now,
+            to=P.REJECTED,
+            event=SPEC_CHANGED,
+            reason=f"rejected: {why}; nothing was changed",
+            effects=finish(state, P.REJECTED),
+            intent=None,
+            conditions=conditions,
+        )
+    return _stop(state, now, SPEC_CHANGED, why, conditions)
