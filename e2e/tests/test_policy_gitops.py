@@ -142,6 +142,25 @@ def application_crd(kube: Kube) -> None:
     kube.run("wait", "--for", "condition=established", "crd/applications.argoproj.io", "--timeout=60s")
 
 
+def _application(namespace: str, manages: str) -> dict[str, Any]:
+    """The Application as Argo CD's controller leaves it: status.resources lists what it manages
+    (the stand-in CRD has no status subresource, so the test writes it with the object)."""
+    managed = {
+        "group": "apps",
+        "version": "v1",
+        "kind": "Deployment",
+        "namespace": namespace,
+        "name": manages,
+    }
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop", "annotations": {"team": "payments"}},
+        "spec": {"project": "default", "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+        "status": {"resources": [managed]},
+    }
+
+
 def _self_heal(kube: Kube, namespace: str) -> tuple[Any, dict[str, str]]:
     app = kube.get("application.argoproj.io", "shop", namespace)
     annotations = {
@@ -161,13 +180,7 @@ def test_argo_cd_self_heal_is_suspended_for_the_mitigation_and_restored(
     tracking = f"{namespace}_shop:apps/Deployment:{namespace}/web"
     manifest["metadata"]["annotations"] = {"argocd.argoproj.io/tracking-id": tracking}
     kube.apply(manifest, namespace=namespace)
-    application = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "shop", "annotations": {"team": "payments"}},
-        "spec": {"project": "default", "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
-    }
-    kube.apply(application, namespace=namespace)
+    kube.apply(_application(namespace, manages="web"), namespace=namespace)
     kube.wait_for(lambda: rollout_complete(kube, namespace, "web"), 60, "web rolled out")
     kube.apply(_gitops_policy("argo-managed"), namespace=namespace)
     settle()
@@ -191,3 +204,33 @@ def test_argo_cd_self_heal_is_suspended_for_the_mitigation_and_restored(
     assert record["object"] == f"Application/{namespace}/shop"
     assert _self_heal(kube, namespace) == (True, {"team": "payments"})
     assert deployment_state(kube, namespace, "web")["spec"]["replicas"] == 3
+
+
+@pytest.mark.usefixtures("application_crd")
+def test_an_application_that_does_not_manage_the_target_is_never_suspended(
+    world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
+) -> None:
+    """The tracking annotation is written by whoever may edit the Deployment: naming an Application
+    that does not list the Deployment (another team's, say) suspends nothing; the Mitigation runs
+    with autoSync NotSuspended and the reason."""
+    manifest = deployment("web", replicas=2)
+    manifest["metadata"]["annotations"] = {
+        "argocd.argoproj.io/tracking-id": f"{namespace}_shop:apps/Deployment:{namespace}/web"
+    }
+    kube.apply(manifest, namespace=namespace)
+    kube.apply(_application(namespace, manages="other"), namespace=namespace)
+    kube.wait_for(lambda: rollout_complete(kube, namespace, "web"), 60, "web rolled out")
+    kube.apply(_gitops_policy("argo-managed"), namespace=namespace)
+    before = kube.get("application.argoproj.io", "shop", namespace)["metadata"]["resourceVersion"]
+    operator = fast_operator(world, namespace, tmp_path / "operator")
+    operator.start()
+    try:
+        kube.apply(mitigation("grow", "web", {"scale": {"replicas": 3}}), namespace=namespace)
+        baking = wait_phase(kube, namespace, "grow", {"Baking", "Succeeded"}, 60)
+    finally:
+        shutdown(operator, kube, namespace)
+    record = baking["autoSync"]
+    assert record["phase"] == "NotSuspended", record
+    assert f"Application {namespace}/shop does not list Deployment {namespace}/web" in record["reason"]
+    assert kube.get("application.argoproj.io", "shop", namespace)["metadata"]["resourceVersion"] == before
+    assert _self_heal(kube, namespace) == (True, {"team": "payments"})
