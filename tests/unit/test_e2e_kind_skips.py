@@ -34,6 +34,9 @@ RUNS_ON_KIND = {
     "e2e/tests/test_tenancy.py::test_a_tenant_asks_for_help_at_home_and_nowhere_else",
     "e2e/tests/test_tenancy.py::test_a_tenant_cannot_widen_a_policy_or_edit_what_was_decided",
     "e2e/tests/test_tenancy.py::test_no_one_reads_a_secret_through_stanch_rbac",
+    "e2e/tests/test_tenancy_scope.py::test_a_tenant_cannot_name_another_namespace",
+    "e2e/tests/test_tenancy_scope.py::test_without_the_admission_policy_the_operator_refuses_to_act_elsewhere",
+    "e2e/tests/test_tenancy_scope.py::test_a_decided_spec_cannot_be_swapped",
     "e2e/tests/test_workloads.py::test_unschedulable_pods_stay_pending",
 }
 

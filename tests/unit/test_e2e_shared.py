@@ -146,6 +146,7 @@ def test_the_serial_group_is_the_tests_that_touch_nodes_or_the_worlds_processes(
         "e2e/tests/test_mitigation_refused.py": {"cluster-objects"},
         "e2e/tests/test_recording_rules.py": {"world-processes"},
         "e2e/tests/test_scenarios.py": {"nodes"},
+        "e2e/tests/test_tenancy_scope.py": {"cluster-objects"},
         "e2e/tests/test_workloads.py": {"nodes"},
     }
     scenario_tests = [t for t in serial if t.startswith("e2e/tests/test_scenarios.py")]
