@@ -150,9 +150,10 @@ def release_nodes(kube: Kube, namespace: str) -> list[str]:
 
 
 def install_crds(kube: Kube) -> None:
-    """Stanch's CRDs from crds/ and the stanch-identity admission policy, as a cluster admin applies
-    them. Every worker applies the same files (server-side: an unchanged object is not written
-    again), so it is a harness write, allowed beside other tests."""
+    """Stanch's CRDs from crds/ and its admission policies (stanch-identity,
+    stanch-target-in-own-namespace), as a cluster admin applies them. Every worker applies the same
+    files (server-side: an unchanged object is not written again), so it is a harness write, allowed
+    beside other tests."""
     with GUARD.harness():
         kube.run("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
         kube.run(
@@ -161,6 +162,8 @@ def install_crds(kube: Kube) -> None:
             "--force-conflicts",
             "-f",
             str(REPO / "manifests" / "identity-admission.yaml"),
+            "-f",
+            str(REPO / "manifests" / "vap-target-namespace.yaml"),
         )
     kube.run(
         "wait",

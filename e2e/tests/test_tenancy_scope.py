@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from e2e.cluster import WorldInfo
+from e2e.identity import operator_kubeconfig
 from e2e.kube import REPO, Kube, deployment
 from e2e.operator_process import OperatorProcess
 from e2e.shared import GUARD
@@ -65,6 +66,9 @@ def as_tenant(kube: Kube, *args: str, stdin: str | None = None) -> str:
 
 
 def create_as_tenant(kube: Kube, namespace: str, obj: dict[str, Any], *extra: str) -> str:
+    """Create as the tenant, a Mitigation naming the tenant as its requester (stanch-identity)."""
+    if obj["kind"] == "Mitigation":
+        obj = {**obj, "spec": {**obj["spec"], "requester": {"username": TENANT, "groups": [TENANT_GROUP]}}}
     return as_tenant(kube, "create", "-n", namespace, *extra, "-f", "-", stdin=yaml.safe_dump(obj))
 
 
@@ -83,14 +87,15 @@ def cross(name: str, victim: str, kind: str = "Mitigation") -> dict[str, Any]:
 
 
 def install_target_namespace_policy(kube: Kube) -> None:
-    """The shipped policy, applied as the install does: the same whoever applies it (harness write)."""
+    """The shipped policy, applied as the install does: the same whoever applies it (harness write;
+    install_crds applies it too)."""
     with GUARD.harness():
         kube.run("apply", "--server-side", "--force-conflicts", "-f", str(VAP))
 
 
 def wait_enforced(kube: Kube, namespace: str, victim: str) -> None:
     """A new admission policy is enforced once the API server has compiled it: a second or so."""
-    probe = yaml.safe_dump(cross(f"probe-{uuid.uuid4().hex[:5]}", victim))
+    probe = yaml.safe_dump(kube.as_requester(cross(f"probe-{uuid.uuid4().hex[:5]}", victim)))
 
     def refused() -> bool:
         try:
@@ -161,7 +166,9 @@ def test_without_the_admission_policy_the_operator_refuses_to_act_elsewhere(
     kube.apply(allow_all_policy(namespace), namespace=namespace)
     kube.apply(allow_all_policy(victim), namespace=victim)
     before = kube.get("deployment", "coredns", victim)
-    operator = OperatorProcess(world.kubeconfig, world.prometheus_url, [namespace, victim], tmp_path / "op")
+    operator = OperatorProcess(
+        operator_kubeconfig(world), world.prometheus_url, [namespace, victim], tmp_path / "op"
+    )
     kube.run("delete", BINDING)
     try:
         kube.wait_for(lambda: _admitted(kube, namespace, victim), 30, "the admission policy gone")
@@ -194,7 +201,7 @@ def test_without_the_admission_policy_the_operator_refuses_to_act_elsewhere(
 
 def _admitted(kube: Kube, namespace: str, victim: str) -> bool:
     """Whether a cross-namespace Mitigation gets past admission (server-side dry run)."""
-    probe = yaml.safe_dump(cross(f"probe-{uuid.uuid4().hex[:5]}", victim))
+    probe = yaml.safe_dump(kube.as_requester(cross(f"probe-{uuid.uuid4().hex[:5]}", victim)))
     try:
         kube.run("create", "--dry-run=server", "-n", namespace, "-f", "-", stdin=probe)
     except AssertionError:
@@ -231,7 +238,7 @@ def test_a_decided_spec_cannot_be_swapped(
     }
     kube.apply(policy, namespace=namespace)
     before = kube.get("deployment", "web", namespace)
-    operator = OperatorProcess(world.kubeconfig, world.prometheus_url, [namespace], tmp_path / "op")
+    operator = OperatorProcess(operator_kubeconfig(world), world.prometheus_url, [namespace], tmp_path / "op")
     operator.start()
     try:
         create_as_tenant(kube, namespace, mitigation("grow", "web", {"scale": {"replicas": 3}}))

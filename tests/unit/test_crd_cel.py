@@ -344,7 +344,7 @@ def test_a_decided_spec_cannot_change(before: dict[str, Any], after: dict[str, A
 @pytest.mark.parametrize(
     "after",
     [
-        mit(scale={"replicas": 4}, approval={"approved": True, "approvedBy": "alice"}),
+        mit(scale={"replicas": 4}, approval={"reason": "looked at it"}),
         mit(scale={"replicas": 4}, revertOnDelete=False),
         mit(scale={"replicas": 4}),  # a metadata-only update, or a status write: spec unchanged
     ],

@@ -257,9 +257,12 @@ def test_policy_deny_rejects_and_approval_waits() -> None:
     assert t1.audit[0].event == "ApprovalRefused"
     assert "names no requester" in t1.audit[0].reason
     assert t1.events[0].type == "Warning"
-    requested = replace(
-        t.state, spec=t.state.spec.model_copy(update={"requester": UserIdentity(username="bob")})
-    )
+    # The requester is part of what the policy decided on (and immutable): on record from the start.
+    requested = reduce(
+        replace(st, spec=st.spec.model_copy(update={"requester": UserIdentity(username="bob")})),
+        PolicyDecided(need),
+        now=T0,
+    ).state
     t2 = reduce(requested, Approved(OfferedApproval("a1", UserIdentity(username="alice"), "go")), now=T0)
     assert t2.state.status.phase == P.BASELINE
     assert t2.audit[0].actor == "alice"
