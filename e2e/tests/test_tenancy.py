@@ -244,13 +244,6 @@ class SecretLeakedError(AssertionError):
     """A secret value is readable by the tenant in something Stanch wrote."""
 
 
-@pytest.mark.xfail(
-    raises=SecretLeakedError,
-    strict=True,
-    reason="branch limits (redaction): status.snapshot still holds the target's pod template with"
-    " literal env values (.status.snapshot.target.spec.template...env[].value); plans, diffs and"
-    " Events are redacted on main, the snapshot is not yet",
-)
 @pytest.mark.local_world("ready-pods", "simulator")
 def test_a_literal_secret_in_a_pod_template_does_not_reach_the_tenant_through_a_mitigation(
     world: WorldInfo, kube: Kube, tenant: str, tmp_path: Path

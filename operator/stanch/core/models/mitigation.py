@@ -504,6 +504,8 @@ class MitigationStatus(StanchModel):
     """The pre-change record, written before any mutation: what the action changes and needs to
     verify and revert it (the target's identity, versions and spec, an HPA's bounds, the action's
     own part such as the ConfigMap key or the revision rolled back to), never the whole object.
+    Secret-looking values (env such as ``DB_PASSWORD``) are not kept: they read as a placeholder and
+    are restored from the live Deployment or its ReplicaSets when a revert needs them.
     Free-form: its shape is Stanch's, versioned by its ``version`` key."""
     intent: StepIntent | None = None
     """Write-ahead record of the step in progress."""

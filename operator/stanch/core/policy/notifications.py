@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stanch.core.policy.history import parse_time
+from stanch.core.redaction import redact_text
 
 NEEDS_HUMAN = ("AwaitingApproval", "NeedsAttention", "Reverted")
 # A phase reached longer ago than this is not news (e.g. every AwaitingApproval seen after a restart).
@@ -55,7 +56,7 @@ def notice_for(mitigation: Mapping[str, Any], now: datetime) -> Notice | None:
         namespace=namespace,
         name=name,
         target=str(status.get("target") or ""),
-        message=str(message)[:300],
+        message=redact_text(str(message))[:300],
         at=at,
     )
 

@@ -17,6 +17,7 @@ from stanch.core.models import (
     TimelineEntry,
     VerdictResult,
 )
+from stanch.core.redaction import redact_text
 
 NO_DATA = "n/a"
 
@@ -373,4 +374,6 @@ def render_markdown(incident: Incident, mitigations: Sequence[Mitigation] = (), 
     ]
     if gaps:
         lines += ["## Data gaps", "", *[f"- {c.type}: {c.message}" for c in gaps], ""]
-    return "\n".join(lines)
+    # Reports are shared widely (tickets, wikis): the text redaction is the last net, after the
+    # values were already left out at the source (Incident and Mitigation status).
+    return redact_text("\n".join(lines))
