@@ -96,7 +96,7 @@ def test_flux_reconciliation_is_suspended_for_the_mitigation_and_restored(
     }
     assert baking["autoSync"]["phase"] == "Suspended", baking["autoSync"]
     assert during[FLUX_RECONCILE_ANNOTATION] == "disabled", during
-    assert during[LOCK_ANNOTATION] == "grow"
+    assert during[LOCK_ANNOTATION] == f"{namespace}/grow"  # the lock names namespace and name
 
     assert st["verdict"]["result"] == "Healthy", st["verdict"]
     assert record["object"] == f"Deployment/{namespace}/web"
@@ -221,6 +221,7 @@ def test_an_application_that_does_not_manage_the_target_is_never_suspended(
     kube.apply(_application(namespace, manages="other"), namespace=namespace)
     kube.wait_for(lambda: rollout_complete(kube, namespace, "web"), 60, "web rolled out")
     kube.apply(_gitops_policy("argo-managed"), namespace=namespace)
+    settle()  # a baseline's worth of samples, as for the Application that does manage it
     before = kube.get("application.argoproj.io", "shop", namespace)["metadata"]["resourceVersion"]
     operator = fast_operator(world, namespace, tmp_path / "operator")
     operator.start()
