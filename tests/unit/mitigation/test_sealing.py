@@ -172,3 +172,11 @@ def test_last_applied_configuration_is_sealed_and_kept_as_kubectl_keeps_it() -> 
     assert (back.missing, back.snapshot) == ((), wire)
     p = plan(s, back.snapshot, mitigation="m1", mitigation_uid="uid")
     assert not any(sealed_in(e) for e in p.apply)
+
+
+def test_a_config_value_holding_a_credential_is_not_toggled() -> None:
+    cm = {"metadata": {"name": "app", "uid": "cm"}, "data": {"upstream": "https://svc:hunter2@api.example"}}
+    world = World(target=deployment("web:v3"), config_map=cm)
+    s = spec(configToggle={"configMap": "app", "key": "upstream", "value": "https://api.example"})
+    with pytest.raises(PlanError, match="looks like it holds a credential"):
+        take_snapshot(s, world, mitigation="m1", now=NOW)

@@ -12,7 +12,7 @@ from stanch.core.plans.base import BaseAction, revert_patch, with_generation
 from stanch.core.plans.common import ActionPlan, MutatingEffect, PlanError, deployment_key, meta, rfc3339
 from stanch.core.plans.restart import restart_patch
 from stanch.core.plans.snapshot import ActionSnapshot, Snapshot, SnapshotPart
-from stanch.core.redaction import is_sensitive_key, shown_value
+from stanch.core.redaction import is_sensitive_key, redact_text, shown_value
 from stanch.core.world import World
 
 
@@ -70,6 +70,15 @@ class ConfigToggle(BaseAction[ConfigToggleSnapshot]):
                 f"spec.configToggle.key {key!r} is not in ConfigMap {spec.config_toggle.config_map!r} "
                 f"(keys: {have}); a toggle changes an existing key: fix the key's spelling, or add the key "
                 "to the ConfigMap first"
+            )
+        current = (data or {}).get(key)
+        if isinstance(current, str) and redact_text(current) != current:
+            # Same reason: the old value carries a credential (a URL with a password, a token), so
+            # the snapshot could not keep it, and the revert could not restore it.
+            raise PlanError(
+                f"spec.configToggle.key {key!r}: its current value in ConfigMap"
+                f" {spec.config_toggle.config_map!r} looks like it holds a credential, which Stanch keeps"
+                " nowhere, so it could not put it back; move the credential to a Secret first"
             )
         return ConfigToggleSnapshot(
             config_map=ConfigKey(
