@@ -11,6 +11,7 @@ the CRDs.
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 import threading
@@ -73,6 +74,8 @@ def operator_kubeconfig(world: WorldInfo) -> str:
         directory = Path(world.state_dir or tempfile.gettempdir())
         path = directory / f"operator-sa-{os.getpid()}-{_safe(world.kubeconfig)}.kubeconfig"
         path.touch(mode=0o600)
+        # The token is good for two hours: leave no credential behind in the shared state directory.
+        atexit.register(path.unlink, missing_ok=True)
         path.write_text(yaml.safe_dump(token_kubeconfig(world.kubeconfig, token)))
         _minted[world.kubeconfig] = (time.monotonic(), str(path))
         return str(path)
