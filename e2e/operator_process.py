@@ -81,6 +81,9 @@ class OperatorProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
+        # A process that never became live is nobody's to stop later (the fixture that started it
+        # never reaches its teardown): left running, it would keep acting on the test's namespace.
+        self.kill()
         raise AssertionError(f"operator not live after {timeout}s:\n{self.tail()}")
 
     def kill(self) -> None:
