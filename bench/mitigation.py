@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 from e2e.cluster.world import LocalWorld, WorldInfo
+from e2e.identity import operator_kubeconfig
 from e2e.kube import Kube, deployment
 from e2e.operator_process import OperatorProcess
 from e2e.tests.mitigation_world import (
@@ -113,7 +114,8 @@ def _first_bad_scrape(prometheus: str, namespace: str, start: datetime, end: dat
 def _operator(world: WorldInfo, namespace: str, log_dir: Path, guard: str) -> OperatorProcess:
     if guard == "fast":
         return fast_operator(world, namespace, log_dir)
-    return OperatorProcess(world.kubeconfig, world.prometheus_url, [namespace], log_dir)
+    # As the shipped ServiceAccount, like every real-cluster test: the harness refuses admin credentials.
+    return OperatorProcess(operator_kubeconfig(world), world.prometheus_url, [namespace], log_dir)
 
 
 _STARTING = threading.Lock()
