@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from e2e.cluster.processes import free_loopback_port
 from e2e.cluster.prometheus import load_rules
 from e2e.cluster.world import LocalWorld, WorldInfo
-from e2e.operator_process import OperatorProcess, free_loopback_port
+from e2e.operator_process import OperatorProcess
 
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
