@@ -82,7 +82,11 @@ def test_unexecutable_mitigations_fail_once_naming_the_field_and_touch_nothing(
             f"spec.restart.pods: {db_name} not selected by Deployment/shop's selector",
         ),
     ]
-    kube.apply(allow_all_policy(namespace, evacuate_nodes="kwok-node-*"), namespace=namespace)
+    # The policy allows every toggle these cases try (limits are default deny): what fails them must
+    # be that they cannot be carried out, not the policy.
+    allowed = ({"name": "flags", "keys": ["newcheckout", "newchekout"]}, {"name": "nope", "keys": ["a"]})
+    policy = allow_all_policy(namespace, evacuate_nodes="kwok-node-*", config_maps=allowed)
+    kube.apply(policy, namespace=namespace)
     before = kube.get("deployment", "shop", namespace)["metadata"]
     cm_before = kube.get("configmap", "flags", namespace)["metadata"]["resourceVersion"]
     operator = fast_operator(world, namespace, tmp_path / "operator")
