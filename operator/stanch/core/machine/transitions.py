@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from stanch.core.conditions import set_condition
 from stanch.core.effects import Effect, Patch, Step
+from stanch.core.machine.finishing import finish
 from stanch.core.machine.state import KubeEvent, MachineState, Transition
 from stanch.core.models import (
     TERMINAL_PHASES,
@@ -27,6 +28,16 @@ WARNING_PHASES = {P.REJECTED, P.FAILED, P.NEEDS_ATTENTION, P.REVERTING, P.REVERT
 
 def phase_of(state: MachineState) -> MitigationPhase:
     return state.status.phase or P.PENDING
+
+
+def end(
+    state: MachineState, *, now: datetime, to: MitigationPhase, event: str, reason: str, **status: Any
+) -> Transition:
+    """Into a final phase: its finishing writes (unlock, GitOps restore) named by that same phase, and
+    no write-ahead intent left behind."""
+    return transition(
+        state, now=now, to=to, event=event, reason=reason, effects=finish(state, to), intent=None, **status
+    )
 
 
 def transition(

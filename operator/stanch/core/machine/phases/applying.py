@@ -29,7 +29,7 @@ from stanch.core.machine.reading import (
     will_start_pods,
 )
 from stanch.core.machine.state import MachineState, Transition
-from stanch.core.machine.transitions import P, quiet, transition
+from stanch.core.machine.transitions import P, end, quiet, transition
 from stanch.core.models import AppliedChange
 from stanch.core.plans import preconditions_hold
 from stanch.core.plans.common import MutatingEffect, meta
@@ -117,14 +117,12 @@ def give_up(state: MachineState, now: datetime, step: str, landed: int, reason: 
     undone (a canary fix promoted whose canary could not be removed)."""
     conditions = refused_conditions(state, now, reason, why)
     if step == Step.APPLY and landed == 0:
-        return transition(
+        return end(
             state,
             now=now,
             to=P.FAILED,
             event="ApplyFailed",
             reason=f"{why}; nothing was changed",
-            effects=finish(state, P.FAILED),
-            intent=None,
             conditions=conditions,
         )
     if step == Step.PROMOTE and landed > 0:
@@ -148,14 +146,12 @@ def give_up(state: MachineState, now: datetime, step: str, landed: int, reason: 
 
 def _applied(state: MachineState, now: datetime, step: str, rv: str | None, gen: int | None) -> Transition:
     if step == Step.PROMOTE:
-        return transition(
+        return end(
             state,
             now=now,
             to=P.SUCCEEDED,
             event="Promoted",
             reason="canary fix promoted into the workload",
-            effects=finish(state, P.SUCCEEDED),
-            intent=None,
         )
     interval = state.guard.check_period
     applied = AppliedChange(at=now, resource_version=rv, generation=gen)

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stanch.core.effects import Create, Finish, PersistIntent, QuerySignals, Step
-from stanch.core.machine.finishing import finish
 from stanch.core.machine.observations import (
     ApplyFailed,
     BaselineCollected,
@@ -19,7 +18,7 @@ from stanch.core.machine.observations import (
 )
 from stanch.core.machine.reading import intent_for, observe
 from stanch.core.machine.state import MachineState, Transition
-from stanch.core.machine.transitions import P, quiet, transition, valid_condition, with_condition
+from stanch.core.machine.transitions import P, end, quiet, transition, valid_condition, with_condition
 from stanch.core.models import (
     LOCK_ANNOTATION,
     AutoSync,
@@ -300,15 +299,13 @@ def _refuse_blind(
         " or set guard.baselineNoData: Proceed (in spec.guard or the policy's guardDefaults) to act"
         " anyway"
     )
-    return transition(
+    return end(
         state,
         now=now,
         to=P.FAILED,
         event="BaselineNoData",
         reason=why,
-        effects=finish(state, P.FAILED),
         baseline=baseline,
-        intent=None,
         conditions=with_condition(state.status, now, BASELINE_TAKEN, ok=False, reason="NoData", message=why),
     )
 

@@ -15,6 +15,7 @@ from stanch.core.machine.state import MachineState, Transition
 from stanch.core.machine.transitions import (
     LOCK_RELEASED,
     P,
+    end,
     phase_of,
     quiet,
     status_update,
@@ -160,14 +161,12 @@ def on_delete(state: MachineState, now: datetime) -> Transition:
         # (and a second revert attempt) on every pass of the finalizer.
         return quiet(state)
     if not has_change(state):
-        return transition(
+        return end(
             state,
             now=now,
             to=P.FAILED,
             event="Deleted",
             reason="deleted before any change was made",
-            effects=finish(state, P.FAILED),
-            intent=None,
         )
     if not state.spec.revert_on_delete:
         return transition(
@@ -233,12 +232,10 @@ def on_resolved(state: MachineState, now: datetime) -> Transition:
         return start_revert(state, now, "incident resolved: undoing the temporary mitigation")
     if phase == P.SUCCEEDED:
         return quiet(state)  # nothing of ours was applied (NothingToDo): nothing to undo
-    return transition(
+    return end(
         state,
         now=now,
         to=P.FAILED,
         event="IncidentResolved",
         reason="incident resolved before any change was made: the temporary mitigation ends without acting",
-        effects=finish(state, P.FAILED),
-        intent=None,
     )

@@ -28,7 +28,7 @@ from stanch.core.machine.reading import (
     snapshot_of,
 )
 from stanch.core.machine.state import MachineState, Transition
-from stanch.core.machine.transitions import P, quiet, transition
+from stanch.core.machine.transitions import P, end, quiet, transition
 from stanch.core.models import Drift
 from stanch.core.plans import MutatingEffect, detect_drift, preconditions_hold
 from stanch.core.plans.planning import revert_pairs
@@ -63,15 +63,13 @@ def drifted(state: MachineState, now: datetime, world: World, why: str) -> Trans
     if state.status.snapshot is not None:
         diff = detect_drift(state.spec, state.status.snapshot, plan_of(state), world) or ""
     drift = Drift(detected_at=now, diff=diff[:8192])
-    return transition(
+    return end(
         state,
         now=now,
         to=P.NEEDS_ATTENTION,
         event="Drift",
         reason=f"{why}: someone else changed it; Stanch will not overwrite it. See status.drift",
-        effects=finish(state, P.NEEDS_ATTENTION),
         drift=drift,
-        intent=None,
     )
 
 
@@ -178,12 +176,10 @@ def _cannot_revert(state: MachineState, now: datetime, reason: str, why: str) ->
 
 def _reverted(state: MachineState, now: datetime, reason: str = "") -> Transition:
     note = reason or f"reverted: {plan_of(state).revert_note}"
-    return transition(
+    return end(
         state,
         now=now,
         to=P.REVERTED,
         event="Reverted",
         reason=note,
-        effects=finish(state, P.REVERTED),
-        intent=None,
     )

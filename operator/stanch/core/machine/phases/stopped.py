@@ -22,7 +22,7 @@ from stanch.core.effects import Finish
 from stanch.core.machine.finishing import finish
 from stanch.core.machine.reading import has_change, observe, plan_of
 from stanch.core.machine.state import MachineState, Transition
-from stanch.core.machine.transitions import VALID, P, phase_of, quiet, transition, with_condition
+from stanch.core.machine.transitions import VALID, P, end, phase_of, quiet, transition, with_condition
 from stanch.core.models import LOCK_ANNOTATION, TERMINAL_PHASES, Condition
 from stanch.core.scope import CROSS_NAMESPACE_TARGET
 
@@ -79,14 +79,12 @@ def _stop(
     revert: bool = True,
 ) -> Transition:
     if not has_change(state):
-        return transition(
+        return end(
             state,
             now=now,
             to=P.FAILED,
             event=event,
             reason=f"{why}; nothing was changed",
-            effects=finish(state, P.FAILED),
-            intent=None,
             conditions=conditions,
         )
     if revert and state.status.snapshot is not None and plan_of(state).reversible:
@@ -166,14 +164,12 @@ def spec_changed(state: MachineState, now: datetime) -> Transition:
     )
     conditions = with_condition(state.status, now, VALID, ok=False, reason=SPEC_CHANGED, message=why)
     if phase_of(state) in (P.PENDING, P.AWAITING_APPROVAL):
-        return transition(
+        return end(
             state,
             now=now,
             to=P.REJECTED,
             event=SPEC_CHANGED,
             reason=f"rejected: {why}; nothing was changed",
-            effects=finish(state, P.REJECTED),
-            intent=None,
             conditions=conditions,
         )
     return _stop(state, now, SPEC_CHANGED, why, conditions)
