@@ -43,10 +43,10 @@ from e2e.operator_process import OperatorProcess
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.watch_cache import EvidenceCache
-from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 from stanch.core.recording import names as recorded_names
 from stanch.core.recording import recorded_templates, recording_rules
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 from stanch.wiring.investigation import Investigator
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ from e2e.operator_process import OperatorProcess
 from e2e.scenario.format import Scenario, Step, Workload, seconds
 from e2e.scenario.proxy import OutageProxy
 from e2e.shared import GUARD, world_keys_touch
-from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
+from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 
 SCENARIO_APPROVER = "scenario-approver"
 """Who approves a scenario's Mitigations: not the requester (the harness's own user)."""

@@ -19,7 +19,7 @@ from stanch.adapters.evidence import EvidenceRequest, collect
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.watch_cache import EvidenceCache, WatchedObjects
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES
 
 
 async def eventually(check: Callable[[], Any], seconds: float, what: str) -> None:

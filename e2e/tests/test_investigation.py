@@ -25,8 +25,8 @@ from e2e.kube import Kube, deployment
 from e2e.operator_process import OperatorProcess
 from e2e.shared import GUARD, world_keys_touch
 from e2e.tests.test_workloads import ready_pods, rollout_complete
-from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
+from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 
 pytestmark = pytest.mark.local_world("ready-pods", "simulator")
 

@@ -17,7 +17,7 @@ from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.signals import SignalSampler
 from stanch.core.effects import Create, Delete, ObjectKey, Patch, Precondition, pointer
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES
 
 
 async def test_effects_apply_once_and_refuse_a_changed_target(

@@ -14,9 +14,9 @@ from e2e.cluster import WorldInfo
 from e2e.cluster.prometheus import load_rules
 from e2e.kube import Kube, deployment
 from e2e.tests.test_workloads import rollout_complete
-from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, render, with_rate_window
 from stanch.core.recording import names, recorded_templates, recording_rules
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, render, with_rate_window
 
 pytestmark = [
     pytest.mark.local_world("ready-pods", "simulator", "prometheus-process"),

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from stanch.core.analysis.rules import key_change
-from stanch.core.config_memory import (
+from stanch.core.investigation.analysis.rules import key_change
+from stanch.core.investigation.config_memory import (
     KEYS_MAX,
     VALUE_MAX,
     ConfigMapMemory,

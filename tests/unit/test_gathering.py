@@ -7,8 +7,8 @@ from typing import Any
 
 from stanch.adapters.evidence import label_selector
 from stanch.adapters.evidence.logs import LogLimits, LogRequest, choose, parse_lines
-from stanch.core.diffs import template_diff
-from stanch.core.gathering import (
+from stanch.core.investigation.diffs import template_diff
+from stanch.core.investigation.gathering import (
     config_changes,
     events_by_reason,
     node_evidence,
@@ -384,7 +384,7 @@ def test_log_sampling_prefers_unhealthy_pods_and_reads_previous_after_restarts()
 
 
 def test_a_rollback_correlates_as_a_change_at_its_rollout() -> None:
-    from stanch.core.analysis.correlation import revision_changes
+    from stanch.core.investigation.analysis.correlation import revision_changes
     from stanch.core.models import RolloutRevision
 
     rollouts = [

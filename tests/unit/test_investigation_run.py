@@ -10,7 +10,7 @@ from typing import Any, cast
 from stanch.adapters.evidence import CollectorLimits
 from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.prometheus import PrometheusClient, PrometheusError, Series
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES
 from stanch.wiring.investigation import Investigator
 
 NOW = datetime(2025, 3, 1, 12, 10, tzinfo=UTC)

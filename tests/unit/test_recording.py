@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, placeholders_of
 from stanch.core.recording import names, prometheus_rule, recorded_templates, recording_rules
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, placeholders_of
 from stanch.wiring.cli import main
 
 _METRIC = re.compile(r"([a-z_]+:[a-z_]+:[a-z0-9_]+)\{")

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES
 from stanch.core.settings import ConfigError, LogFormat, Settings, check_prometheus_url, resolve
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
 
 URL = "http://prometheus.monitoring.svc:9090"
 

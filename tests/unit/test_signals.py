@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stanch.core.signals import (
+from stanch.core.investigation.signals import (
     DEFAULT_SIGNAL_TEMPLATES,
     PLACEHOLDERS,
     TemplateError,
@@ -112,7 +112,7 @@ def test_rendering_every_placeholder_leaves_no_slot(values: dict[str, str]) -> N
 
 
 def test_with_rate_window_replaces_only_the_rate_window() -> None:
-    from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
+    from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, with_rate_window
 
     fast = with_rate_window(DEFAULT_SIGNAL_TEMPLATES, "15s")
     assert set(fast) == set(DEFAULT_SIGNAL_TEMPLATES)

@@ -1,9 +1,9 @@
 """Prometheus HTTP API: instant and range queries with timeouts and result-size caps.
 
 Queries arrive here already rendered from named signal templates (label values escaped by
-``stanch.core.signals.render``); this module never builds PromQL from user input. Every failure is
-typed, because "no data" and "Prometheus is down" must reach the guard as what they are — never
-as a healthy zero.
+``stanch.core.investigation.signals.render``); this module never builds PromQL from user input.
+Every failure is typed, because "no data" and "Prometheus is down" must reach the guard as what
+they are — never as a healthy zero.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from stanch.adapters.prometheus import PrometheusClient, PrometheusError
-from stanch.core.signals import TemplateError, render
+from stanch.core.investigation.signals import TemplateError, render
 
 
 @dataclass(frozen=True)

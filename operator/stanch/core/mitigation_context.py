@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from stanch.core.investigation.signals import SIGNAL_DESCRIPTIONS
 from stanch.core.models import (
     DEFAULT_GUARD,
     DRY_RUN_RULE,
@@ -38,9 +39,8 @@ from stanch.core.models import (
     TimelineKind,
     guard_layers,
 )
-from stanch.core.signals import SIGNAL_DESCRIPTIONS
 
-# How the built-in templates of stanch.core.signals read: a guard must know which way is bad.
+# How the built-in templates of stanch.core.investigation.signals read: a guard must know which way is bad.
 _BUILTIN_KINDS: Mapping[str, tuple[SignalKind, Direction, str]] = {
     "error_ratio": (SignalKind.ERROR_RATIO, Direction.LOWER_IS_BETTER, "ratio"),
     "latency_p99": (SignalKind.LATENCY, Direction.LOWER_IS_BETTER, "seconds"),

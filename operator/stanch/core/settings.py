@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, validate_templates
 from stanch.core.models.common import parse_duration
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, validate_templates
 
 
 class LogFormat(StrEnum):

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from stanch.adapters.evidence import Collected, CollectorLimits, EvidenceRequest, MemoryEvidence, collect
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
-from stanch.core.analysis import EventTuple, LogLine, group_log_signatures, investigate
-from stanch.core.config_memory import ConfigMapMemory, describe_key_changes
-from stanch.core.gathering import parse_time
+from stanch.core.investigation.analysis import EventTuple, LogLine, group_log_signatures, investigate
+from stanch.core.investigation.config_memory import ConfigMapMemory, describe_key_changes
+from stanch.core.investigation.gathering import parse_time
 from stanch.core.mitigation_context import incident_phase
 from stanch.core.models import (
     Condition,

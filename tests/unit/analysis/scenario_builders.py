@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stanch.core.analysis import Findings, investigate
+from stanch.core.investigation.analysis import Findings, investigate
 from stanch.core.models import (
     Evidence,
     IncidentSpec,

@@ -4,9 +4,9 @@ ConfigMap whose previous value may be unknown."""
 
 from __future__ import annotations
 
-from stanch.core.analysis import build_context
-from stanch.core.analysis.onset import Shift, find_shift, floor_for
-from stanch.core.analysis.rules import (
+from stanch.core.investigation.analysis import build_context
+from stanch.core.investigation.analysis.onset import Shift, find_shift, floor_for
+from stanch.core.investigation.analysis.rules import (
     config_change,
     dependency_failure,
     key_change,
@@ -17,7 +17,7 @@ from stanch.core.analysis.rules import (
     scaled_down,
     switched_off,
 )
-from stanch.core.analysis.scope import trend
+from stanch.core.investigation.analysis.scope import trend
 from stanch.core.models import (
     ConfigChange,
     EventGroup,

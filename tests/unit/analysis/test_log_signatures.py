@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stanch.core.analysis import LogLine, group_log_signatures, normalise_log_message
+from stanch.core.investigation.analysis import LogLine, group_log_signatures, normalise_log_message
 
 from .scenario_builders import T0
 

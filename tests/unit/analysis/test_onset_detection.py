@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stanch.core.analysis.onset import FLOORS, MIN_POINTS, find_shift
-from stanch.core.analysis.series import ERROR_RATIO, LATENCY, noise_sigma
+from stanch.core.investigation.analysis.onset import FLOORS, MIN_POINTS, find_shift
+from stanch.core.investigation.analysis.series import ERROR_RATIO, LATENCY, noise_sigma
 
 from .scenario_builders import ONSET_INDEX, SAMPLES, flat, points, step
 

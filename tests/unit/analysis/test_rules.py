@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from stanch.core.analysis import RuleContext, build_context
-from stanch.core.analysis.ranking import CONFIDENT, merge, rank
-from stanch.core.analysis.rules import (
+from stanch.core.investigation.analysis import RuleContext, build_context
+from stanch.core.investigation.analysis.ranking import CONFIDENT, merge, rank
+from stanch.core.investigation.analysis.rules import (
     RULES,
     config_change,
     credential_expiry,

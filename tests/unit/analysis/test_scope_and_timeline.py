@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from stanch.core.analysis.correlation import GRACE_AFTER_ONSET, Change, correlate, proximity
-from stanch.core.analysis.onset import FLOORS
-from stanch.core.analysis.scope import impact, resolve_onset, symptom_trend, trend
-from stanch.core.analysis.series import ERROR_RATIO
+from stanch.core.investigation.analysis.correlation import GRACE_AFTER_ONSET, Change, correlate, proximity
+from stanch.core.investigation.analysis.onset import FLOORS
+from stanch.core.investigation.analysis.scope import impact, resolve_onset, symptom_trend, trend
+from stanch.core.investigation.analysis.series import ERROR_RATIO
 from stanch.core.models import (
     EventGroup,
     Evidence,

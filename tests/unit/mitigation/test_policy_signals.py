@@ -15,10 +15,10 @@ from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient, Series
 from stanch.core.effects import QuerySignals
 from stanch.core.guard import SignalSpec
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES
 from stanch.core.mitigation_context import IncidentFacts, mitigation_signals, signal_queries
 from stanch.core.models import MitigationPolicySpec
 from stanch.core.settings import Settings
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES
 from stanch.wiring.handlers.mitigation import Pass, Runtime
 from stanch.wiring.metrics import Metrics
 from stanch.wiring.mitigation_policy import PolicyContext, policy_context

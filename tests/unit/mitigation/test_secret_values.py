@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stanch.core.diffs import template_diff
+from stanch.core.investigation.diffs import template_diff
 from stanch.core.machine.observations import World
 from stanch.core.models import MitigationSpec, Plan
 from stanch.core.plans import plan, take_snapshot

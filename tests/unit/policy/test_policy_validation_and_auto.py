@@ -10,11 +10,11 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stanch.core.investigation.signals import render
 from stanch.core.models import GuardSpec, Incident, MitigationMode, MitigationPolicySpec, PolicyDecisionKind
 from stanch.core.policy import TargetFacts, auto_mitigation, requested_by, validity_conditions
 from stanch.core.policy.notifications import Limits, Outbox, flush, notice_for, offer, slack_payload
 from stanch.core.policy.validation import semantic_problems
-from stanch.core.signals import render
 
 from .policy_builders import NOW, past, policy, rule
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from stanch.core.analysis import investigate
+from stanch.core.investigation.analysis import investigate
 from stanch.core.models import (
     Evidence,
     Incident,

@@ -23,8 +23,8 @@ from stanch.adapters.evidence.logs import LogLimits, SampledLine, choose, read_l
 from stanch.adapters.evidence.metrics import BREAKDOWN_POINTS, SignalResult, query_signals, step_for
 from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.prometheus import PrometheusClient
-from stanch.core.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES, UNITS, overall_signals
-from stanch.core.gathering import (
+from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES, UNITS, overall_signals
+from stanch.core.investigation.gathering import (
     config_changes,
     events_by_reason,
     is_terminating,

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from stanch.adapters.kube import KubeClient
-from stanch.core.gathering import is_terminating, parse_time, pod_revision, unhealthy_score
+from stanch.core.investigation.gathering import is_terminating, parse_time, pod_revision, unhealthy_score
 
 
 @dataclass(frozen=True)

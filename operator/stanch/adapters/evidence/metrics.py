@@ -1,6 +1,6 @@
 """Signal queries over the investigation window: overall and broken down by revision and node.
 
-Queries are rendered from named templates with escaped label values (``stanch.core.signals``);
+Queries are rendered from named templates with escaped label values (``stanch.core.investigation.signals``);
 failures come back as typed problems so that a Prometheus outage reads as "no data", never as
 "healthy".
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from stanch.adapters.prometheus import PrometheusClient, PrometheusError, Series
-from stanch.core.breakdowns import DIMENSIONS, breakdown_name
-from stanch.core.signals import TemplateError, render
+from stanch.core.investigation.breakdowns import DIMENSIONS, breakdown_name
+from stanch.core.investigation.signals import TemplateError, render
 
 # What the evidence keeps (the chart and onset detection get at most 60 points per series): asking
 # for more only multiplies Prometheus's work, which grows with series x steps.

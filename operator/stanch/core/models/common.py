@@ -27,7 +27,7 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=63, patte
 """A Stanch-local name (freeze window): lowercase DNS-1123 label."""
 SIGNAL_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 SignalName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=SIGNAL_NAME_PATTERN)]
-"""A signal template name, snake_case like the built-in templates of :mod:`stanch.core.signals`
+"""A signal template name, snake_case like the built-in templates of :mod:`stanch.core.investigation.signals`
 (``error_ratio``, ``latency_p99``)."""
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 Text = Annotated[str, StringConstraints(max_length=1024)]

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from stanch.core.conditions import set_condition
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, TemplateError, placeholders_of
 from stanch.core.models.actions import ActionKind
 from stanch.core.models.guard import GuardError, GuardLayer, ResolvedGuard
 from stanch.core.models.policy import ApprovalTier, MitigationPolicySpec
 from stanch.core.policy.windows import overlap, stamp, zone_of
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, TemplateError, placeholders_of
 
 VALID = "Valid"
 

@@ -8,8 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, TemplateError, render
 from stanch.core.models import Incident, Severity
-from stanch.core.signals import DEFAULT_SIGNAL_TEMPLATES, TemplateError, render
 
 ERROR_RATIO_MIN = 0.01
 """Never suggest paging below 1 % errors: such an alert fires on noise and gets silenced."""

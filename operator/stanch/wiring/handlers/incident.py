@@ -24,7 +24,7 @@ from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.watch_cache import EvidenceCache
 from stanch.core.conditions import rfc3339, set_condition
-from stanch.core.config_memory import ConfigMapMemory, referenced_config_maps
+from stanch.core.investigation.config_memory import ConfigMapMemory, referenced_config_maps
 from stanch.core.models import IncidentPhase, IncidentSpec, TargetRef
 from stanch.core.scope import CROSS_NAMESPACE_TARGET, target_scope_problem
 from stanch.core.settings import Settings

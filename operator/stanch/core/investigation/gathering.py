@@ -2,7 +2,7 @@
 
 Pure: the evidence collectors (``stanch.adapters.evidence``) fetch plain JSON dicts and hand them to
 these functions, so every grouping and summary rule is testable with hand-built objects. Nothing
-here ranks causes; that is ``stanch.core.analysis``. Every function is linear in its input: an
+here ranks causes; that is ``stanch.core.investigation.analysis``. Every function is linear in its input: an
 investigation of a namespace with thousands of pods and events must stay well under a second.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stanch.core.diffs import HASH_LABEL, images_of, template_diff
+from stanch.core.investigation.diffs import HASH_LABEL, images_of, template_diff
 from stanch.core.models import (
     ConfigChange,
     EventGroup,

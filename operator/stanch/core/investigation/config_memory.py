@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from stanch.core.gathering import parse_time, template_references
+from stanch.core.investigation.gathering import parse_time, template_references
 from stanch.core.models import ConfigChange
 
 CONFIGMAPS_MAX = 500

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from stanch.core.analysis.context import RuleContext, clip
-from stanch.core.analysis.rules import RULES, Rule
-from stanch.core.analysis.rules.make import CONFIDENCE_MAX, hypothesis
+from stanch.core.investigation.analysis.context import RuleContext, clip
+from stanch.core.investigation.analysis.rules import RULES, Rule
+from stanch.core.investigation.analysis.rules.make import CONFIDENCE_MAX, hypothesis
 from stanch.core.models import Hypothesis, HypothesisCategory, OnsetSource
 
 HYPOTHESES_MAX = 8

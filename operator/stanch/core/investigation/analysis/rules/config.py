@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from stanch.core.analysis.context import RuleContext
-from stanch.core.analysis.correlation import Correlated, describe_offset
-from stanch.core.analysis.rules.make import hypothesis
+from stanch.core.investigation.analysis.context import RuleContext
+from stanch.core.investigation.analysis.correlation import Correlated, describe_offset
+from stanch.core.investigation.analysis.rules.make import hypothesis
 from stanch.core.models import ConfigChange, Hypothesis, HypothesisCategory, SuggestedMitigation, TimelineKind
 
 # A single ConfigMap key change is described as ``key NAME: OLD → NEW`` when the old value is known
 # (values may be quoted; ``data.NAME`` and ``->`` are accepted too), or ``key NAME changed to NEW``
-# when only the new value is (see ``stanch.core.config_memory``); either may end with
+# when only the new value is (see ``stanch.core.investigation.config_memory``); either may end with
 # `` (updated by MANAGER)``. Anything else is not a flip we can undo.
 _SUFFIX = re.compile(r"\s+\((?:updated )?by [^()]*\)\s*$")
 _KEY_FLIP = re.compile(

@@ -3,9 +3,9 @@
 :func:`investigate` turns gathered :class:`~stanch.core.models.Evidence` into :class:`Findings`:
 the onset (a change point in the error/latency signal, else the reported start, else the Incident's
 creation), impact and trend, the merged timeline, every change measured against the onset, and
-hypotheses from :data:`~stanch.core.analysis.rules.RULES` ranked best first. Missing metrics, failed
-collectors and a vanished workload become conditions and lower confidence: a confident wrong answer
-is worse than "unknown".
+hypotheses from :data:`~stanch.core.investigation.analysis.rules.RULES` ranked best first.
+Missing metrics, failed collectors and a vanished workload become conditions and lower
+confidence: a confident wrong answer is worse than "unknown".
 
 No I/O and no clock: ``now`` and ``created_at`` come from the caller.
 """
@@ -16,18 +16,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from stanch.core.analysis.context import RuleContext, compare_revisions, pct
-from stanch.core.analysis.correlation import all_changes, correlate
-from stanch.core.analysis.findings import EventTuple, Findings
-from stanch.core.analysis.log_signatures import (
+from stanch.core.investigation.analysis.context import RuleContext, compare_revisions, pct
+from stanch.core.investigation.analysis.correlation import all_changes, correlate
+from stanch.core.investigation.analysis.findings import EventTuple, Findings
+from stanch.core.investigation.analysis.log_signatures import (
     LogLine,
     group_log_signatures,
     is_error_line,
     normalise_log_message,
 )
-from stanch.core.analysis.milestones import Observed, conditions, events
-from stanch.core.analysis.ranking import rank, top_text
-from stanch.core.analysis.scope import (
+from stanch.core.investigation.analysis.milestones import Observed, conditions, events
+from stanch.core.investigation.analysis.ranking import rank, top_text
+from stanch.core.investigation.analysis.scope import (
     Onset,
     elevated_nodes,
     impact,
@@ -35,8 +35,8 @@ from stanch.core.analysis.scope import (
     signal_impact,
     symptom_trend,
 )
-from stanch.core.analysis.series import ERROR_RATIO, LATENCY, points_of
-from stanch.core.analysis.timeline import TimelineInput, build_timeline
+from stanch.core.investigation.analysis.series import ERROR_RATIO, LATENCY, points_of
+from stanch.core.investigation.analysis.timeline import TimelineInput, build_timeline
 from stanch.core.models import (
     Evidence,
     Hypothesis,

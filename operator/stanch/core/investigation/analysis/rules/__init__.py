@@ -10,18 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stanch.core.analysis.context import RuleContext
-from stanch.core.analysis.rules.capacity import (
+from stanch.core.investigation.analysis.context import RuleContext
+from stanch.core.investigation.analysis.rules.capacity import (
     resource_exhaustion,
     scaled_down,
     scheduling_capacity,
     traffic_surge,
 )
-from stanch.core.analysis.rules.config import config_change, key_change, key_flip, switched_off
-from stanch.core.analysis.rules.deploys import new_revision_failing, new_revision_worse, recent_deploy
-from stanch.core.analysis.rules.logs import credential_expiry, dependency_failure
-from stanch.core.analysis.rules.nodes import node_problem
-from stanch.core.analysis.rules.transient import transient_blip
+from stanch.core.investigation.analysis.rules.config import config_change, key_change, key_flip, switched_off
+from stanch.core.investigation.analysis.rules.deploys import (
+    new_revision_failing,
+    new_revision_worse,
+    recent_deploy,
+)
+from stanch.core.investigation.analysis.rules.logs import credential_expiry, dependency_failure
+from stanch.core.investigation.analysis.rules.nodes import node_problem
+from stanch.core.investigation.analysis.rules.transient import transient_blip
 from stanch.core.models import Hypothesis
 
 Rule = Callable[[RuleContext], Hypothesis | None]

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from stanch.core.analysis.correlation import Correlated
-from stanch.core.analysis.onset import floor_for
-from stanch.core.analysis.scope import Onset
-from stanch.core.analysis.series import ERROR_RATIO, ScopedValue, by_scope
+from stanch.core.investigation.analysis.correlation import Correlated
+from stanch.core.investigation.analysis.onset import floor_for
+from stanch.core.investigation.analysis.scope import Onset
+from stanch.core.investigation.analysis.series import ERROR_RATIO, ScopedValue, by_scope
 from stanch.core.models import (
     Evidence,
     ImpactSummary,

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from stanch.core.analysis.context import clip
-from stanch.core.analysis.findings import EventTuple
+from stanch.core.investigation.analysis.context import clip
+from stanch.core.investigation.analysis.findings import EventTuple
 from stanch.core.models import (
     Condition,
     ConditionStatus,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from stanch.core.analysis.context import RuleContext
-from stanch.core.analysis.rules.make import hypothesis
+from stanch.core.investigation.analysis.context import RuleContext
+from stanch.core.investigation.analysis.rules.make import hypothesis
 from stanch.core.models import Hypothesis, HypothesisCategory, LogSignature
 
 DEPENDENCY_PATTERN = re.compile(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from stanch.core.analysis.context import RuleContext
-from stanch.core.analysis.correlation import describe_offset
-from stanch.core.analysis.onset import floor_for
-from stanch.core.analysis.rules.make import hypothesis
-from stanch.core.analysis.scope import recovered_at
-from stanch.core.analysis.series import points_of
+from stanch.core.investigation.analysis.context import RuleContext
+from stanch.core.investigation.analysis.correlation import describe_offset
+from stanch.core.investigation.analysis.onset import floor_for
+from stanch.core.investigation.analysis.rules.make import hypothesis
+from stanch.core.investigation.analysis.scope import recovered_at
+from stanch.core.investigation.analysis.series import points_of
 from stanch.core.models import Hypothesis, HypothesisCategory, Trend
 
 SHORT = timedelta(minutes=10)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 import re
 
-from stanch.core.analysis.context import RuleContext, pct
-from stanch.core.analysis.onset import find_shift, floor_for
-from stanch.core.analysis.rules.make import hypothesis
-from stanch.core.analysis.series import CPU, MEMORY, THROUGHPUT, overall, points_of, slope
+from stanch.core.investigation.analysis.context import RuleContext, pct
+from stanch.core.investigation.analysis.onset import find_shift, floor_for
+from stanch.core.investigation.analysis.rules.make import hypothesis
+from stanch.core.investigation.analysis.series import CPU, MEMORY, THROUGHPUT, overall, points_of, slope
 from stanch.core.models import Hypothesis, HypothesisCategory, SuggestedMitigation
 
 AT_LIMIT = 0.9

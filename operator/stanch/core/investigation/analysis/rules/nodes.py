@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from stanch.core.analysis.context import FAILING_REASONS, RuleContext, pct
-from stanch.core.analysis.onset import floor_for
-from stanch.core.analysis.rules.make import hypothesis
-from stanch.core.analysis.series import ERROR_RATIO, by_scope
-from stanch.core.gathering import UNSCHEDULED
+from stanch.core.investigation.analysis.context import FAILING_REASONS, RuleContext, pct
+from stanch.core.investigation.analysis.onset import floor_for
+from stanch.core.investigation.analysis.rules.make import hypothesis
+from stanch.core.investigation.analysis.series import ERROR_RATIO, by_scope
+from stanch.core.investigation.gathering import UNSCHEDULED
 from stanch.core.models import Hypothesis, HypothesisCategory, PodGroup
 
 

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from stanch.core.analysis.context import clip, pct
-from stanch.core.analysis.correlation import SCALING_REASONS, Correlated, describe_offset
-from stanch.core.analysis.onset import find_shift, floor_for
-from stanch.core.analysis.scope import Onset
-from stanch.core.analysis.series import ERROR_RATIO, THROUGHPUT, points_of
+from stanch.core.investigation.analysis.context import clip, pct
+from stanch.core.investigation.analysis.correlation import SCALING_REASONS, Correlated, describe_offset
+from stanch.core.investigation.analysis.onset import find_shift, floor_for
+from stanch.core.investigation.analysis.scope import Onset
+from stanch.core.investigation.analysis.series import ERROR_RATIO, THROUGHPUT, points_of
 from stanch.core.models import (
     TIMELINE_MAX,
     Evidence,

@@ -3,9 +3,9 @@ the older revision's pods."""
 
 from __future__ import annotations
 
-from stanch.core.analysis.context import FAILING_REASONS, RuleContext, clearly_above, pct
-from stanch.core.analysis.correlation import describe_offset
-from stanch.core.analysis.rules.make import hypothesis
+from stanch.core.investigation.analysis.context import FAILING_REASONS, RuleContext, clearly_above, pct
+from stanch.core.investigation.analysis.correlation import describe_offset
+from stanch.core.investigation.analysis.rules.make import hypothesis
 from stanch.core.models import (
     Hypothesis,
     HypothesisCategory,

@@ -6,8 +6,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from stanch.core.analysis.onset import EffectFloor, Shift, find_shift, floor_for
-from stanch.core.analysis.series import (
+from stanch.core.investigation.analysis.onset import EffectFloor, Shift, find_shift, floor_for
+from stanch.core.investigation.analysis.series import (
     ERROR_RATIO,
     LATENCY,
     by_scope,

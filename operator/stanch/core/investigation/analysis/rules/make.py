@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from stanch.core.analysis.context import clip
+from stanch.core.investigation.analysis.context import clip
 from stanch.core.models import Hypothesis, HypothesisCategory, SuggestedMitigation
 
 CONFIDENCE_MAX = 95

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from stanch.core.analysis.series import ERROR_RATIO, LATENCY, THROUGHPUT, mean, noise_sigma
+from stanch.core.investigation.analysis.series import ERROR_RATIO, LATENCY, THROUGHPUT, mean, noise_sigma
 from stanch.core.models import MetricPoint
 
 MIN_POINTS = 8
