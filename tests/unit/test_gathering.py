@@ -9,14 +9,20 @@ from stanch.adapters.evidence import label_selector
 from stanch.adapters.evidence.logs import LogLimits, LogRequest, choose, parse_lines
 from stanch.core.investigation.diffs import template_diff
 from stanch.core.investigation.gathering import (
+    EventSelections,
     config_changes,
     events_by_reason,
     node_evidence,
     pod_health,
     pod_reasons,
+    relevant_objects,
     revisions_by_hash,
+    rollout_completed_at,
     rollout_history,
+    select_events,
     summarise,
+    target_events,
+    workload_status,
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -395,3 +401,111 @@ def test_a_rollback_correlates_as_a_change_at_its_rollout() -> None:
     ]
     changes = revision_changes(rollouts, "shop")
     assert [(c.label, c.time) for c in changes] == [("revision 3", T0 + timedelta(hours=1))]
+
+
+def _event(uid: str | None, kind: str, name: str, type_: str = "Warning", ev_name: str | None = None) -> Any:
+    meta: dict[str, Any] = {"namespace": "shop"}
+    if uid is not None:
+        meta["uid"] = uid
+    if ev_name is not None:
+        meta["name"] = ev_name
+    return {"metadata": meta, "involvedObject": {"kind": kind, "name": name}, "type": type_, "reason": "R"}
+
+
+def test_event_selections_from_memory_match_the_three_lists() -> None:
+    events = [
+        _event("1", "Pod", "api-1", ev_name="b"),
+        _event("2", "Deployment", "api", type_="Normal", ev_name="c"),
+        _event("3", "Deployment", "api", ev_name="a"),  # a Warning of the Deployment: in two lists
+        _event("4", "ReplicaSet", "api-abc", type_="Normal", ev_name="d"),
+        _event("5", "Deployment", "other", type_="Normal", ev_name="e"),
+        _event("6", "Pod", "api-2", type_="Normal", ev_name="f"),  # Normal pod Events: never selected
+    ]
+    got = select_events(events, "api", cap=10)
+    assert [e["metadata"]["uid"] for e in got.warnings] == ["3", "1"], "sorted by name, like a list"
+    assert [e["metadata"]["uid"] for e in got.of_deployment] == ["3", "2"]
+    assert [e["metadata"]["uid"] for e in got.of_replica_sets] == ["4"]
+    assert [e["metadata"]["uid"] for e in select_events(events, "api", cap=1).warnings] == ["3"]
+
+
+def test_target_events_are_each_counted_once_and_only_about_the_target() -> None:
+    relevant = relevant_objects("api", ["api-abc"], ["api-abc-1"])
+    assert relevant == {("Deployment", "api"), ("ReplicaSet", "api-abc"), ("Pod", "api-abc-1")}
+    twice = _event("w", "Deployment", "api")
+    selections = EventSelections(
+        warnings=[twice, _event("x", "Pod", "someone-else"), _event(None, "Pod", "api-abc-1", ev_name="n1")],
+        of_deployment=[twice],
+        of_replica_sets=[
+            _event("r", "ReplicaSet", "api-abc", "Normal"),
+            _event(None, "Pod", "api-abc-1", ev_name="n1"),
+        ],
+    )
+    got = target_events(selections, relevant)
+    assert [(e["metadata"].get("uid"), e["involvedObject"]["name"]) for e in got] == [
+        ("w", "api"),
+        (None, "api-abc-1"),
+        ("r", "api-abc"),
+    ], "the uid (else namespace/name) identifies an Event; another workload's Warning is left out"
+    anonymous = [_event(None, "Pod", "api-abc-1"), _event(None, "Pod", "api-abc-1")]
+    assert len(target_events(EventSelections(warnings=anonymous), relevant)) == 2, (
+        "Events with neither uid nor name cannot be told apart: both kept"
+    )
+
+
+def _deployment_with(conditions: list[dict[str, Any]], **status: Any) -> dict[str, Any]:
+    return {
+        **DEPLOYMENT,
+        "spec": {"replicas": 4},
+        "status": {"conditions": conditions, **status},
+    }
+
+
+def test_workload_status_and_rollout_completion_come_from_the_deployment_conditions() -> None:
+    done = _deployment_with(
+        [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable",
+                "lastUpdateTime": ts(120),
+                "lastTransitionTime": ts(0),
+                "message": 'ReplicaSet "api-b" has successfully progressed.',
+            },
+        ],
+        updatedReplicas=4,
+        readyReplicas=4,
+        availableReplicas=4,
+    )
+    status = workload_status(done)
+    assert (status.desired, status.updated, status.ready, status.available) == (4, 4, 4, 4)
+    assert status.progressing_reason == "NewReplicaSetAvailable"
+    assert rollout_completed_at(done) == T0 + timedelta(seconds=120)
+    rses = [replica_set(1, "a", template(), 0), replica_set(2, "b", template("api:2"), 60, replicas=4)]
+    history = rollout_history(done, rses)
+    assert [(r.revision, r.completed_at) for r in history] == [(2, T0 + timedelta(seconds=120)), (1, None)]
+
+    stuck = _deployment_with(
+        [
+            {
+                "type": "Available",
+                "status": "False",
+                "message": "Deployment does not have minimum availability.",
+            },
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "lastUpdateTime": ts(700),
+            },
+        ],
+        updatedReplicas=1,
+        readyReplicas=3,
+    )
+    status = workload_status(stuck)
+    assert status.progressing_reason == "ProgressDeadlineExceeded"
+    assert status.message == "Deployment does not have minimum availability."
+    assert rollout_completed_at(stuck) is None
+    under_way = _deployment_with([{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}])
+    assert rollout_completed_at(under_way) is None
+    assert workload_status({"metadata": {"name": "x"}}).desired is None, "no spec.replicas: unknown, not 0"

@@ -20,7 +20,7 @@ from typing import Any
 
 _WINDOW = re.compile(r"\d+(ms|s|m|h)")
 _HTTP_BY = "namespace, deployment, revision, node, code"
-_LATENCY_BY = "namespace, deployment, revision, le"
+_LATENCY_BY = "namespace, deployment, revision, node, le"
 _SEL_HTTP = 'namespace="{{namespace}}",deployment="{{workload}}"'
 _SEL_PODS = 'namespace="{{namespace}}",pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+"'
 
@@ -35,7 +35,7 @@ def names(window: str) -> dict[str, str]:
     _check(window, "window")
     return {
         "requests": f"namespace_deployment_revision_node_code:http_requests:rate{window}",
-        "latency": f"namespace_deployment_revision_le:http_request_duration_seconds_bucket:rate{window}",
+        "latency": f"namespace_deployment_revision_node_le:http_request_duration_seconds_bucket:rate{window}",
         "cpu": f"namespace_pod:container_cpu_usage_seconds:rate{window}",
         "memory": "namespace_pod:container_memory_working_set_bytes:sum",
         "limits": "namespace_pod_resource:kube_pod_container_resource_limits:sum",
@@ -107,4 +107,5 @@ def recorded_templates(window: str = "5m") -> Mapping[str, str]:
         "error_ratio_by_revision": ratio("revision"),
         "error_ratio_by_node": ratio("node"),
         "latency_p99_by_revision": f"histogram_quantile(0.99, sum by (le, revision) ({lat}{{{_SEL_HTTP}}}))",
+        "latency_p99_by_node": f"histogram_quantile(0.99, sum by (le, node) ({lat}{{{_SEL_HTTP}}}))",
     }

@@ -25,24 +25,29 @@ from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES, UNITS, overall_signals
 from stanch.core.investigation.gathering import (
+    EventSelections,
     config_changes,
     events_by_reason,
     is_terminating,
     node_evidence,
     owned_replica_sets,
     pod_health,
+    relevant_objects,
     revisions_by_hash,
     rollout_history,
+    select_events,
     summarise,
+    target_events,
+    workload_status,
 )
 from stanch.core.label_selectors import selects
-from stanch.core.models import Evidence, MetricSummary
+from stanch.core.models import METRICS_MAX, Evidence, MetricSummary
 
 T = TypeVar("T")
 
 # The Incident window never reaches further back than this, however old the Incident.
 MAX_WINDOW = timedelta(hours=6)
-# Breakdowns in the order they matter, so the 16-entry cap drops the least useful ones.
+# Breakdowns in the order they matter, so the entry cap drops the least useful ones.
 _BREAKDOWN_PRIORITY = (
     ("error_ratio", "revision"),
     ("error_ratio", "node"),
@@ -110,6 +115,26 @@ class Collected:
     """Seconds each collector took (the slowest request of a kind), for logs and the benchmark."""
     from_memory: tuple[str, ...] = ()
     """Collectors served by the watch cache instead of a list."""
+
+
+Objs = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What the Kubernetes lists of one refresh returned (empty where a collector failed; the
+    failure is a :class:`Partial`)."""
+
+    replica_sets: Objs
+    pods: Objs
+    events: EventSelections
+    config_maps: Objs
+    services: Objs
+    endpoint_slices: Objs
+    hpas: Objs
+    quotas: Objs
+    limit_ranges: Objs
+    nodes: Objs
 
 
 def label_selector(selector: Mapping[str, Any] | None) -> str | None:
@@ -228,57 +253,66 @@ async def collect(
     remembered_events = memory.events(ns) if memory is not None else None
     if remembered_events is not None:
         from_memory.append("events")
-        selections = _event_selections(remembered_events, name, limits.max_events)
-        events_q = [given(s) for s in selections]
-    else:
-        events_q = [
-            listed("Event", limits.max_events, field_selector="type=Warning"),
-            listed(
-                "Event",
-                limits.max_events,
-                field_selector=f"involvedObject.kind=Deployment,involvedObject.name={name}",
+
+    async def event_lists() -> EventSelections:
+        if remembered_events is not None:
+            return select_events(remembered_events, name, limits.max_events)
+        of = await asyncio.gather(
+            guarded("events", listed("Event", limits.max_events, field_selector="type=Warning"), none),
+            guarded(
+                "events",
+                listed(
+                    "Event",
+                    limits.max_events,
+                    field_selector=f"involvedObject.kind=Deployment,involvedObject.name={name}",
+                ),
+                none,
             ),
-            listed("Event", limits.max_events, field_selector="involvedObject.kind=ReplicaSet"),
-        ]
+            guarded(
+                "events",
+                listed("Event", limits.max_events, field_selector="involvedObject.kind=ReplicaSet"),
+                none,
+            ),
+        )
+        return EventSelections(*of)
+
     rs_q = listed("ReplicaSet", limits.max_objects, label_selector=selector) if selector else nothing()
-    results = await asyncio.gather(
-        guarded("replicasets", rs_q, none),
-        guarded("pods", pods_q, none),
-        *(guarded("events", q, none) for q in events_q),
-        guarded("configmaps", listed("ConfigMap", limits.max_objects), none),
-        guarded("services", listed("Service", limits.max_objects), none),
-        guarded("endpointslices", listed("EndpointSlice", limits.max_objects), none),
-        guarded("hpas", listed("HorizontalPodAutoscaler", limits.max_objects), none),
-        guarded("resourcequotas", listed("ResourceQuota", limits.max_objects), none),
-        guarded("limitranges", listed("LimitRange", limits.max_objects), none),
-        guarded("nodes", _list_nodes(kube, sem, limits.max_nodes), none),
+
+    events_task = asyncio.ensure_future(event_lists())
+    lists = await _gather_named(
+        replica_sets=guarded("replicasets", rs_q, none),
+        pods=guarded("pods", pods_q, none),
+        config_maps=guarded("configmaps", listed("ConfigMap", limits.max_objects), none),
+        services=guarded("services", listed("Service", limits.max_objects), none),
+        endpoint_slices=guarded("endpointslices", listed("EndpointSlice", limits.max_objects), none),
+        hpas=guarded("hpas", listed("HorizontalPodAutoscaler", limits.max_objects), none),
+        quotas=guarded("resourcequotas", listed("ResourceQuota", limits.max_objects), none),
+        limit_ranges=guarded("limitranges", listed("LimitRange", limits.max_objects), none),
+        nodes=guarded("nodes", _list_nodes(kube, sem, limits.max_nodes), none),
     )
-    (
-        replica_sets,
-        pods,
-        warnings,
-        deploy_events,
-        rs_events,
-        cms,
-        services,
-        slices,
-        hpas,
-        quotas,
-        lrs,
-        nodes,
-    ) = results
+    got = Listed(
+        replica_sets=lists["replica_sets"],
+        pods=lists["pods"],
+        events=await events_task,
+        config_maps=lists["config_maps"],
+        services=lists["services"],
+        endpoint_slices=lists["endpoint_slices"],
+        hpas=lists["hpas"],
+        quotas=lists["quotas"],
+        limit_ranges=lists["limit_ranges"],
+        nodes=lists["nodes"],
+    )
     # A capped list is a sample: say so rather than present its counts as the whole.
-    for collector, got, cap in (
-        ("pods", pods, limits.max_pods),
-        ("events", warnings, limits.max_events),
-        ("events", rs_events, limits.max_events),
+    for collector, items, cap in (
+        ("pods", got.pods, limits.max_pods),
+        ("events", got.events.warnings, limits.max_events),
+        ("events", got.events.of_replica_sets, limits.max_events),
     ):
-        if len(got) >= cap:
+        if len(items) >= cap:
             partial.append(Partial(collector, f"more than {cap} objects; only the first {cap} were read"))
-    owned = owned_replica_sets(deployment, replica_sets) if deployment else []
+    owned = owned_replica_sets(deployment, got.replica_sets) if deployment else []
     by_hash = revisions_by_hash(owned)
-    rs_names = {rs["metadata"]["name"] for rs in owned}
-    owned_pods = [p for p in pods if _owned_by_any(p, {rs["metadata"].get("uid") for rs in owned})]
+    owned_pods = [p for p in got.pods if _owned_by_any(p, {rs["metadata"].get("uid") for rs in owned})]
 
     log_requests = choose(owned_pods, by_hash, limits.logs)
     log_lines, log_problems = await guarded(
@@ -291,22 +325,6 @@ async def collect(
     if found and owned_pods and not log_requests:
         partial.append(Partial("logs", "no pod is running on a node, so there are no logs to read"))
 
-    relevant = {("Deployment", name)} | {("ReplicaSet", n) for n in rs_names}
-    relevant |= {("Pod", p["metadata"]["name"]) for p in owned_pods}
-    seen_uids: set[str] = set()
-    events: list[dict[str, Any]] = []
-    for event in [*warnings, *deploy_events, *rs_events]:
-        uid = event.get("metadata", {}).get("uid", "")
-        if uid not in seen_uids:
-            seen_uids.add(uid)
-            events.append(event)
-
-    per_node: Counter[str] = Counter(
-        p["spec"]["nodeName"]
-        for p in owned_pods
-        if not is_terminating(p) and p.get("spec", {}).get("nodeName")
-    )
-    template = (deployment or {}).get("spec", {}).get("template") or {}
     try:
         signal_results = await metrics_task
     except Exception as exc:  # a failed collector is recorded, never fatal
@@ -315,29 +333,58 @@ async def collect(
     fresh = end - 3 * step_for(start, end, BREAKDOWN_POINTS)
     metrics, metric_problems = _metric_summaries(signal_results, by_hash, request.reference, fresh)
     partial.extend(Partial(f"metrics:{s}", why) for s, why in metric_problems)
+    evidence = _shape(ns, name, deployment, got, owned, owned_pods, start, metrics)
+    return Collected(evidence, log_lines, _dedupe(partial), found, start, end, timings, tuple(from_memory))
 
-    evidence = Evidence(
-        rollouts=rollout_history(deployment, owned, deploy_events) if deployment else [],
+
+def _shape(
+    ns: str,
+    name: str,
+    deployment: Mapping[str, Any] | None,
+    got: Listed,
+    owned: Sequence[Mapping[str, Any]],
+    owned_pods: Sequence[Mapping[str, Any]],
+    since: datetime,
+    metrics: list[MetricSummary],
+) -> Evidence:
+    """The evidence (all but metrics and logs) shaped by the core from what the lists returned."""
+    by_hash = revisions_by_hash(owned)
+    relevant = relevant_objects(
+        name, (rs["metadata"]["name"] for rs in owned), (p["metadata"]["name"] for p in owned_pods)
+    )
+    per_node: Counter[str] = Counter(
+        p["spec"]["nodeName"]
+        for p in owned_pods
+        if not is_terminating(p) and p.get("spec", {}).get("nodeName")
+    )
+    if deployment is None:
+        return Evidence(
+            pod_health=pod_health(owned_pods, by_hash),
+            events_by_reason=events_by_reason(target_events(got.events, relevant), relevant),
+            nodes=node_evidence(got.nodes, per_node),
+            metrics=metrics,
+        )
+    template = (deployment.get("spec") or {}).get("template") or {}
+    return Evidence(
+        rollouts=rollout_history(deployment, owned, got.events.of_deployment),
         pod_health=pod_health(owned_pods, by_hash),
-        events_by_reason=events_by_reason(events, relevant),
+        events_by_reason=events_by_reason(target_events(got.events, relevant), relevant),
         config_changes=config_changes(
             namespace=ns,
             template=template,
             deployment_name=name,
-            config_maps=cms,
-            services=services,
-            endpoint_slices=slices,
-            hpas=hpas,
-            quotas=quotas,
-            limit_ranges=lrs,
-            since=start,
-        )
-        if deployment
-        else [],
+            config_maps=got.config_maps,
+            services=got.services,
+            endpoint_slices=got.endpoint_slices,
+            hpas=got.hpas,
+            quotas=got.quotas,
+            limit_ranges=got.limit_ranges,
+            since=since,
+        ),
+        nodes=node_evidence(got.nodes, per_node),
         metrics=metrics,
-        nodes=node_evidence(nodes, per_node),
+        workload=workload_status(deployment),
     )
-    return Collected(evidence, log_lines, _dedupe(partial), found, start, end, timings, tuple(from_memory))
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
@@ -350,25 +397,6 @@ def _by_name(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(objs, key=lambda o: str(o.get("metadata", {}).get("name", "")))
 
 
-def _event_selections(
-    events: Sequence[dict[str, Any]], deployment: str, cap: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The three Event lists the collector would make (field selectors type=Warning;
-    involvedObject kind=Deployment and name; involvedObject kind=ReplicaSet), from memory."""
-    warnings: list[dict[str, Any]] = []
-    of_deployment: list[dict[str, Any]] = []
-    of_replica_sets: list[dict[str, Any]] = []
-    for event in events:
-        involved = event.get("involvedObject") or {}
-        if event.get("type") == "Warning":
-            warnings.append(event)
-        if involved.get("kind") == "Deployment" and involved.get("name") == deployment:
-            of_deployment.append(event)
-        elif involved.get("kind") == "ReplicaSet":
-            of_replica_sets.append(event)
-    return _by_name(warnings)[:cap], _by_name(of_deployment)[:cap], _by_name(of_replica_sets)[:cap]
-
-
 async def _list_nodes(kube: KubeClient, sem: asyncio.Semaphore, limit: int) -> list[dict[str, Any]]:
     async with sem:
         return await kube.list("Node", limit=limit, cached=True)
@@ -379,6 +407,12 @@ def _owned_by_any(obj: Mapping[str, Any], uids: set[str | None]) -> bool:
         ref.get("controller") and ref.get("uid") in uids
         for ref in obj.get("metadata", {}).get("ownerReferences") or ()
     )
+
+
+async def _gather_named(**work: Awaitable[Objs]) -> dict[str, Objs]:
+    """Await every list at once; each answer under its own name."""
+    answers = await asyncio.gather(*work.values())
+    return dict(zip(work, answers, strict=True))
 
 
 def _dedupe(partial: Sequence[Partial]) -> list[Partial]:
@@ -437,4 +471,4 @@ def _metric_summaries(
     priority += [k for k in broken if k not in _BREAKDOWN_PRIORITY]
     for which in priority:
         ordered.extend(sorted(broken.get(which, []), key=lambda m: -(m.peak or 0.0)))
-    return ordered[:16], problems
+    return ordered[:METRICS_MAX], problems

@@ -30,13 +30,16 @@ def _p99(by: str) -> str:
     )
 
 
-# Only the breakdowns that tell causes apart: errors per revision ("only the new pods") and per node
-# ("only one node"), latency per revision (a slow release). Each one is a query whose cost grows
-# with the workload's series; add more with --signals when they earn their keep.
+# The breakdowns that tell causes apart: errors and latency per revision ("only the new pods", a
+# slow release with no errors) and per node ("only one node"). Compared at the same time, pods of
+# one revision against pods of the other, they are not confounded by anything else that changed.
+# Each one is a query whose cost grows with the workload's series; add more with --signals when
+# they earn their keep.
 DEFAULT_BREAKDOWN_TEMPLATES: Mapping[str, str] = {
     "error_ratio_by_revision": _ratio("revision"),
     "error_ratio_by_node": _ratio("node"),
     "latency_p99_by_revision": _p99("revision"),
+    "latency_p99_by_node": _p99("node"),
 }
 
 UNITS: Mapping[str, str] = {

@@ -27,6 +27,7 @@ from stanch.core.models import (
     PodGroup,
     PodHealth,
     RolloutRevision,
+    WorkloadStatus,
 )
 from stanch.core.models.incident import ReasonCount
 
@@ -120,6 +121,7 @@ def rollout_history(
     """Every retained revision, newest first, each diffed against the previous retained revision."""
     owned = owned_replica_sets(deployment, replica_sets)
     current_rev = revision_of(deployment)
+    completed = rollout_completed_at(deployment)
     out: list[RolloutRevision] = []
     previous: Obj | None = None
     for rs in owned:
@@ -142,11 +144,45 @@ def rollout_history(
                 replicas=int(status.get("replicas") or 0),
                 ready_replicas=int(status.get("readyReplicas") or 0),
                 current=rev is not None and rev == current_rev,
+                completed_at=completed if rev is not None and rev == current_rev else None,
             )
         )
         previous = template
     out.reverse()
     return out
+
+
+def rollout_completed_at(deployment: Obj) -> datetime | None:
+    """When the Deployment's latest rollout completed: its ``Progressing`` condition says
+    ``NewReplicaSetAvailable`` (every pod updated and available, older ReplicaSets scaled to zero)
+    since ``lastUpdateTime``. None while a rollout is under way or stuck."""
+    cond = _condition(deployment, "Progressing")
+    if cond is None or cond.get("status") != "True" or cond.get("reason") != "NewReplicaSetAvailable":
+        return None
+    return parse_time(cond.get("lastUpdateTime")) or parse_time(cond.get("lastTransitionTime"))
+
+
+def workload_status(deployment: Obj) -> WorkloadStatus:
+    """Desired, updated, ready and available replicas, and the rollout's progress, as the
+    Deployment controller reports them."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    progressing = _condition(deployment, "Progressing") or {}
+    available = _condition(deployment, "Available") or {}
+    desired = spec.get("replicas")
+    message = str(progressing.get("message") or "")
+    if available.get("status") == "False":
+        message = str(available.get("message") or message)
+    reason = progressing.get("reason")
+    return WorkloadStatus(
+        desired=int(desired) if isinstance(desired, int) and desired >= 0 else None,
+        updated=max(0, int(status.get("updatedReplicas") or 0)),
+        ready=max(0, int(status.get("readyReplicas") or 0)),
+        available=max(0, int(status.get("availableReplicas") or 0)),
+        progressing_reason=str(reason)[:128] if reason else None,
+        progressing_since=parse_time(progressing.get("lastUpdateTime"))
+        or parse_time(progressing.get("lastTransitionTime")),
+        message=message[:1024],
+    )
 
 
 # --- pods ---------------------------------------------------------------------------------------
@@ -301,13 +337,87 @@ class _EventAgg:
     sample: str = ""
 
 
+@dataclass(frozen=True)
+class EventSelections:
+    """The three Event selections an investigation reads: Warnings of anything in the namespace
+    (field selector ``type=Warning``), any Event of the Deployment (``involvedObject.kind=Deployment,
+    involvedObject.name=<target>``), and any Event of a ReplicaSet (``involvedObject.kind=ReplicaSet``).
+    Normal pod Events are most of the volume and none of the diagnosis, so none selects them."""
+
+    warnings: Sequence[Obj] = ()
+    of_deployment: Sequence[Obj] = ()
+    of_replica_sets: Sequence[Obj] = ()
+
+    def all(self) -> list[Obj]:
+        return [*self.warnings, *self.of_deployment, *self.of_replica_sets]
+
+
+def _by_name(objs: Iterable[Obj]) -> list[Obj]:
+    # The order a list answers in, so a capped selection is the same whether listed or remembered.
+    return sorted(objs, key=lambda o: str(_meta(o).get("name", "")))
+
+
+def select_events(events: Iterable[Obj], deployment: str, cap: int) -> EventSelections:
+    """The three selections of :class:`EventSelections` made from Events already in memory, each
+    capped at ``cap`` like the list it replaces."""
+    warnings: list[Obj] = []
+    of_deployment: list[Obj] = []
+    of_replica_sets: list[Obj] = []
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        if event.get("type") == "Warning":
+            warnings.append(event)
+        if involved.get("kind") == "Deployment" and involved.get("name") == deployment:
+            of_deployment.append(event)
+        elif involved.get("kind") == "ReplicaSet":
+            of_replica_sets.append(event)
+    return EventSelections(
+        _by_name(warnings)[:cap], _by_name(of_deployment)[:cap], _by_name(of_replica_sets)[:cap]
+    )
+
+
+def relevant_objects(
+    deployment: str, replica_sets: Iterable[str], pods: Iterable[str]
+) -> set[tuple[str, str]]:
+    """``(kind, name)`` of the objects whose Events concern the target: the Deployment, the
+    ReplicaSets it controls and their pods. A Warning about anything else in the namespace (another
+    team's pod) says nothing about this workload."""
+    relevant = {("Deployment", deployment)}
+    relevant |= {("ReplicaSet", n) for n in replica_sets}
+    relevant |= {("Pod", n) for n in pods}
+    return relevant
+
+
+def _involved(event: Obj) -> tuple[str, str]:
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    return str(involved.get("kind", "")), str(involved.get("name", ""))
+
+
+def target_events(selections: EventSelections, relevant: set[tuple[str, str]]) -> list[Obj]:
+    """Events about the target, each once: the selections overlap (a Warning of the Deployment is
+    in two of them). An Event is the same Event when its uid is, else its namespace and name."""
+    seen: set[tuple[str, ...]] = set()
+    out: list[Obj] = []
+    for event in selections.all():
+        if _involved(event) not in relevant:
+            continue
+        meta = _meta(event)
+        uid, name = meta.get("uid"), meta.get("name")
+        if uid or name:
+            key = ("uid", str(uid)) if uid else ("name", str(meta.get("namespace", "")), str(name))
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(event)
+    return out
+
+
 def events_by_reason(events: Iterable[Obj], relevant: set[tuple[str, str]]) -> list[EventGroup]:
     """Events about ``relevant`` ``(kind, name)`` objects, aggregated by reason: Warnings first, then
     the most recent; the sample message is the latest one."""
     groups: dict[tuple[str, str], _EventAgg] = {}
     for event in events:
-        involved = event.get("involvedObject") or event.get("regarding") or {}
-        key_obj = (str(involved.get("kind", "")), str(involved.get("name", "")))
+        key_obj = _involved(event)
         if key_obj not in relevant:
             continue
         reason = str(event.get("reason") or "Unknown")[:128]

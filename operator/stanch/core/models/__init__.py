@@ -63,6 +63,7 @@ from stanch.core.models.identity import (
     UserIdentity,
 )
 from stanch.core.models.incident import (
+    METRICS_MAX,
     TIMELINE_MAX,
     ConfigChange,
     EventGroup,
@@ -88,10 +89,14 @@ from stanch.core.models.incident import (
     RolloutRevision,
     Scope,
     Severity,
+    SliCheck,
+    SliState,
     SuggestedMitigation,
+    SymptomDetection,
     TimelineEntry,
     TimelineKind,
     Trend,
+    WorkloadStatus,
 )
 from stanch.core.models.meta import ObjectMeta
 from stanch.core.models.mitigation import (
@@ -168,6 +173,7 @@ __all__ = [
     "INTERVAL_MAX",
     "INTERVAL_MIN",
     "LOCK_ANNOTATION",
+    "METRICS_MAX",
     "OBSERVATIONS_MAX",
     "PLACEHOLDERS",
     "PLACEHOLDER_RE",
@@ -269,10 +275,13 @@ __all__ = [
     "SignalRef",
     "SignalTemplate",
     "SignalValue",
+    "SliCheck",
+    "SliState",
     "StanchModel",
     "StepIntent",
     "SuccessCriteria",
     "SuggestedMitigation",
+    "SymptomDetection",
     "TargetKind",
     "TargetRef",
     "TimelineEntry",
@@ -284,6 +293,7 @@ __all__ = [
     "VerdictResult",
     "Weekday",
     "WeeklySchedule",
+    "WorkloadStatus",
     "error_paths",
     "format_duration",
     "frozen_fields",

@@ -127,6 +127,44 @@ class ImpactSummary(StanchModel):
     """Pods of the workload."""
 
 
+class SliState(StrEnum):
+    """What the data says about one service-level indicator against its own baseline."""
+
+    ANOMALOUS = "Anomalous"
+    NORMAL = "Normal"
+    UNKNOWN = "Unknown"
+    """No data, or too little to tell: never read as healthy."""
+
+
+class SliCheck(StanchModel):
+    """One SLI looked at by symptom detection, and what it showed."""
+
+    sli: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    """``error_ratio``, ``latency_p99``, ``cpu_vs_limit``, ``memory_vs_limit``, ``availability`` or
+    ``rollout``."""
+    state: SliState
+    """Anomalous, Normal or Unknown."""
+    detail: Annotated[str, StringConstraints(max_length=512)] = ""
+    """What was compared, with the numbers and the window, e.g. ``0.0% now, 0.1% before the
+    onset (60 samples, 30m)``."""
+
+
+class SymptomDetection(StanchModel):
+    """Is anything wrong with the target at all? Decided from its SLIs before any cause is blamed."""
+
+    state: SliState
+    """Anomalous when any SLI is; Normal only when errors, latency and availability were all seen
+    and all normal; Unknown otherwise."""
+    summary: Annotated[str, StringConstraints(max_length=1024)] = ""
+    """One line saying what was found and what was looked at."""
+    window_start: AwareDatetime | None = None
+    """Start of the data looked at."""
+    window_end: AwareDatetime | None = None
+    """End of the data looked at."""
+    checks: Annotated[list[SliCheck], Capped(10, keep="first")] = []
+    """Every SLI looked at."""
+
+
 class Scope(StanchModel):
     """When it started, how bad it is, and whether it is getting worse."""
 
@@ -138,6 +176,8 @@ class Scope(StanchModel):
     """Impact numbers."""
     trend: Trend = Trend.UNKNOWN
     """Is it getting worse?"""
+    symptom: SymptomDetection | None = None
+    """Whether the target's SLIs are anomalous at all, and what was looked at."""
 
 
 # --- status: timeline ---------------------------------------------------------------------------
@@ -206,6 +246,9 @@ class RolloutRevision(StanchModel):
     """Ready pods owned by the ReplicaSet."""
     current: bool = False
     """Whether this is the Deployment's current template."""
+    completed_at: AwareDatetime | None = None
+    """When the rollout to this revision completed (the Deployment's ``Progressing`` condition
+    turned ``NewReplicaSetAvailable``); only for the current revision, when known."""
 
     @property
     def since(self) -> datetime | None:
@@ -357,6 +400,30 @@ class NodeEvidence(StanchModel):
     """Pods of the target on this node."""
 
 
+class WorkloadStatus(StanchModel):
+    """The Deployment's own view of its replicas and of its latest rollout."""
+
+    desired: Count | None = None
+    """``spec.replicas``."""
+    updated: Count = 0
+    """Pods of the current template."""
+    ready: Count = 0
+    """Ready pods."""
+    available: Count = 0
+    """Pods available (ready for ``minReadySeconds``)."""
+    progressing_reason: Annotated[str, StringConstraints(max_length=128)] | None = None
+    """Reason of the ``Progressing`` condition: ``NewReplicaSetAvailable`` (the rollout completed),
+    ``ReplicaSetUpdated`` (under way), ``ProgressDeadlineExceeded`` (stuck)."""
+    progressing_since: AwareDatetime | None = None
+    """Last update of the ``Progressing`` condition."""
+    message: Text = ""
+    """Message of the ``Progressing`` (or, when unavailable, ``Available``) condition."""
+
+
+METRICS_MAX = 32
+"""Overall signals plus their per-revision and per-node breakdowns."""
+
+
 class Evidence(StanchModel):
     """Everything Stanch gathered, bounded in size."""
 
@@ -368,12 +435,14 @@ class Evidence(StanchModel):
     """Events aggregated by reason, most relevant first."""
     config_changes: Annotated[list[ConfigChange], Capped(20, keep="first")] = []
     """Configuration changes around the onset, closest first."""
-    metrics: Annotated[list[MetricSummary], Capped(16, keep="first")] = []
+    metrics: Annotated[list[MetricSummary], Capped(METRICS_MAX, keep="first")] = []
     """Signal summaries, overall first."""
     log_signatures: Annotated[list[LogSignature], Capped(20, keep="first")] = []
     """Unique error messages, most frequent first."""
     nodes: Annotated[list[NodeEvidence], Capped(20, keep="first")] = []
     """Nodes hosting the pods, problematic first."""
+    workload: WorkloadStatus | None = None
+    """Desired and ready replicas and the rollout's progress, from the Deployment's status."""
 
 
 # --- status: hypotheses -------------------------------------------------------------------------
@@ -392,6 +461,8 @@ class HypothesisCategory(StrEnum):
     BAD_DATA = "BadData"
     CREDENTIAL_EXPIRY = "CredentialExpiry"
     TRANSIENT = "Transient"
+    NO_ANOMALY = "NoAnomaly"
+    """The target's SLIs are normal against their own baseline: nothing to blame."""
     UNKNOWN = "Unknown"
 
 
