@@ -188,6 +188,7 @@ def action_of(spec: MitigationSpec) -> ActionKind:
         (ActionKind.CONFIG_TOGGLE, spec.config_toggle),
         (ActionKind.EVACUATE, spec.evacuate),
         (ActionKind.PAUSE, spec.pause),
+        (ActionKind.AUTOSCALER, spec.autoscaler),
     ):
         if field is not None:
             return kind

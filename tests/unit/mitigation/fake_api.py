@@ -391,6 +391,22 @@ def world_for(action: dict[str, Any], *, hpa: bool = False) -> FakeApi:
                 "minReplicas": 2,
                 "maxReplicas": 4,
                 "scaleTargetRef": {"kind": "Deployment", "name": "web"},
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "memory",
+                            "target": {"type": "Utilization", "averageUtilization": 80},
+                        },
+                    },
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 90},
+                        },
+                    },
+                ],
             },
         }
     return FakeApi(objects)

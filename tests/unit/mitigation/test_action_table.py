@@ -31,7 +31,17 @@ from .fixtures import deployment, replica_set
 NOW = datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC)
 HPA = {
     "metadata": {"name": "web", "namespace": "shop", "uid": "hpa-uid", "managedFields": [{"m": "x"}]},
-    "spec": {"minReplicas": 2, "maxReplicas": 6, "scaleTargetRef": {"kind": "Deployment", "name": "web"}},
+    "spec": {
+        "minReplicas": 2,
+        "maxReplicas": 6,
+        "scaleTargetRef": {"kind": "Deployment", "name": "web"},
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 90}},
+            }
+        ],
+    },
     "status": {"currentReplicas": 4},
 }
 NODE = {"metadata": {"name": "n1", "uid": "n-uid", "annotations": {"a": "b"}}, "spec": {}}
@@ -55,6 +65,15 @@ CASES: dict[str, tuple[dict[str, Any], bool]] = {
     ),
     "evacuate": ({"evacuate": {"node": "n1"}}, False),
     "pause": ({"pause": {}}, False),
+    "autoscaler": (
+        {
+            "autoscaler": {
+                "maxReplicas": 12,
+                "targetUtilization": [{"resource": "cpu", "averageUtilization": 60}],
+            }
+        },
+        True,
+    ),
 }
 
 

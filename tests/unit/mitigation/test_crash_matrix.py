@@ -47,6 +47,17 @@ CASES: dict[str, tuple[dict[str, Any], bool]] = {
         False,
     ),
     "evacuate": ({"evacuate": {"node": "n1"}}, False),
+    # The way back from a bad autoscaler change: bounds and a utilization target in one HPA patch.
+    "autoscaler": (
+        {
+            "autoscaler": {
+                "minReplicas": 3,
+                "maxReplicas": 10,
+                "targetUtilization": [{"resource": "cpu", "averageUtilization": 50}],
+            }
+        },
+        True,
+    ),
 }
 BAKES: dict[str, Sampler] = {"healthy": healthy, "worse": worse}
 ERRORS = {"409": 409, "503": 503, "timeout": TIMEOUT}
@@ -190,6 +201,20 @@ def test_the_clean_runs_end_as_each_action_should() -> None:
     assert "Promote:Deployment/web-canary-m1" in clean("canary", "healthy").mutations
     reverted = clean("config-toggle-restart", "worse").mutations
     assert reverted[-3:-1] == ("Revert:ConfigMap/flags", "Revert:Deployment/web")
+    # The autoscaler change lands on the HPA (never on the replicas it owns) and its revert puts
+    # back exactly what was there.
+    kept = clean("autoscaler", "healthy").world[("HorizontalPodAutoscaler", "web")]["spec"]
+    assert (kept["minReplicas"], kept["maxReplicas"]) == (3, 10)
+    assert [m["resource"]["target"]["averageUtilization"] for m in kept["metrics"]] == [80, 50]
+    assert "Apply:HorizontalPodAutoscaler/web" in clean("autoscaler", "healthy").mutations
+    undone = clean("autoscaler", "worse")
+    back = undone.world[("HorizontalPodAutoscaler", "web")]["spec"]
+    assert (back["minReplicas"], back["maxReplicas"]) == (2, 4)
+    assert [m["resource"]["target"]["averageUtilization"] for m in back["metrics"]] == [80, 90]
+    assert undone.mutations[-2] == "Revert:HorizontalPodAutoscaler/web"
+    assert not any(
+        m.endswith("Deployment/web") for m in undone.mutations if m.startswith(("Apply", "Revert"))
+    )
 
 
 def _faults() -> list[tuple[str, str, str, int, int | None]]:

@@ -1,4 +1,4 @@
-"""Mitigation actions: the seven things Stanch can do to a workload, exactly one per Mitigation."""
+"""Mitigation actions: the eight things Stanch can do to a workload, exactly one per Mitigation."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints, model_validator
 from stanch.core.models.base import CelRule, StanchModel
 from stanch.core.models.common import (
     CONFIG_KEY_PATTERN,
+    DNS_LABEL_PATTERN,
     ImageRef,
     LongText,
     ObjectName,
@@ -26,6 +27,7 @@ class ActionKind(StrEnum):
     CONFIG_TOGGLE = "ConfigToggle"
     EVACUATE = "Evacuate"
     PAUSE = "Pause"
+    AUTOSCALER = "Autoscaler"
 
 
 class RollbackAction(StanchModel):
@@ -136,6 +138,57 @@ class PauseAction(StanchModel):
     """Resume instead of pause."""
 
 
+class ResourceTarget(StanchModel):
+    """The utilization target of one resource metric the HPA already has (``type: Resource``,
+    ``target.type: Utilization``)."""
+
+    resource: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+    """The resource the metric measures (``cpu``, ``memory``)."""
+    average_utilization: Annotated[int, Field(ge=1, le=1000)]
+    """Target average utilization, percent of the pods' requests."""
+
+
+class AutoscalerAction(StanchModel):
+    """Set the bounds or utilization targets of the HorizontalPodAutoscaler that targets the workload
+    (typically back to what they were before a bad change); the revert restores what the snapshot
+    recorded. Only fields that are set are written; at least one must be."""
+
+    min_replicas: Annotated[int, Field(ge=1, le=10000)] | None = None
+    """New ``spec.minReplicas``."""
+    max_replicas: Annotated[int, Field(ge=1, le=10000)] | None = None
+    """New ``spec.maxReplicas``."""
+    target_utilization: Annotated[list[ResourceTarget], Field(max_length=4)] = []
+    """New utilization targets of resource metrics the HPA already has (a target is changed, never
+    added: a metric the HPA does not use is refused at planning)."""
+
+    cel_rules = (
+        CelRule(
+            rule="has(self.minReplicas) || has(self.maxReplicas)"
+            " || (has(self.targetUtilization) && size(self.targetUtilization) > 0)",
+            message="autoscaler needs minReplicas, maxReplicas or targetUtilization",
+        ),
+        CelRule(
+            rule="!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+            message="autoscaler minReplicas must not exceed maxReplicas",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _something_to_set(self) -> AutoscalerAction:
+        if self.min_replicas is None and self.max_replicas is None and not self.target_utilization:
+            raise ValueError("autoscaler needs minReplicas, maxReplicas or targetUtilization")
+        if (
+            self.min_replicas is not None
+            and self.max_replicas is not None
+            and self.min_replicas > self.max_replicas
+        ):
+            raise ValueError("autoscaler minReplicas must not exceed maxReplicas")
+        resources = [t.resource for t in self.target_utilization]
+        if len(set(resources)) != len(resources):
+            raise ValueError("autoscaler targetUtilization names a resource twice")
+        return self
+
+
 ACTION_FIELDS: dict[ActionKind, str] = {
     ActionKind.ROLLBACK: "rollback",
     ActionKind.SCALE: "scale",
@@ -144,13 +197,23 @@ ACTION_FIELDS: dict[ActionKind, str] = {
     ActionKind.CONFIG_TOGGLE: "config_toggle",
     ActionKind.EVACUATE: "evacuate",
     ActionKind.PAUSE: "pause",
+    ActionKind.AUTOSCALER: "autoscaler",
 }
 """Python attribute of :class:`ActionSet` holding each action."""
 
 _ONE_ACTION_RULE = (
     " + ".join(
         f"(has(self.{wire}) ? 1 : 0)"
-        for wire in ("rollback", "scale", "restart", "canary", "configToggle", "evacuate", "pause")
+        for wire in (
+            "rollback",
+            "scale",
+            "restart",
+            "canary",
+            "configToggle",
+            "evacuate",
+            "pause",
+            "autoscaler",
+        )
     )
     + " == 1"
 )
@@ -173,6 +236,8 @@ class ActionSet(StanchModel):
     """Move pods off a node."""
     pause: PauseAction | None = None
     """Pause or resume a rollout."""
+    autoscaler: AutoscalerAction | None = None
+    """Set the HorizontalPodAutoscaler's bounds or utilization targets."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(rule=_ONE_ACTION_RULE, message="exactly one action must be set"),

@@ -104,9 +104,10 @@ class ActionLimits(StanchModel):
     """Limits on an action's parameters; exceeding one denies the Mitigation with the numbers."""
 
     max_replicas: Annotated[int, Field(ge=0, le=10000)] | None = None
-    """Scale: highest replica count allowed."""
+    """Scale: highest replica count allowed; Autoscaler: highest minReplicas and maxReplicas it may set."""
     min_replicas: Annotated[int, Field(ge=0, le=10000)] | None = None
-    """Scale: lowest replica count allowed (guards against scaling to zero)."""
+    """Scale: lowest replica count allowed (guards against scaling to zero); Autoscaler: lowest
+    minReplicas and maxReplicas it may set."""
     max_scale_factor: Annotated[float, Field(ge=0.1, le=10)] | None = None
     """Scale: largest factor allowed."""
     max_canary_replicas: Annotated[int, Field(ge=1, le=100)] | None = None

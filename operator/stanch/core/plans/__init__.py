@@ -1,7 +1,7 @@
 """Per-action planning: the change, the "is it applied?" check, the revert and drift detection.
 
 One module per action (:mod:`.rollback`, :mod:`.scale`, :mod:`.restart`, :mod:`.canary`,
-:mod:`.config_toggle`, :mod:`.evacuate`, :mod:`.pause`), each implementing
+:mod:`.config_toggle`, :mod:`.evacuate`, :mod:`.pause`, :mod:`.autoscaler`), each implementing
 :class:`~stanch.core.plans.protocol.Action`, listed in :data:`~stanch.core.plans.table.ACTIONS`.
 """
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stanch.core.models import ActionKind
+from stanch.core.plans.autoscaler import Autoscaler
 from stanch.core.plans.canary import Canary
 from stanch.core.plans.config_toggle import ConfigToggle
 from stanch.core.plans.evacuate import Evacuate
@@ -23,6 +24,7 @@ ACTIONS: Mapping[ActionKind, Action[Any]] = {
     ActionKind.CONFIG_TOGGLE: ConfigToggle(),
     ActionKind.EVACUATE: Evacuate(),
     ActionKind.PAUSE: Pause(),
+    ActionKind.AUTOSCALER: Autoscaler(),
 }
 
 

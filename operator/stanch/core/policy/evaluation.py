@@ -493,6 +493,19 @@ def limit_violations(rule: ActionRule, spec: MitigationSpec, facts: TargetFacts)
                 add("maxReplicas", f"{replicas} replicas exceeds maxReplicas {limits.max_replicas}")
             if limits.min_replicas is not None and replicas < limits.min_replicas:
                 add("minReplicas", f"{replicas} replicas is below minReplicas {limits.min_replicas}")
+    if spec.autoscaler is not None:
+        # The HPA's bounds are the replica counts it may run: the same limits bound them.
+        bounds = (
+            ("minReplicas", spec.autoscaler.min_replicas),
+            ("maxReplicas", spec.autoscaler.max_replicas),
+        )
+        for field, value in bounds:
+            if value is None:
+                continue
+            if limits.max_replicas is not None and value > limits.max_replicas:
+                add("maxReplicas", f"autoscaler {field} {value} exceeds maxReplicas {limits.max_replicas}")
+            if limits.min_replicas is not None and value < limits.min_replicas:
+                add("minReplicas", f"autoscaler {field} {value} is below minReplicas {limits.min_replicas}")
     if spec.canary is not None:
         out.extend(_canary_violations(limits, spec))
     if spec.config_toggle is not None:
