@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from stanch.core.investigation.attribution import config_writer, roots_of
 from stanch.core.investigation.diffs import HASH_LABEL, images_of, template_diff
 from stanch.core.models import (
     ConfigChange,
@@ -535,21 +536,14 @@ def template_references(template: Obj) -> References:
     return References(frozenset(cms), frozenset(secrets))
 
 
-def last_change(obj: Obj) -> tuple[datetime | None, str]:
-    """When an object last changed and by whom/what, from managedFields (else creation time)."""
-    meta = _meta(obj)
-    best: tuple[datetime | None, str] = (parse_time(meta.get("creationTimestamp")), "created")
-    for entry in meta.get("managedFields") or ():
-        moment = parse_time(entry.get("time"))
-        if moment is None or (best[0] is not None and moment <= best[0]):
-            continue
-        fields = entry.get("fieldsV1") or {}
-        touched = sorted(
-            k[2:] for k in fields if isinstance(k, str) and k.startswith("f:") and k != "f:metadata"
-        )
-        what = ",".join(touched) or "metadata"
-        best = (moment, f"{what} updated by {entry.get('manager', 'unknown')}")
-    return best
+def last_change(obj: Obj, kind: str | None = None) -> tuple[datetime | None, str]:
+    """When an object's configuration last changed and who wrote it: the newest managedFields entry
+    owning its spec (a ConfigMap's data), never a status writer nor a metadata-only one (see
+    ``attribution``); else its creation."""
+    writer = config_writer(obj, roots_of(kind or obj.get("kind")))
+    if writer is None:
+        return parse_time(_meta(obj).get("creationTimestamp")), "created"
+    return writer.time, writer.describe()
 
 
 def _ref(kind: str, obj: Obj) -> ObjectRef:
@@ -589,7 +583,7 @@ def config_changes(
     out: list[ConfigChange] = []
     for cm in config_maps:
         name = _meta(cm).get("name", "")
-        changed, what = last_change(cm)
+        changed, what = last_change(cm, "ConfigMap")
         referenced = name in refs.config_maps
         if not referenced and (changed is None or changed < since or name in _PUBLISHED):
             continue
@@ -624,7 +618,7 @@ def config_changes(
         if not _selects(selector, labels):
             continue
         name = _meta(svc).get("name", "")
-        changed, what = last_change(svc)
+        changed, what = last_change(svc, "Service")
         endpoints = [ep for es in slices_by_service.get(name, ()) for ep in es.get("endpoints") or ()]
         ready = sum(1 for ep in endpoints if (ep.get("conditions") or {}).get("ready"))
         out.append(
@@ -643,13 +637,16 @@ def config_changes(
         if target.get("kind") != "Deployment" or target.get("name") != deployment_name:
             continue
         spec, status = hpa.get("spec") or {}, hpa.get("status") or {}
-        changed, what = last_change(hpa)
+        changed, what = last_change(hpa, "HorizontalPodAutoscaler")
         scaled = parse_time(status.get("lastScaleTime"))
         summary = (
             f"HPA {_meta(hpa).get('name')}: {spec.get('minReplicas', 1)}..{spec.get('maxReplicas')} replicas,"
             f" current {status.get('currentReplicas')}, desired {status.get('desiredReplicas')}"
         )
-        if scaled is not None and (changed is None or scaled > changed):
+        # A spec change in the window is the change, even when the HPA rescaled after it (a lowered
+        # maxReplicas makes it scale down at once): the rescale is its effect, not the news.
+        spec_changed = what != "created" and changed is not None and changed >= since
+        if not spec_changed and scaled is not None and (changed is None or scaled > changed):
             changed, summary = scaled, summary + "; last scaled"
         else:
             summary += f"; {what}"
@@ -663,7 +660,7 @@ def config_changes(
             )
         )
     for quota in quotas:
-        changed, what = last_change(quota)
+        changed, what = last_change(quota, "ResourceQuota")
         hard = (quota.get("status") or {}).get("hard") or {}
         used = (quota.get("status") or {}).get("used") or {}
         full = sorted(k for k in hard if k in used and used[k] == hard[k])
@@ -680,7 +677,7 @@ def config_changes(
                 )
             )
     for lr in limit_ranges:
-        changed, what = last_change(lr)
+        changed, what = last_change(lr, "LimitRange")
         if changed is not None and changed >= since:
             out.append(
                 ConfigChange(
