@@ -11,7 +11,10 @@ from stanch.core.investigation.config_memory import (
     KEYS_MAX,
     VALUE_MAX,
     ConfigMapMemory,
+    HpaMemory,
+    describe_hpa_changes,
     describe_key_changes,
+    parse_hpa_change,
     referenced_config_maps,
 )
 from stanch.core.models import ConfigChange, ObjectRef
@@ -158,3 +161,95 @@ def test_referenced_config_maps_come_from_pod_templates() -> None:
         }
     }
     assert referenced_config_maps([template, {}]) == frozenset({"flags", "env"})
+
+
+# --- HorizontalPodAutoscalers ---------------------------------------------------------------------
+
+
+def hpa(
+    rv: str, *, min_replicas: int = 2, max_replicas: int = 10, cpu: int = 50, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "api", "namespace": "shop", "resourceVersion": rv},
+        "spec": {
+            "scaleTargetRef": {"kind": "Deployment", "name": "api"},
+            "minReplicas": min_replicas,
+            "maxReplicas": max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": cpu}},
+                }
+            ],
+            **spec,
+        },
+        "status": {"currentReplicas": int(rv)},
+    }
+
+
+def hpa_change_entry(summary: str) -> ConfigChange:
+    return ConfigChange(
+        object=ObjectRef(kind="HorizontalPodAutoscaler", name="api", namespace="shop"),
+        changed_at=datetime(2024, 5, 1, 12, 10, tzinfo=UTC),
+        summary=summary,
+        referenced=True,
+    )
+
+
+def test_an_hpa_spec_change_is_remembered_across_status_only_updates() -> None:
+    memory = HpaMemory()
+    memory.observe(hpa("1"))
+    assert memory.change("shop", "api") is None, "never seen changing"
+    memory.observe(hpa("2", max_replicas=3, cpu=90))
+    # The controller's status writes afterwards (new resourceVersions, same spec) keep the change.
+    memory.observe(hpa("3", max_replicas=3, cpu=90))
+    memory.observe(hpa("4", max_replicas=3, cpu=90))
+    change = memory.change("shop", "api")
+    assert change is not None
+    assert change.bounds == (("maxReplicas", 10, 3),)
+    assert change.targets == (("cpu", 50, 90),)
+    assert change.unrestorable == ()
+    assert change.describe() == "maxReplicas 10 → 3, cpu utilization 50% → 90%"
+
+
+def test_the_summary_carries_the_old_values_and_reads_back_exactly() -> None:
+    memory = HpaMemory()
+    memory.observe(hpa("1"))
+    memory.observe(hpa("2", min_replicas=1, max_replicas=3, cpu=90))
+    collected = hpa_change_entry(
+        "HPA api: 1..3 replicas, current 3, desired 3; spec updated by kubectl-patch (Update)"
+    )
+    (described,) = describe_hpa_changes([collected], "shop", memory)
+    assert described.summary == (
+        "HPA api spec changed: minReplicas 2 → 1, maxReplicas 10 → 3, cpu utilization 50% → 90%;"
+        " now 1..3 replicas, current 3, desired 3; spec updated by kubectl-patch (Update)"
+    )
+    parsed = parse_hpa_change(described.summary)
+    assert parsed == memory.change("shop", "api")
+    # A rescale is not a spec change: its summary is left alone.
+    rescale = hpa_change_entry("HPA api: 1..3 replicas, current 3, desired 3; last scaled")
+    assert describe_hpa_changes([rescale], "shop", memory) == [rescale]
+    assert parse_hpa_change(rescale.summary) is None
+
+
+def test_what_the_autoscaler_action_cannot_restore_is_named() -> None:
+    memory = HpaMemory()
+    memory.observe(hpa("1"))
+    memory.observe(hpa("2", behavior={"scaleDown": {"stabilizationWindowSeconds": 0}}))
+    change = memory.change("shop", "api")
+    assert change is not None
+    assert change.bounds == ()
+    assert change.unrestorable == ("other spec fields (metrics, behavior or scale target) changed",)
+    memory.observe(hpa("3", metrics=[]))  # the CPU metric removed
+    assert memory.change("shop", "api").unrestorable[0] == "utilization metrics cpu → "  # type: ignore[union-attr]
+
+
+def test_the_hpa_memory_is_bounded_and_forgets() -> None:
+    memory = HpaMemory(limit=2)
+    for name in ("a", "b", "c"):
+        obj = hpa("1")
+        obj["metadata"]["name"] = name
+        memory.observe(obj)
+    assert len(memory) == 2
+    memory.forget("shop", "c")
+    assert len(memory) == 1

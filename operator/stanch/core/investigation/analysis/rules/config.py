@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 from stanch.core.investigation.analysis.context import RuleContext
 from stanch.core.investigation.analysis.correlation import Correlated, describe_offset
 from stanch.core.investigation.analysis.rules.make import hypothesis
+from stanch.core.investigation.config_memory import HpaChange, parse_hpa_change
 from stanch.core.models import ConfigChange, Hypothesis, HypothesisCategory, SuggestedMitigation, TimelineKind
 
 # A single ConfigMap key change is described as ``key NAME: OLD → NEW`` when the old value is known
@@ -82,6 +84,79 @@ def key_flip(change: ConfigChange) -> tuple[str, str, str] | None:
     if found is None or found.old is None:
         return None
     return found.key, found.old, found.new
+
+
+_HPA_NOW = re.compile(r"(?P<min>\d+)\.\.(?P<max>\d+) replicas, current (?P<current>\d+|None)")
+HPA_RAISE_FACTOR = 2.0
+"""An HPA held at its ceiling whose previous bounds are unknown: scale through it to twice the
+replicas it runs (raising its minReplicas and maxReplicas), a capacity step, not a guess of the old
+value."""
+
+
+@dataclass(frozen=True)
+class HpaUndo:
+    """The way back from an HPA change: a suggestion, or the reason there is none."""
+
+    suggestion: SuggestedMitigation | None
+    notes: tuple[str, ...]
+    """Contradicting evidence: what the suggestion does not undo, or what it infers."""
+
+
+def hpa_undo(ctx: RuleContext, change: ConfigChange) -> HpaUndo:
+    """Set the changed bounds and targets back to what Stanch saw before the change (``autoscaler``);
+    without that memory, raise the bounds of an HPA held at its ceiling (an HPA-aware ``scale``);
+    else say why nothing can be suggested."""
+    name = change.object.name
+    found = parse_hpa_change(change.summary)
+    if found is not None and (found.bounds or found.targets):
+        return _restore(ctx, name, found)
+    now = _HPA_NOW.search(change.summary)
+    if now is not None and now["current"] != "None" and int(now["current"]) >= int(now["max"]):
+        current = int(now["current"])
+        raised = max(int(now["max"]), math.ceil(current * HPA_RAISE_FACTOR))
+        return HpaUndo(
+            ctx.suggest(
+                f"raise the bounds of HPA {name}: scale through it to {raised} replicas (its minReplicas and"
+                f" maxReplicas move, never the replicas it owns); the values before the change are unknown",
+                scale={"factor": HPA_RAISE_FACTOR},
+            ),
+            (
+                f"the values of HPA {name} before the change are unknown to Stanch (it did not see the"
+                f" previous version); it runs {current} replicas at its maxReplicas {now['max']}, so the"
+                " suggestion raises capacity rather than restoring the old values: revert the change"
+                " where it was made (Git, Helm, kubectl)",
+            ),
+        )
+    return HpaUndo(
+        None,
+        (
+            f"no safe automatic undo for HPA {name}: Stanch did not see its spec before the change"
+            " (changed before the operator watched it, or the operator restarted since), and it is not"
+            " held at its maxReplicas; revert the change where it was made (Git, Helm, kubectl)",
+        ),
+    )
+
+
+def _restore(ctx: RuleContext, name: str, found: HpaChange) -> HpaUndo:
+    action: dict[str, object] = {}
+    for field, old, _ in found.bounds:
+        action[field] = old
+    if found.targets:
+        action["targetUtilization"] = [
+            {"resource": resource, "averageUtilization": old} for resource, old, _ in found.targets
+        ]
+    lines = [f"{field} back to {old}" for field, old, _ in found.bounds]
+    lines += [f"{resource} utilization target back to {old}%" for resource, old, _ in found.targets]
+    notes = tuple(
+        f"HPA {name}: {what}, which the autoscaler action does not restore: revert that where it was made"
+        for what in found.unrestorable
+    )
+    summary = f"set HPA {name} " + ", ".join(lines) + " (as Stanch saw it before the change)"
+    try:
+        suggestion = ctx.suggest(summary, autoscaler=action)
+    except ValueError as error:  # bounds that contradict each other: never a suggestion that cannot run
+        return HpaUndo(None, (f"the remembered values of HPA {name} cannot be set back: {error}",))
+    return HpaUndo(suggestion, notes)
 
 
 def _suggestion(ctx: RuleContext, change: ConfigChange) -> SuggestedMitigation | None:
@@ -165,8 +240,13 @@ def config_change(ctx: RuleContext) -> Hypothesis | None:
         )
         statement += f" ({inference})"
         contradicting.append(inference + ": check it before applying")
-    suggestion = _suggestion(ctx, change)
-    if suggestion is None:
+    if change.object.kind == "HorizontalPodAutoscaler":
+        undo = hpa_undo(ctx, change)
+        suggestion = undo.suggestion
+        contradicting.extend(undo.notes)
+    else:
+        suggestion = _suggestion(ctx, change)
+    if suggestion is None and change.object.kind != "HorizontalPodAutoscaler":
         contradicting.append(
             f"no safe automatic undo for this change: revert {chosen.change.label} where it was made "
             "(Git, Helm, kubectl)"
