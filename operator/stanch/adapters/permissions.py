@@ -92,6 +92,13 @@ ACCESS: tuple[Access, ...] = (
     Access("apps", "deployments", ("list", "watch"), "re-investigate on a rollout", by_kopf=True),
     Access("apps", "replicasets", ("list", "watch"), "re-investigate on a new revision", by_kopf=True),
     Access("", "configmaps", ("list", "watch"), "remember ConfigMap values to show flag flips", by_kopf=True),
+    Access(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        ("list", "watch"),
+        "remember HPA specs: the way back from a bad autoscaler change",
+        by_kopf=True,
+    ),
     Access("", "pods", ("list", "watch"), "re-investigate when a target's pods change", by_kopf=True),
     # --- Stanch's own reads and writes of its resources -------------------------------------------
     Access(GROUP, "incidents", ("get",), "a Mitigation reads its Incident"),
@@ -150,7 +157,7 @@ ACCESS: tuple[Access, ...] = (
     # --- Mitigation: guarded writes, each under a policy decision ----------------------------------
     Access("apps", "deployments", ("patch",), "rollback, scale, pause, restart, the lock annotation"),
     Access("apps", "deployments", ("create", "delete"), "canary: a Deployment owned by its Mitigation"),
-    Access("autoscaling", "horizontalpodautoscalers", ("patch",), "scale an HPA-managed target"),
+    Access("autoscaling", "horizontalpodautoscalers", ("patch",), "scale an HPA-managed target; autoscaler"),
     Access("", "configmaps", ("get", "patch"), "configToggle"),
     Access("", "pods", ("get", "delete"), "restart of named pods"),
     Access("", "pods/eviction", ("create",), "evacuate: evictions honour PodDisruptionBudgets"),

@@ -18,7 +18,12 @@ from stanch.adapters.evidence import Collected, CollectorLimits, EvidenceRequest
 from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.investigation.analysis import EventTuple, LogLine, group_log_signatures, investigate
-from stanch.core.investigation.config_memory import ConfigMapMemory, describe_key_changes
+from stanch.core.investigation.config_memory import (
+    ConfigMapMemory,
+    HpaMemory,
+    describe_hpa_changes,
+    describe_key_changes,
+)
 from stanch.core.investigation.gathering import parse_time
 from stanch.core.mitigation_context import incident_phase
 from stanch.core.models import (
@@ -107,6 +112,7 @@ class Investigator:
         clock: Callable[[], datetime] = _now,
         config_memory: ConfigMapMemory | None = None,
         memory: MemoryEvidence | None = None,
+        hpa_memory: HpaMemory | None = None,
     ) -> None:
         self.kube = kube
         self.prometheus = prometheus
@@ -116,6 +122,8 @@ class Investigator:
         self.config_memory = config_memory
         """ConfigMap values remembered from the watch: turns "data updated" into "key K: OLD → NEW"."""
         self.memory = memory
+        self.hpa_memory = hpa_memory
+        """HPA specs remembered from the watch: an HPA change reads "maxReplicas 10 → 3" and can be undone."""
         """Pods and Events kept by a watch; the collector lists what it cannot vouch for."""
 
     async def run(self, body: Mapping[str, Any]) -> Outcome:
@@ -140,10 +148,12 @@ class Investigator:
         began = time.perf_counter()
         lines = (LogLine(ln.time, ln.pod, ln.revision, ln.message, ln.previous) for ln in collected.log_lines)
         update: dict[str, Any] = {"log_signatures": group_log_signatures(lines)}
+        changes = collected.evidence.config_changes
         if self.config_memory is not None:
-            update["config_changes"] = describe_key_changes(
-                collected.evidence.config_changes, namespace, self.config_memory
-            )
+            changes = describe_key_changes(changes, namespace, self.config_memory)
+        if self.hpa_memory is not None:
+            changes = describe_hpa_changes(changes, namespace, self.hpa_memory)
+        update["config_changes"] = changes
         evidence = collected.evidence.model_copy(update=update)
         mitigations = previous.mitigations if previous else []
         findings = investigate(

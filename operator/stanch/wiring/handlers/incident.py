@@ -24,7 +24,7 @@ from stanch.adapters.kube import KubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.watch_cache import EvidenceCache
 from stanch.core.conditions import rfc3339, set_condition
-from stanch.core.investigation.config_memory import ConfigMapMemory, referenced_config_maps
+from stanch.core.investigation.config_memory import ConfigMapMemory, HpaMemory, referenced_config_maps
 from stanch.core.models import IncidentPhase, IncidentSpec, TargetRef
 from stanch.core.scope import CROSS_NAMESPACE_TARGET, target_scope_problem
 from stanch.core.settings import Settings
@@ -169,6 +169,7 @@ def register(
 ) -> None:
     now = clock or (lambda: datetime.now(UTC))
     config_memory = ConfigMapMemory()
+    hpa_memory = HpaMemory()
 
     # Which ConfigMaps each Deployment's pod template references. Kopf fills every index before any
     # handler runs, so the ConfigMap handler below already knows the references of the initial
@@ -189,6 +190,17 @@ def register(
         else:
             config_memory.observe(body)
 
+    # HPA specs as last seen and the version before: the way back from a bad autoscaler change
+    # (Kubernetes keeps no history of them). Status-only updates keep the remembered change.
+    @kopf.on.event(
+        "autoscaling", "v2", "horizontalpodautoscalers", id="incident-remember-hpa", registry=registry
+    )
+    async def hpa_seen(body: kopf.Body, name: str, namespace: str | None, type: str | None, **_: Any) -> None:
+        if type == "DELETED":
+            hpa_memory.forget(namespace or "", name)
+        else:
+            hpa_memory.observe(body)
+
     @kopf.on.startup(id="stanch-incident-clients", registry=registry)
     async def start_clients(memo: kopf.Memo, **_: Any) -> None:
         config = memo[MEMO_SETTINGS]
@@ -201,7 +213,13 @@ def register(
             metrics.observe_cache(cache.stores)
             cache.start()  # warms in the background; until then the collector lists
         memo[MEMO_INVESTIGATOR] = Investigator(
-            kube, prometheus, config.signal_templates, clock=now, config_memory=config_memory, memory=cache
+            kube,
+            prometheus,
+            config.signal_templates,
+            clock=now,
+            config_memory=config_memory,
+            memory=cache,
+            hpa_memory=hpa_memory,
         )
         memo[MEMO_POKES] = Pokes()
 
