@@ -58,6 +58,7 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
         "incident-poke-replicaset",
         "incident-poke-pod",
         "incident-remember-configmap",
+        "incident-remember-hpa",
         "mitigation-wake",
         "incident-auto-mitigate",
         "mitigation-notify",
