@@ -31,6 +31,7 @@ RUNS_ON_KIND = {
     "e2e/tests/test_policy.py::test_admission_rejects_a_malformed_policy",
     "e2e/tests/test_policy.py::test_valid_policy_is_reported_valid",
     "e2e/tests/test_policy.py::test_invalid_policy_is_reported_and_allows_nothing",
+    "e2e/tests/test_signal_presets.py::test_every_preset_query_parses_on_prometheus",
     "e2e/tests/test_tenancy.py::test_a_tenant_asks_for_help_at_home_and_nowhere_else",
     "e2e/tests/test_tenancy.py::test_a_tenant_cannot_widen_a_policy_or_edit_what_was_decided",
     "e2e/tests/test_tenancy.py::test_no_one_reads_a_secret_through_stanch_rbac",

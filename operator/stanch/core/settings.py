@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
+from stanch.core.investigation.presets import DEFAULT_PRESET, PRESETS, PresetError, preset_templates
 from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, validate_templates
 from stanch.core.models.common import parse_duration
 
@@ -64,6 +65,22 @@ OPTIONS: Mapping[str, Option] = {
     o.field: o
     for o in (
         Option("prometheus_url", "--prometheus-url", "STANCH_PROMETHEUS_URL"),
+        Option(
+            "prometheus_bearer_token_file",
+            "--prometheus-bearer-token-file",
+            "STANCH_PROMETHEUS_BEARER_TOKEN_FILE",
+        ),
+        Option("prometheus_ca_file", "--prometheus-ca-file", "STANCH_PROMETHEUS_CA_FILE"),
+        Option("prometheus_headers", "--prometheus-header", "STANCH_PROMETHEUS_HEADERS"),
+        Option("prometheus_username", "--prometheus-username", "STANCH_PROMETHEUS_USERNAME"),
+        Option("prometheus_password_file", "--prometheus-password-file", "STANCH_PROMETHEUS_PASSWORD_FILE"),
+        Option(
+            "prometheus_insecure_skip_tls_verify",
+            "--prometheus-insecure-skip-tls-verify",
+            "STANCH_PROMETHEUS_INSECURE_SKIP_TLS_VERIFY",
+        ),
+        Option("signal_preset", "--signal-preset", "STANCH_SIGNAL_PRESET"),
+        Option("workload_label", "--workload-label", "STANCH_WORKLOAD_LABEL"),
         Option("namespaces", "--namespace", "STANCH_NAMESPACES"),
         Option("all_namespaces", "--all-namespaces", "STANCH_ALL_NAMESPACES"),
         Option("standalone", "--standalone", "STANCH_STANDALONE"),
@@ -113,6 +130,60 @@ class HostPort(BaseModel):
         return f"{host}:{self.port}"
 
 
+# RFC 9110 token characters: anything else cannot be a header name.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Set by the client itself or by a dedicated option: a header would silently fight them.
+_RESERVED_HEADERS = {
+    "authorization": "use --prometheus-bearer-token-file or --prometheus-username/--prometheus-password-file",
+    "host": "set the host in --prometheus-url",
+    "content-length": "the client sets it",
+    "transfer-encoding": "the client sets it",
+    "connection": "the client sets it",
+    "user-agent": "the client sets it",
+}
+
+
+def parse_header(field: str, raw: str) -> tuple[str, str]:
+    """``Name: value`` as a header pair; the error never repeats the value (it may be a credential)."""
+    name, sep, value = raw.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not name:
+        raise ConfigError(field, f"{name or raw[:40]!r} is not 'Name: value'; e.g. 'X-Scope-OrgID: team-a'")
+    if not _HEADER_NAME.match(name):
+        raise ConfigError(field, f"{name[:60]!r} is not a valid header name; e.g. X-Scope-OrgID")
+    if name.lower() in _RESERVED_HEADERS:
+        raise ConfigError(field, f"header {name} is not settable here: {_RESERVED_HEADERS[name.lower()]}")
+    if any(c in value for c in "\r\n\0"):
+        raise ConfigError(field, f"the value of header {name} contains a line break or NUL")
+    return name, value
+
+
+@dataclass(frozen=True)
+class PrometheusConnection:
+    """How to reach Prometheus: everything the adapter needs, and nothing it logs but the URL.
+
+    File options are paths, read by the adapter on every request (a rotated token is picked up
+    without a restart, as Prometheus itself does with ``credentials_file``)."""
+
+    url: str
+    bearer_token_file: str | None = None
+    ca_file: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    username: str | None = None
+    password_file: str | None = None
+    insecure_skip_tls_verify: bool = False
+
+    def describe(self) -> dict[str, object]:
+        """For the start-up log line: which mechanisms are on, never a value but the URL's."""
+        return {
+            "url": self.url,
+            "auth": "bearer" if self.bearer_token_file else "basic" if self.username else None,
+            "ca_file": self.ca_file,
+            "headers": [name for name, _ in self.headers],
+            "insecure_skip_tls_verify": self.insecure_skip_tls_verify or None,
+        }
+
+
 MIN_CACHE_CAP = 100
 MAX_CACHE_CAP = 1_000_000
 
@@ -123,6 +194,24 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prometheus_url: str
+    prometheus_bearer_token_file: str | None = None
+    """A file holding the bearer token for Prometheus (e.g. a mounted Secret or projected
+    ServiceAccount token); re-read on every request so a rotation needs no restart."""
+    prometheus_ca_file: str | None = None
+    """PEM bundle that signs Prometheus's certificate (https URLs only)."""
+    prometheus_headers: tuple[tuple[str, str], ...] = ()
+    """Extra request headers, e.g. ``X-Scope-OrgID`` for Mimir, Cortex or Thanos tenancy. Values are
+    never logged (some gateways take an API key here)."""
+    prometheus_username: str | None = None
+    prometheus_password_file: str | None = None
+    """Basic auth: the user name and a file holding the password, re-read on every request."""
+    prometheus_insecure_skip_tls_verify: bool = False
+    """Do not check Prometheus's certificate. For a test cluster only: anyone on the path can read
+    the token."""
+    signal_preset: str = DEFAULT_PRESET
+    """Which metrics the signal templates read (``stanch.core.investigation.presets``)."""
+    workload_label: str | None = None
+    """The label of the request metrics that holds the workload's name; None: the preset's own."""
     namespaces: tuple[str, ...] = ()
     all_namespaces: bool = False
     standalone: bool = True
@@ -157,6 +246,37 @@ class Settings(BaseModel):
     @classmethod
     def _prometheus_url(cls, value: str) -> str:
         return check_prometheus_url(value)
+
+    @field_validator("prometheus_bearer_token_file", "prometheus_ca_file", "prometheus_password_file")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip() or "\0" in value:
+            raise ValueError(
+                "is not a file path; give the path of the mounted file, e.g. /etc/prometheus/token"
+            )
+        return value.strip()
+
+    @field_validator("signal_preset", mode="before")
+    @classmethod
+    def _signal_preset(cls, value: Any) -> str:
+        name = str(value).strip().lower()
+        if name not in PRESETS:
+            raise ValueError(f"{value!r} is not a signal preset; use one of {', '.join(PRESETS)}")
+        return name
+
+    @property
+    def prometheus(self) -> PrometheusConnection:
+        return PrometheusConnection(
+            url=self.prometheus_url,
+            bearer_token_file=self.prometheus_bearer_token_file,
+            ca_file=self.prometheus_ca_file,
+            headers=self.prometheus_headers,
+            username=self.prometheus_username,
+            password_file=self.prometheus_password_file,
+            insecure_skip_tls_verify=self.prometheus_insecure_skip_tls_verify,
+        )
 
     @field_validator("namespaces")
     @classmethod
@@ -258,6 +378,35 @@ class Settings(BaseModel):
     def _signal_templates(cls, value: dict[str, str]) -> dict[str, str]:
         validate_templates(value)
         return value
+
+    @model_validator(mode="after")
+    def _prometheus_access(self) -> Settings:
+        if self.prometheus_bearer_token_file and (self.prometheus_username or self.prometheus_password_file):
+            raise ConfigError(
+                "prometheus_bearer_token_file",
+                "a bearer token and basic auth exclude each other; pass only one of them",
+            )
+        if bool(self.prometheus_username) != bool(self.prometheus_password_file):
+            raise ConfigError(
+                "prometheus_password_file" if self.prometheus_username else "prometheus_username",
+                "basic auth needs both --prometheus-username and --prometheus-password-file",
+            )
+        if self.prometheus_ca_file and self.prometheus_insecure_skip_tls_verify:
+            raise ConfigError(
+                "prometheus_insecure_skip_tls_verify",
+                "--prometheus-ca-file and --prometheus-insecure-skip-tls-verify exclude each other;"
+                " keep the CA and drop the skip",
+            )
+        tls_only = [
+            OPTIONS[f].flag
+            for f in ("prometheus_ca_file", "prometheus_insecure_skip_tls_verify")
+            if getattr(self, f)
+        ]
+        if tls_only and not self.prometheus_url.startswith("https://"):
+            raise ConfigError(
+                "prometheus_url", f"{' and '.join(tls_only)} need an https:// URL; the URL is plain http"
+            )
+        return self
 
     @model_validator(mode="after")
     def _scope(self) -> Settings:
@@ -457,8 +606,23 @@ def resolve(
     if str(log_format) not in {f.value for f in LogFormat}:
         raise ConfigError("log_format", f"{log_format!r} is not a log format; use json or console")
 
-    templates = dict(DEFAULT_SIGNAL_TEMPLATES)
+    preset = pick("signal_preset") or DEFAULT_PRESET
+    workload_label = pick("workload_label") or None
+    try:
+        templates = preset_templates(str(preset), workload_label)
+    except PresetError as exc:
+        field = "signal_preset" if str(preset).strip().lower() not in PRESETS else "workload_label"
+        raise ConfigError(field, str(exc)) from None
     templates.update(signal_overrides or {})
+
+    headers_raw: list[str] = list(flags.get("prometheus_headers") or ())
+    if not headers_raw and OPTIONS["prometheus_headers"].env in env:
+        env_headers = env[OPTIONS["prometheus_headers"].env]
+        headers_raw = [h for h in re.split(r"[\n,]", env_headers) if h.strip()]
+    headers = tuple(parse_header("prometheus_headers", h) for h in headers_raw)
+    insecure = flags.get("prometheus_insecure_skip_tls_verify")
+    if insecure is None:
+        insecure = _env_bool("prometheus_insecure_skip_tls_verify", env)
 
     candidate: dict[str, Any] = {
         "prometheus_url": prometheus_url,
@@ -472,6 +636,14 @@ def resolve(
         "log_format": LogFormat(str(log_format)),
         "log_level": pick("log_level") or "INFO",
         "signal_templates": templates,
+        "signal_preset": preset,
+        "workload_label": workload_label,
+        "prometheus_bearer_token_file": pick("prometheus_bearer_token_file") or None,
+        "prometheus_ca_file": pick("prometheus_ca_file") or None,
+        "prometheus_headers": headers,
+        "prometheus_username": pick("prometheus_username") or None,
+        "prometheus_password_file": pick("prometheus_password_file") or None,
+        "prometheus_insecure_skip_tls_verify": bool(insecure),
     }
     lifetime = pick("peering_lifetime")
     if lifetime is not None:

@@ -124,6 +124,54 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="the Prometheus that holds the workloads' metrics (required) [STANCH_PROMETHEUS_URL]",
     )
     run.add_argument(
+        "--prometheus-bearer-token-file",
+        metavar="FILE",
+        help="send 'Authorization: Bearer <token>' with the token in FILE, re-read on every query so a"
+        " rotated Secret or projected token needs no restart [STANCH_PROMETHEUS_BEARER_TOKEN_FILE]",
+    )
+    run.add_argument(
+        "--prometheus-ca-file",
+        metavar="FILE",
+        help="PEM CA bundle that signs Prometheus's certificate (https only) [STANCH_PROMETHEUS_CA_FILE]",
+    )
+    run.add_argument(
+        "--prometheus-header",
+        dest="prometheus_headers",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="extra header on every query, repeatable, e.g. 'X-Scope-OrgID: team-a' for Mimir, Cortex"
+        " or Thanos; values are never logged [STANCH_PROMETHEUS_HEADERS, newline- or comma-separated]",
+    )
+    run.add_argument(
+        "--prometheus-username",
+        metavar="NAME",
+        help="basic auth user name, with --prometheus-password-file [STANCH_PROMETHEUS_USERNAME]",
+    )
+    run.add_argument(
+        "--prometheus-password-file",
+        metavar="FILE",
+        help="basic auth password in FILE, re-read on every query [STANCH_PROMETHEUS_PASSWORD_FILE]",
+    )
+    run.add_argument(
+        "--prometheus-insecure-skip-tls-verify",
+        action="store_true",
+        default=None,
+        help="do not verify Prometheus's certificate (test clusters only)"
+        " [STANCH_PROMETHEUS_INSECURE_SKIP_TLS_VERIFY]",
+    )
+    run.add_argument(
+        "--signal-preset",
+        metavar="NAME",
+        help="which metrics the signal templates read: simulator (default), kube-state-metrics, istio,"
+        " linkerd, ingress-nginx; see docs/signals.md [STANCH_SIGNAL_PRESET]",
+    )
+    run.add_argument(
+        "--workload-label",
+        metavar="LABEL",
+        help="the request metrics' label that holds the workload's name (default: the preset's own)"
+        " [STANCH_WORKLOAD_LABEL]",
+    )
+    run.add_argument(
         "--signals",
         dest="signals_file",
         metavar="FILE",
@@ -270,6 +318,14 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str], *, is_tty:
     overrides = load_signal_overrides(signals_file) if signals_file is not None else None
     flags: dict[str, Any] = {
         "prometheus_url": args.prometheus_url,
+        "prometheus_bearer_token_file": args.prometheus_bearer_token_file,
+        "prometheus_ca_file": args.prometheus_ca_file,
+        "prometheus_headers": args.prometheus_headers,
+        "prometheus_username": args.prometheus_username,
+        "prometheus_password_file": args.prometheus_password_file,
+        "prometheus_insecure_skip_tls_verify": args.prometheus_insecure_skip_tls_verify,
+        "signal_preset": args.signal_preset,
+        "workload_label": args.workload_label,
         "namespaces": args.namespaces,
         "all_namespaces": args.all_namespaces,
         "standalone": args.standalone,
@@ -296,8 +352,20 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str], *, is_tty:
     )
 
 
+def check_prometheus_files(config: Settings) -> None:
+    """Fail at start, with the flag's name, on a credentials or CA file that cannot be used: the
+    alternative is every query failing later. The files are read again on every query."""
+    from stanch.adapters.prometheus import CredentialsError, check_files
+
+    try:
+        check_files(config.prometheus)
+    except CredentialsError as exc:
+        raise ConfigError(exc.field, str(exc)) from None
+
+
 def _cmd_run(args: argparse.Namespace, err: TextIO) -> int:
     config = settings_from_args(args, dict(os.environ), is_tty=sys.stdout.isatty())
+    check_prometheus_files(config)
     # Imported here so `stanch version` and `stanch crds` do not pay for Kopf's import.
     from stanch.wiring.runner import run_operator
 

@@ -35,7 +35,8 @@ def run_operator(config: Settings, metrics: Metrics = METRICS) -> int:
         peering_lifetime=None if config.standalone else config.peering_lifetime,
         liveness=config.liveness_endpoint,
         metrics=str(config.metrics_address) if config.metrics_address else None,
-        prometheus=config.prometheus_url,
+        prometheus=config.prometheus.describe(),
+        signal_preset=config.signal_preset,
         notify=config.notify_target,
         notify_format=config.notify_format.value if config.notify_url is not None else None,
     )

@@ -206,7 +206,7 @@ def register(
         config = memo[MEMO_SETTINGS]
         assert isinstance(config, Settings)
         kube = KubeClient.from_env()
-        prometheus = PrometheusClient(config.prometheus_url, timeout=PROMETHEUS_TIMEOUT)
+        prometheus = PrometheusClient.connect(config.prometheus, timeout=PROMETHEUS_TIMEOUT)
         cache = _evidence_cache(config) if config.evidence_cache else None
         if cache is not None:
             memo[MEMO_EVIDENCE_CACHE] = cache

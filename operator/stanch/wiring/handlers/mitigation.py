@@ -880,7 +880,7 @@ async def start_runtime(memo: kopf.Memo, metrics: Metrics) -> None:
     kube = KubeClient.from_env()
     memo[RUNTIME] = Runtime(
         kube=kube,
-        prometheus=PrometheusClient(config.prometheus_url),
+        prometheus=PrometheusClient.connect(config.prometheus),
         settings=config,
         metrics=metrics,
         decide=PolicyEvaluator(kube),
