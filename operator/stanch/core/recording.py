@@ -21,6 +21,9 @@ from typing import Any
 _WINDOW = re.compile(r"\d+(ms|s|m|h)")
 _HTTP_BY = "namespace, deployment, revision, node, code"
 _LATENCY_BY = "namespace, deployment, revision, node, le"
+# Per pod, for one pod against its siblings; kept apart so the revision/node series stay small.
+_HTTP_BY_POD = "namespace, deployment, pod, code"
+_LATENCY_BY_POD = "namespace, deployment, pod, le"
 _SEL_HTTP = 'namespace="{{namespace}}",deployment="{{workload}}"'
 _SEL_PODS = 'namespace="{{namespace}}",pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+"'
 
@@ -36,6 +39,8 @@ def names(window: str) -> dict[str, str]:
     return {
         "requests": f"namespace_deployment_revision_node_code:http_requests:rate{window}",
         "latency": f"namespace_deployment_revision_node_le:http_request_duration_seconds_bucket:rate{window}",
+        "pod_requests": f"namespace_deployment_pod_code:http_requests:rate{window}",
+        "pod_latency": f"namespace_deployment_pod_le:http_request_duration_seconds_bucket:rate{window}",
         "cpu": f"namespace_pod:container_cpu_usage_seconds:rate{window}",
         "memory": "namespace_pod:container_memory_working_set_bytes:sum",
         "limits": "namespace_pod_resource:kube_pod_container_resource_limits:sum",
@@ -50,6 +55,11 @@ def recording_rules(window: str = "5m", interval: str = "30s") -> dict[str, Any]
     rules = [
         (n["requests"], f"sum by ({_HTTP_BY}) (rate(http_requests_total[{window}]))"),
         (n["latency"], f"sum by ({_LATENCY_BY}) (rate(http_request_duration_seconds_bucket[{window}]))"),
+        (n["pod_requests"], f"sum by ({_HTTP_BY_POD}) (rate(http_requests_total[{window}]))"),
+        (
+            n["pod_latency"],
+            f"sum by ({_LATENCY_BY_POD}) (rate(http_request_duration_seconds_bucket[{window}]))",
+        ),
         (
             n["cpu"],
             f'sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{{container!=""}}[{window}]))',
@@ -91,11 +101,16 @@ def recorded_templates(window: str = "5m") -> Mapping[str, str]:
         group = f" by ({by})" if by else ""
         return f'sum{group} ({req}{{{_SEL_HTTP},code=~"5.."}}) / sum{group} ({req}{{{_SEL_HTTP}}})'
 
-    def limit_ratio(used: str, resource: str) -> str:
+    def per_pod(used: str, resource: str) -> str:
         return (
-            f"max(sum by (pod) ({used}{{{_SEL_PODS}}})"
-            f' / sum by (pod) ({n["limits"]}{{{_SEL_PODS},resource="{resource}"}}))'
+            f"sum by (pod) ({used}{{{_SEL_PODS}}})"
+            f' / sum by (pod) ({n["limits"]}{{{_SEL_PODS},resource="{resource}"}})'
         )
+
+    def limit_ratio(used: str, resource: str) -> str:
+        return f"max({per_pod(used, resource)})"
+
+    pod_req = n["pod_requests"]
 
     return {
         "error_ratio": ratio(),
@@ -108,4 +123,12 @@ def recorded_templates(window: str = "5m") -> Mapping[str, str]:
         "error_ratio_by_node": ratio("node"),
         "latency_p99_by_revision": f"histogram_quantile(0.99, sum by (le, revision) ({lat}{{{_SEL_HTTP}}}))",
         "latency_p99_by_node": f"histogram_quantile(0.99, sum by (le, node) ({lat}{{{_SEL_HTTP}}}))",
+        "cpu_vs_limit_by_pod": per_pod(n["cpu"], "cpu"),
+        "memory_vs_limit_by_pod": per_pod(n["memory"], "memory"),
+        "error_ratio_by_pod": (
+            f'sum by (pod) ({pod_req}{{{_SEL_HTTP},code=~"5.."}}) / sum by (pod) ({pod_req}{{{_SEL_HTTP}}})'
+        ),
+        "latency_p99_by_pod": (
+            f"histogram_quantile(0.99, sum by (le, pod) ({n['pod_latency']}{{{_SEL_HTTP}}}))"
+        ),
     }

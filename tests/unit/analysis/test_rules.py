@@ -418,7 +418,7 @@ def test_an_ongoing_spike_is_not_transient() -> None:
 
 
 def test_every_rule_is_registered() -> None:
-    assert len(RULES) == len(set(RULES)) == 12
+    assert len(RULES) == len(set(RULES)) == 13
 
 
 def test_merge_combines_rules_reaching_the_same_conclusion() -> None:

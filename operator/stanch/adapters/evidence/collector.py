@@ -23,7 +23,7 @@ from stanch.adapters.evidence.logs import LogLimits, SampledLine, choose, read_l
 from stanch.adapters.evidence.metrics import BREAKDOWN_POINTS, SignalResult, query_signals, step_for
 from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.prometheus import PrometheusClient
-from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES, UNITS, overall_signals
+from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES, POD, UNITS, overall_signals
 from stanch.core.investigation.gathering import (
     EventSelections,
     config_changes,
@@ -40,8 +40,9 @@ from stanch.core.investigation.gathering import (
     target_events,
     workload_status,
 )
+from stanch.core.investigation.per_pod import PodPlace, latest_values, places, restart_spread, spread
 from stanch.core.label_selectors import selects
-from stanch.core.models import METRICS_MAX, Evidence, MetricSummary
+from stanch.core.models import METRICS_MAX, Evidence, MetricSummary, PodSpread
 
 T = TypeVar("T")
 
@@ -333,7 +334,13 @@ async def collect(
     fresh = end - 3 * step_for(start, end, BREAKDOWN_POINTS)
     metrics, metric_problems = _metric_summaries(signal_results, by_hash, request.reference, fresh)
     partial.extend(Partial(f"metrics:{s}", why) for s, why in metric_problems)
+    where = places(owned_pods, by_hash)
+    spreads = _pod_spreads(signal_results, where, fresh)
+    restarts = restart_spread(owned_pods, by_hash)
+    if restarts is not None:
+        spreads.append(restarts)
     evidence = _shape(ns, name, deployment, got, owned, owned_pods, start, metrics)
+    evidence = evidence.model_copy(update={"pod_spreads": spreads[:8]})
     return Collected(evidence, log_lines, _dedupe(partial), found, start, end, timings, tuple(from_memory))
 
 
@@ -431,6 +438,10 @@ def _metric_summaries(
     problems: list[tuple[str, str]] = []
     for result in results:
         unit = UNITS.get(result.signal)
+        if result.dimension == POD:
+            if result.error is not None:
+                problems.append((f"{result.signal}_by_{result.dimension}", result.error))
+            continue  # kept as a spread, not pod by pod (_pod_spreads)
         if result.dimension == "overall":
             if result.error is not None:
                 overall.append(MetricSummary(signal=result.signal, unit=unit, error=result.error))
@@ -472,3 +483,18 @@ def _metric_summaries(
     for which in priority:
         ordered.extend(sorted(broken.get(which, []), key=lambda m: -(m.peak or 0.0)))
     return ordered[:METRICS_MAX], problems
+
+
+def _pod_spreads(
+    results: Sequence[SignalResult], where: Mapping[str, PodPlace], fresh: datetime
+) -> list[PodSpread]:
+    """Each per-pod breakdown as a spread over the target's current pods, at the latest moment."""
+    out: list[PodSpread] = []
+    for result in results:
+        if result.dimension != POD or result.error is not None:
+            continue
+        values, at = latest_values(((s.labels.get(POD, ""), s.points) for s in result.series), fresh)
+        got = spread(result.signal, values, unit=UNITS.get(result.signal), at=at, where=where)
+        if got is not None:
+            out.append(got)
+    return out

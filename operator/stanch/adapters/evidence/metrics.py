@@ -1,4 +1,5 @@
-"""Signal queries over the investigation window: overall and broken down by revision and node.
+"""Signal queries over the investigation window: overall and broken down by revision, node and pod
+(per pod only the latest few samples: the pods are compared with each other now).
 
 Queries are rendered from named templates with escaped label values (``stanch.core.investigation.signals``);
 failures come back as typed problems so that a Prometheus outage reads as "no data", never as
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from stanch.adapters.prometheus import PrometheusClient, PrometheusError, Series
-from stanch.core.investigation.breakdowns import DIMENSIONS, breakdown_name
+from stanch.core.investigation.breakdowns import DIMENSIONS, POD, breakdown_name
 from stanch.core.investigation.signals import TemplateError, render
 
 # What the evidence keeps (the chart and onset detection get at most 60 points per series): asking
@@ -22,6 +23,9 @@ TARGET_POINTS = 60
 # Breakdowns keep no points, only before/now/peak per revision or node: a coarser step will do.
 BREAKDOWN_POINTS = 20
 MIN_STEP = timedelta(seconds=1)
+# Per-pod breakdowns compare pods at the latest moment: a few samples, not the window (at 1,000 pods
+# a full window would be the heaviest query of the refresh).
+POD_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ async def query_signals(
         async with semaphore:
             try:
                 step = steps["overall" if dimension == "overall" else "breakdown"]
-                series = await asyncio.wait_for(prometheus.query_range(query, start, end, step), seconds)
+                since = max(start, end - (POD_SAMPLES - 1) * step) if dimension == POD else start
+                series = await asyncio.wait_for(prometheus.query_range(query, since, end, step), seconds)
             except TimeoutError:
                 return SignalResult(signal, dimension, [], f"timeout: no answer within {seconds:g}s")
             except PrometheusError as exc:

@@ -1,19 +1,23 @@
-"""Per-revision and per-node variants of the signal templates, so "only the new pods" and "only one
-node" are visible in the evidence.
+"""Per-revision, per-node and per-pod variants of the signal templates, so "only the new pods",
+"only one node" and "only one pod" are visible in the evidence.
 
 A breakdown template is an ordinary named signal template called ``<signal>_by_<dimension>`` whose
-query returns one series per value of the ``revision`` (the pods' ``pod-template-hash``) or
-``node`` label. They are data like every other template: ``--signals`` may replace or add them,
-and a signal without a breakdown template is simply not broken down.
+query returns one series per value of the ``revision`` (the pods' ``pod-template-hash``), ``node``
+or ``pod`` label. Per-pod answers are not kept pod by pod: they become a spread (median, siblings,
+the highest pods; ``stanch.core.investigation.per_pod``). They are data like every other template:
+``--signals`` may replace or add them, and a signal without a breakdown template is simply not
+broken down.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-DIMENSIONS = ("revision", "node")
+DIMENSIONS = ("revision", "node", "pod")
+POD = "pod"
 
 _HTTP = 'namespace="{{namespace}}",deployment="{{workload}}"'
+_PODS = 'namespace="{{namespace}}",pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+"'
 
 
 def _ratio(by: str) -> str:
@@ -40,6 +44,17 @@ DEFAULT_BREAKDOWN_TEMPLATES: Mapping[str, str] = {
     "error_ratio_by_node": _ratio("node"),
     "latency_p99_by_revision": _p99("revision"),
     "latency_p99_by_node": _p99("node"),
+    # Per pod, read at the latest moments only (a few samples): one pod against its siblings.
+    "cpu_vs_limit_by_pod": (
+        f'sum by (pod) (rate(container_cpu_usage_seconds_total{{{_PODS},container!=""}}[5m]))'
+        f' / sum by (pod) (kube_pod_container_resource_limits{{{_PODS},resource="cpu"}})'
+    ),
+    "memory_vs_limit_by_pod": (
+        f'sum by (pod) (container_memory_working_set_bytes{{{_PODS},container!=""}})'
+        f' / sum by (pod) (kube_pod_container_resource_limits{{{_PODS},resource="memory"}})'
+    ),
+    "error_ratio_by_pod": _ratio("pod"),
+    "latency_p99_by_pod": _p99("pod"),
 }
 
 UNITS: Mapping[str, str] = {

@@ -422,6 +422,82 @@ class WorkloadStatus(StanchModel):
 
 METRICS_MAX = 32
 """Overall signals plus their per-revision and per-node breakdowns."""
+class PodValue(StanchModel):
+    """One pod's value of a signal."""
+
+    pod: ObjectName
+    """Pod name."""
+    value: float
+    """The pod's latest value."""
+    revision: Annotated[str, StringConstraints(max_length=253)] | None = None
+    """Revision of the pod (its ``pod-template-hash`` mapped to the revision number)."""
+    node: Annotated[str, StringConstraints(max_length=253)] | None = None
+    """Node the pod runs on."""
+
+
+class PodSpread(StanchModel):
+    """One signal across the target's pods at the same moment: how the pods compare with their
+    siblings, so one hot pod is told apart from a workload-wide problem."""
+
+    signal: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    """Signal name, e.g. ``cpu_vs_limit``."""
+    unit: Annotated[str, StringConstraints(max_length=32)] | None = None
+    """Unit of the values."""
+    at: AwareDatetime | None = None
+    """When the values were taken (the latest common sample)."""
+    pods: Count = 0
+    """Pods with a value."""
+    median: float | None = None
+    """Median over all pods."""
+    siblings_median: float | None = None
+    """Median over all pods but the highest: what the highest pod's siblings show."""
+    siblings_mad: float | None = None
+    """Median absolute deviation of those siblings (unscaled)."""
+    highest: Annotated[list[PodValue], Capped(5, keep="first")] = []
+    """The pods with the highest values, highest first."""
+
+
+class DependencyEvidence(StanchModel):
+    """A host the target's pods fail to reach, and what it is in the cluster."""
+
+    host: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    """The host (and port) as the log lines name it."""
+    failures: Annotated[list[Annotated[str, StringConstraints(max_length=32)]], Capped(6, keep="first")] = []
+    """How it fails: ``refused``, ``timeout``, ``dns``, ``reset``, ``unavailable``, ``5xx``."""
+    count: Count = 0
+    """Log lines about it."""
+    pods: Count = 0
+    """Distinct pods that logged them."""
+    first_seen: AwareDatetime | None = None
+    """First line about it."""
+    last_seen: AwareDatetime | None = None
+    """Last line about it."""
+    sample: Text = ""
+    """The first line seen (redacted)."""
+    service: ObjectRef | None = None
+    """The Service the host names or whose address it is."""
+    workload: ObjectRef | None = None
+    """The Deployment or StatefulSet behind that Service."""
+    external: bool = False
+    """The host is outside the cluster (or at least outside every Service of the namespace)."""
+    resolution: Annotated[str, StringConstraints(max_length=512)] = ""
+    """How the host was matched, or why it could not be."""
+    endpoints_ready: Count | None = None
+    """Ready endpoints of the Service."""
+    endpoints_total: Count | None = None
+    """All endpoints of the Service."""
+    replicas: Count | None = None
+    """Desired replicas of the workload."""
+    ready_replicas: Count | None = None
+    """Ready replicas of the workload."""
+    changed_at: AwareDatetime | None = None
+    """When the workload last changed (its newest revision, else its last spec write)."""
+    change: Annotated[str, StringConstraints(max_length=512)] = ""
+    """What that change was."""
+    revision: Annotated[int, Field(ge=0)] | None = None
+    """The workload's current revision (Deployments)."""
+    previous_revision: Annotated[int, Field(ge=0)] | None = None
+    """The retained revision before it, which a rollback of the dependency returns to."""
 
 
 class Evidence(StanchModel):
@@ -443,6 +519,10 @@ class Evidence(StanchModel):
     """Nodes hosting the pods, problematic first."""
     workload: WorkloadStatus | None = None
     """Desired and ready replicas and the rollout's progress, from the Deployment's status."""
+    pod_spreads: Annotated[list[PodSpread], Capped(8, keep="first")] = []
+    """Signals compared across the pods at the same moment (per-pod outliers)."""
+    dependencies: Annotated[list[DependencyEvidence], Capped(5, keep="first")] = []
+    """Hosts the pods fail to reach, resolved to Services and workloads where possible."""
 
 
 # --- status: hypotheses -------------------------------------------------------------------------
@@ -458,6 +538,8 @@ class HypothesisCategory(StrEnum):
     RESOURCE_EXHAUSTION = "ResourceExhaustion"
     CAPACITY = "Capacity"
     NODE_INFRASTRUCTURE = "NodeInfrastructure"
+    POD_OUTLIER = "PodOutlier"
+    """One pod (or a few) worse than its siblings at the same moment."""
     BAD_DATA = "BadData"
     CREDENTIAL_EXPIRY = "CredentialExpiry"
     TRANSIENT = "Transient"

@@ -25,6 +25,7 @@ from stanch.core.investigation.analysis.rules.deploys import (
 )
 from stanch.core.investigation.analysis.rules.logs import credential_expiry, dependency_failure
 from stanch.core.investigation.analysis.rules.nodes import node_problem
+from stanch.core.investigation.analysis.rules.outliers import pod_outlier
 from stanch.core.investigation.analysis.rules.transient import transient_blip
 from stanch.core.models import Hypothesis
 
@@ -40,6 +41,7 @@ RULES: tuple[Rule, ...] = (
     scaled_down,
     traffic_surge,
     node_problem,
+    pod_outlier,
     dependency_failure,
     credential_expiry,
     transient_blip,
@@ -56,6 +58,7 @@ __all__ = [
     "new_revision_failing",
     "new_revision_worse",
     "node_problem",
+    "pod_outlier",
     "recent_deploy",
     "resource_exhaustion",
     "scaled_down",

@@ -10,7 +10,7 @@ from stanch.core.investigation.analysis.context import RuleContext, pct
 from stanch.core.investigation.analysis.onset import find_shift, floor_for
 from stanch.core.investigation.analysis.rules.make import hypothesis
 from stanch.core.investigation.analysis.series import CPU, MEMORY, THROUGHPUT, overall, points_of, slope
-from stanch.core.models import Hypothesis, HypothesisCategory, SuggestedMitigation
+from stanch.core.models import Hypothesis, HypothesisCategory, PodSpread, SuggestedMitigation
 
 AT_LIMIT = 0.9
 """Memory or CPU over this fraction of the limit counts as at the limit."""
@@ -46,14 +46,42 @@ def _leaking(ctx: RuleContext) -> bool:
     return b > 0 and b > 4 * se and b * (len(values) - 1) > 0.2
 
 
+def _spread(ctx: RuleContext, signal: str) -> PodSpread | None:
+    return next((s for s in ctx.evidence.pod_spreads if s.signal == signal and s.pods), None)
+
+
+def most_pods_at_limit(spread: PodSpread) -> bool:
+    """Whether most of the pods are at the limit: counted exactly when every pod's value is known,
+    else read from the median (at least half of them at the limit)."""
+    if spread.pods <= len(spread.highest):
+        return sum(p.value >= AT_LIMIT for p in spread.highest) * 2 > spread.pods
+    return spread.median is not None and spread.median >= AT_LIMIT
+
+
+def _workload_wide(ctx: RuleContext, signal: str, peak: float | None, what: str) -> tuple[bool, str]:
+    """Whether the worst pod's ``peak`` at the limit is the workload's state, and a line when it is
+    one pod's only (the overall signal takes the busiest pod)."""
+    if peak is None or peak < AT_LIMIT:
+        return False, ""
+    spread = _spread(ctx, signal)
+    if spread is None or most_pods_at_limit(spread):
+        return True, ""
+    median = pct(spread.median)
+    return False, (
+        f"only some pods reach their {what} limit (the median pod is at {median} of it): a per-pod "
+        "problem, not the workload's"
+    )
+
+
 def resource_exhaustion(ctx: RuleContext) -> Hypothesis | None:
-    """OOMKilled containers or memory/CPU at the limit. A limit changed by the suspect revision
-    is rolled back; a leak is bought time with a restart; otherwise load is spread over more pods."""
+    """OOMKilled containers or memory/CPU at the limit across most pods. A limit changed by the
+    suspect revision is rolled back; a leak is bought time with a restart; otherwise load is spread
+    over more pods. One pod at its limit while its siblings are fine is not this (``pod_outlier``)."""
     ooms = _reason_count(ctx, "OOMKilled") + _event_count(ctx, "OOMKilling")
     memory = _peak(ctx, MEMORY)
     cpu = _peak(ctx, CPU)
-    memory_high = memory is not None and memory >= AT_LIMIT
-    cpu_high = cpu is not None and cpu >= AT_LIMIT
+    memory_high, memory_note = _workload_wide(ctx, MEMORY, memory, "memory")
+    cpu_high, cpu_note = _workload_wide(ctx, CPU, cpu, "CPU")
     if not (ooms or memory_high or cpu_high):
         return None
     supporting = []
@@ -64,7 +92,11 @@ def resource_exhaustion(ctx: RuleContext) -> Hypothesis | None:
     if cpu_high:
         supporting.append(f"CPU reached {pct(cpu)} of the limit (throttling)")
     confidence = 75 if ooms and memory_high else 65 if ooms else 50 if memory_high else 45
-    contradicting = []
+    contradicting = [note for note in (memory_note, cpu_note) if note]
+    for signal, high in ((MEMORY, memory_high), (CPU, cpu_high)):
+        spread = _spread(ctx, signal)
+        if high and spread is not None and spread.pods > 1:
+            supporting.append(f"{signal}: the median of {spread.pods} pods is at {pct(spread.median)}")
     if memory is None and cpu is None:
         contradicting.append("no memory/CPU metrics to confirm the pressure")
     statement = "pods are running out of " + ("memory" if ooms or memory_high else "CPU")
