@@ -153,6 +153,7 @@ ACCESS: tuple[Access, ...] = (
     Access("", "nodes", ("list",), "node conditions and taints"),
     Access("apps", "deployments", ("get",), "the target"),
     Access("apps", "replicasets", ("list",), "rollout history: each ReplicaSet is a revision"),
+    Access("apps", "statefulsets", ("list",), "the workload behind a failing dependency's Service"),
     Access("autoscaling", "horizontalpodautoscalers", ("list",), "autoscaler limits and scaling"),
     # --- Mitigation: guarded writes, each under a policy decision ----------------------------------
     Access("apps", "deployments", ("patch",), "rollback, scale, pause, restart, the lock annotation"),

@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -24,6 +24,12 @@ from stanch.adapters.evidence.metrics import BREAKDOWN_POINTS, SignalResult, que
 from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES, POD, UNITS, overall_signals
+from stanch.core.investigation.dependencies import (
+    Namespace,
+    dependency_evidence,
+    services_to_examine,
+    workload_behind,
+)
 from stanch.core.investigation.gathering import (
     EventSelections,
     config_changes,
@@ -325,6 +331,13 @@ async def collect(
         )
     if found and owned_pods and not log_requests:
         partial.append(Partial("logs", "no pod is running on a node, so there are no logs to read"))
+    neighbours = await guarded(
+        "dependencies",
+        _dependency_objects(
+            Namespace(ns, got.services, got.endpoint_slices), log_lines, listed, limits.max_objects
+        ),
+        None,
+    )
 
     try:
         signal_results = await metrics_task
@@ -340,7 +353,8 @@ async def collect(
     if restarts is not None:
         spreads.append(restarts)
     evidence = _shape(ns, name, deployment, got, owned, owned_pods, start, metrics)
-    evidence = evidence.model_copy(update={"pod_spreads": spreads[:8]})
+    dependencies = dependency_evidence(log_lines, neighbours) if neighbours is not None else []
+    evidence = evidence.model_copy(update={"pod_spreads": spreads[:8], "dependencies": dependencies})
     return Collected(evidence, log_lines, _dedupe(partial), found, start, end, timings, tuple(from_memory))
 
 
@@ -498,3 +512,31 @@ def _pod_spreads(
         if got is not None:
             out.append(got)
     return out
+
+
+class _Lister(Protocol):
+    def __call__(self, kind: str, limit: int, **selectors: str | None) -> Awaitable[list[dict[str, Any]]]: ...
+
+
+async def _dependency_objects(
+    ns: Namespace, lines: Sequence[SampledLine], listed: _Lister, cap: int
+) -> Namespace:
+    """The namespace's objects a failing host is matched against. Only when the error lines name a
+    Service of the namespace are its Deployments and StatefulSets listed (to find the workload
+    behind it), and then the ReplicaSets of the matched Deployments (its revisions)."""
+    wanted = set(services_to_examine(lines, ns))
+    if not wanted:
+        return ns
+    deployments, stateful_sets = await asyncio.gather(listed("Deployment", cap), listed("StatefulSet", cap))
+    ns = replace(ns, deployments=deployments, stateful_sets=stateful_sets)
+    selectors = []
+    for svc in ns.services:
+        if svc.get("metadata", {}).get("name") not in wanted:
+            continue
+        behind = workload_behind(svc, ns)
+        if behind is not None and behind[0] == "Deployment":
+            selector = label_selector((behind[1].get("spec") or {}).get("selector"))
+            if selector and selector not in selectors:
+                selectors.append(selector)
+    found = await asyncio.gather(*(listed("ReplicaSet", cap, label_selector=s) for s in selectors))
+    return replace(ns, replica_sets=[rs for got in found for rs in got])

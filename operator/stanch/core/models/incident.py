@@ -422,6 +422,8 @@ class WorkloadStatus(StanchModel):
 
 METRICS_MAX = 32
 """Overall signals plus their per-revision and per-node breakdowns."""
+
+
 class PodValue(StanchModel):
     """One pod's value of a signal."""
 

@@ -18,12 +18,13 @@ from stanch.core.investigation.analysis.rules.capacity import (
     traffic_surge,
 )
 from stanch.core.investigation.analysis.rules.config import config_change, key_change, key_flip, switched_off
+from stanch.core.investigation.analysis.rules.dependencies import dependency_failure
 from stanch.core.investigation.analysis.rules.deploys import (
     new_revision_failing,
     new_revision_worse,
     recent_deploy,
 )
-from stanch.core.investigation.analysis.rules.logs import credential_expiry, dependency_failure
+from stanch.core.investigation.analysis.rules.logs import credential_expiry
 from stanch.core.investigation.analysis.rules.nodes import node_problem
 from stanch.core.investigation.analysis.rules.outliers import pod_outlier
 from stanch.core.investigation.analysis.rules.transient import transient_blip
