@@ -75,6 +75,8 @@ def test_every_handler_is_registered_with_an_explicit_id() -> None:
         "stanch-peering-object",
         "policy-notify-start",
         "policy-notify-stop",
+        "stanch-alertmanager-receiver",
+        "stanch-alertmanager-receiver-stop",
     }
 
 

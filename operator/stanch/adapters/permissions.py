@@ -113,6 +113,12 @@ ACCESS: tuple[Access, ...] = (
         " (OwnerReferencesPermissionEnforcement checks this)",
     ),
     Access(GROUP, "incidents/status", ("patch",), "investigation results; the Incident's mitigations"),
+    Access(
+        GROUP,
+        "incidents",
+        ("list", "create", "patch"),
+        "the Alertmanager receiver: finds its alert group's Incident, files it, records later alerts",
+    ),
     Access(GROUP, "mitigationpolicies", ("get", "list"), "policy decisions"),
     Access(GROUP, "clustermitigationpolicies", ("get", "list"), "policy decisions"),
     Access(

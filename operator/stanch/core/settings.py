@@ -17,6 +17,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
+from stanch.core.alerting.mapping import (
+    DEFAULT_NAMESPACE_LABELS,
+    DEFAULT_SEVERITY_LABEL,
+    DEFAULT_WORKLOAD_LABELS,
+    parse_label_names,
+)
 from stanch.core.investigation.presets import DEFAULT_PRESET, PRESETS, PresetError, preset_templates
 from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES, validate_templates
 from stanch.core.models.common import parse_duration
@@ -38,6 +44,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LIVENESS_PATH = "/healthz"
 LIVENESS_PORT = 8080
 METRICS_PORT = 8081
+ALERTMANAGER_PORT = 8082
+"""The Alertmanager receiver's port when ``--alertmanager-address`` names none (docs/alertmanager.md)."""
 OFF = "off"
 DEFAULT_INVESTIGATION_INTERVAL = 30.0
 MIN_INVESTIGATION_INTERVAL = 1.0
@@ -99,6 +107,30 @@ OPTIONS: Mapping[str, Option] = {
         Option("evidence_cache_max_pods", "--evidence-cache-max-pods", "STANCH_EVIDENCE_CACHE_MAX_PODS"),
         Option(
             "evidence_cache_max_events", "--evidence-cache-max-events", "STANCH_EVIDENCE_CACHE_MAX_EVENTS"
+        ),
+        # --- the Alertmanager receiver (docs/alertmanager.md) ---
+        Option("alertmanager_address", "--alertmanager-address", "STANCH_ALERTMANAGER_ADDRESS"),
+        Option("alertmanager_token_file", "--alertmanager-token-file", "STANCH_ALERTMANAGER_TOKEN_FILE"),
+        Option(
+            "alertmanager_tls_cert_file", "--alertmanager-tls-cert-file", "STANCH_ALERTMANAGER_TLS_CERT_FILE"
+        ),
+        Option(
+            "alertmanager_tls_key_file", "--alertmanager-tls-key-file", "STANCH_ALERTMANAGER_TLS_KEY_FILE"
+        ),
+        Option(
+            "alertmanager_namespace_labels",
+            "--alertmanager-namespace-labels",
+            "STANCH_ALERTMANAGER_NAMESPACE_LABELS",
+        ),
+        Option(
+            "alertmanager_workload_labels",
+            "--alertmanager-workload-labels",
+            "STANCH_ALERTMANAGER_WORKLOAD_LABELS",
+        ),
+        Option(
+            "alertmanager_severity_label",
+            "--alertmanager-severity-label",
+            "STANCH_ALERTMANAGER_SEVERITY_LABEL",
         ),
     )
 }
@@ -241,6 +273,51 @@ class Settings(BaseModel):
     """Pods the cache may hold, all watched namespaces together; beyond it, pods are listed."""
     evidence_cache_max_events: int = 20_000
     """Events the cache may hold (Warnings, and Deployment/ReplicaSet Events), all namespaces together."""
+    # --- the Alertmanager receiver (docs/alertmanager.md) ---
+    alertmanager_address: HostPort | None = None
+    """Serve Alertmanager's webhook here (POST /api/v1/alerts); off when unset."""
+    alertmanager_token_file: str | None = None
+    """File holding the bearer token Alertmanager must send (a mounted Secret); required with the
+    receiver. Read on every request, so a rotated Secret takes effect without a restart."""
+    alertmanager_tls_cert_file: str | None = None
+    """Serve the receiver over TLS with this certificate (PEM) and the key below."""
+    alertmanager_tls_key_file: str | None = None
+    """The TLS certificate's private key (PEM)."""
+    alertmanager_namespace_labels: tuple[str, ...] = DEFAULT_NAMESPACE_LABELS
+    """Alert labels naming the target's namespace, the first one set wins."""
+    alertmanager_workload_labels: tuple[str, ...] = DEFAULT_WORKLOAD_LABELS
+    """Alert labels naming the target Deployment, the first one set wins."""
+    alertmanager_severity_label: str = DEFAULT_SEVERITY_LABEL
+    """Alert label mapped onto the Incident's severity (critical → SEV1 … info → SEV4)."""
+
+    @field_validator("alertmanager_namespace_labels", "alertmanager_workload_labels", mode="before")
+    @classmethod
+    def _alert_labels(cls, value: Any) -> tuple[str, ...]:
+        return parse_label_names(value)
+
+    @field_validator("alertmanager_severity_label", mode="before")
+    @classmethod
+    def _severity_label(cls, value: Any) -> str:
+        names = parse_label_names(str(value))
+        if len(names) != 1:
+            raise ValueError(f"{value!r} names {len(names)} labels; give one, e.g. severity")
+        return names[0]
+
+    @model_validator(mode="after")
+    def _alertmanager(self) -> Settings:
+        if self.alertmanager_address is not None and not self.alertmanager_token_file:
+            raise ConfigError(
+                "alertmanager_token_file",
+                "the Alertmanager receiver needs a bearer token: mount a Secret and pass its file with"
+                " --alertmanager-token-file (Alertmanager sends it with http_config.authorization)",
+            )
+        if bool(self.alertmanager_tls_cert_file) != bool(self.alertmanager_tls_key_file):
+            raise ConfigError(
+                "alertmanager_tls_cert_file",
+                "TLS needs both --alertmanager-tls-cert-file and --alertmanager-tls-key-file (e.g. the"
+                " tls.crt and tls.key of a kubernetes.io/tls Secret), or neither",
+            )
+        return self
 
     @field_validator("prometheus_url")
     @classmethod
@@ -665,6 +742,23 @@ def resolve(
         evidence_cache = _env_bool("evidence_cache", env)
     if evidence_cache is not None:
         candidate["evidence_cache"] = evidence_cache
+    # --- the Alertmanager receiver: off unless an address is given ---
+    alertmanager_raw = str(pick("alertmanager_address") or "").strip()
+    if alertmanager_raw and alertmanager_raw.lower() != OFF:
+        candidate["alertmanager_address"] = parse_host_port(
+            "alertmanager_address", alertmanager_raw, ALERTMANAGER_PORT
+        )
+    for field in (
+        "alertmanager_token_file",
+        "alertmanager_tls_cert_file",
+        "alertmanager_tls_key_file",
+        "alertmanager_namespace_labels",
+        "alertmanager_workload_labels",
+        "alertmanager_severity_label",
+    ):
+        value = pick(field)
+        if value:
+            candidate[field] = value
     try:
         return Settings(**candidate)
     except ValidationError as exc:

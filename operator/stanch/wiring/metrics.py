@@ -79,6 +79,15 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.alertmanager_notifications = Counter(
+            "stanch_alertmanager_notifications",
+            "Alertmanager notifications the receiver answered, by outcome: Created, Updated, Resolved,"
+            " Unchanged, or the refusal's reason (InvalidPayload, NoTarget, UnknownTarget,"
+            " NamespaceNotWatched, Unauthorized, TooLarge, ApiUnavailable, ...).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     def observe_cache(self, stores: Iterable[WatchedObjects]) -> None:
         """Read the evidence cache's stores at every scrape (no bookkeeping in the watch loop)."""
         for store in stores:

@@ -7,6 +7,7 @@ import structlog
 
 import stanch
 from stanch.core.settings import Settings
+from stanch.wiring.alerts import MEMO_RECEIVER_CONFIG, ReceiverError, receiver_config
 from stanch.wiring.handlers import build_registry
 from stanch.wiring.handlers.peering import process_priority
 from stanch.wiring.handlers.startup import MEMO_SETTINGS
@@ -24,6 +25,12 @@ def run_operator(config: Settings, metrics: Metrics = METRICS) -> int:
         except OSError as exc:
             log.error("metrics endpoint failed", address=str(config.metrics_address), error=str(exc))
             return 1
+    try:
+        # Checked before Kopf starts: a wrong Secret mount is one line and exit 1, not a crash loop.
+        alert_receiver = receiver_config(config)
+    except ReceiverError as exc:
+        log.error("alertmanager receiver cannot start", problem=str(exc))
+        return 1
     priority = process_priority(config)
     log.info(
         "starting",
@@ -39,9 +46,11 @@ def run_operator(config: Settings, metrics: Metrics = METRICS) -> int:
         signal_preset=config.signal_preset,
         notify=config.notify_target,
         notify_format=config.notify_format.value if config.notify_url is not None else None,
+        alertmanager=str(config.alertmanager_address) if config.alertmanager_address else None,
     )
     memo = kopf.Memo()
     memo[MEMO_SETTINGS] = config
+    memo[MEMO_RECEIVER_CONFIG] = alert_receiver
     kopf.run(
         registry=build_registry(metrics),
         memo=memo,

@@ -16,6 +16,7 @@ from stanch.core.models.common import (
     ImageRef,
     ObjectName,
     ObjectRef,
+    ShortText,
     SignalRef,
     TargetRef,
     Text,
@@ -50,6 +51,57 @@ class IncidentMitigationSettings(StanchModel):
     """Suggest lists the Mitigation Stanch would create; Auto lets policy auto-mitigation rules create it."""
 
 
+class AlertState(StrEnum):
+    """An Alertmanager alert's state."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+ALERTS_MAX = 50
+"""Alerts an Incident records of its group (the latest starts are kept)."""
+ALERT_LABELS_MAX = 24
+AlertLabels = Annotated[dict[str, ShortText], Field(max_length=ALERT_LABELS_MAX)]
+
+
+class AlertRecord(StanchModel):
+    """One alert of the group, as Alertmanager last reported it."""
+
+    fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    """Alertmanager's fingerprint of the alert's labels."""
+    status: AlertState
+    """``firing`` or ``resolved``."""
+    starts_at: AwareDatetime
+    """When the alert started firing (a later firing of the same alert is a separate record)."""
+    ends_at: AwareDatetime | None = None
+    """When it resolved; absent while it fires."""
+    labels: AlertLabels = {}
+    """The alert's labels (at most 24, values cut at 256 characters)."""
+    summary: Text = ""
+    """The ``summary`` (else ``description``) annotation."""
+    generator_url: Annotated[str, StringConstraints(max_length=1024)] = ""
+    """Link to the alerting rule's expression in Prometheus."""
+
+
+class AlertGroup(StanchModel):
+    """The Alertmanager alert group an Incident was filed from. Written by Stanch's Alertmanager
+    receiver (docs/alertmanager.md); absent on an Incident a human filed."""
+
+    group_key: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    """Alertmanager's key of the group: one Incident per group (and per episode: a group that fires
+    again after its Incident was resolved opens a new one)."""
+    receiver: ShortText = ""
+    """The Alertmanager receiver that delivered it."""
+    group_labels: AlertLabels = {}
+    """The labels the route groups by."""
+    external_url: Annotated[str, StringConstraints(max_length=1024)] = ""
+    """The Alertmanager that sent it."""
+    alerts: Annotated[list[AlertRecord], Capped(ALERTS_MAX, keep="last")] = []
+    """The group's alerts, oldest start first."""
+    truncated_alerts: Annotated[int, Field(ge=0)] = 0
+    """Alerts Alertmanager left out of its last notification (its ``max_alerts``)."""
+
+
 class IncidentSpec(StanchModel):
     """What the incident is about. Written by a human or an Alertmanager webhook."""
 
@@ -69,6 +121,8 @@ class IncidentSpec(StanchModel):
     """Mitigation handling."""
     resolved: bool = False
     """Set to true when the incident is over: refreshing stops and temporary mitigations are undone."""
+    alertmanager: AlertGroup | None = None
+    """The alert group the Incident was filed from, when Alertmanager filed it."""
 
 
 # --- status: scope ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import kopf
 
+from stanch.wiring import alerts
 from stanch.wiring.handlers import incident, mitigation, peering, policy, startup
 from stanch.wiring.metrics import Metrics
 
@@ -16,6 +17,7 @@ def build_registry(metrics: Metrics) -> kopf.OperatorRegistry:
     incident.register(registry, metrics)
     mitigation.register(registry, metrics)
     policy.register(registry, metrics)
+    alerts.register(registry, metrics)
     return registry
 
 
