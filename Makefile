@@ -56,8 +56,9 @@ run: ## run the operator against KUBECONFIG (or the local world if it is up)
 		eval "$$($(PY) -m e2e.cluster env)"; fi; \
 	exec $(STANCH) run $(RUN_ARGS)
 
-cluster-deps: ## Debian packages the local world needs (Prometheus)
+cluster-deps: ## Debian packages the local world needs (Prometheus; Alertmanager for the receiver's tests)
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
+	@command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager; }
 
 cluster-binaries: ## build kube-apiserver, etcd, kwok... from Go modules (cached; cold build takes long)
 	bash e2e/cluster/build-binaries.sh

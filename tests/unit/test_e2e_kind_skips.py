@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 # What runs on kind (docs/local-cluster.md, "Another cluster: kind", lists the same tests).
 RUNS_ON_KIND = {
     "e2e/tests/test_adapters.py::test_prometheus_client_queries_and_types_failures",
+    "e2e/tests/test_alertmanager.py::test_hostile_payloads_get_a_4xx_and_create_nothing",
+    "e2e/tests/test_alertmanager.py::test_retries_and_concurrent_deliveries_converge_on_one_incident",
     "e2e/tests/test_crds.py::test_examples_pass_server_side_dry_run",
     "e2e/tests/test_crds.py::test_cel_rules_reject_on_the_server",
     "e2e/tests/test_crds.py::test_target_immutable_and_status_pruned_except_kopf",

@@ -84,7 +84,7 @@ class AlertIntake:
             problem=refusal.message,
             **fields,
         )
-        return self._reply(refusal.status, refusal.reason, message=refusal.message)
+        return self._reply(refusal.status, refusal.reason, reason=refusal.reason, message=refusal.message)
 
     async def handle(self, body: bytes) -> Reply:
         try:
