@@ -77,17 +77,19 @@ _TEXT_RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]],
         re.compile(r"(?P<pre>\b(?:[Bb]earer|BEARER|Basic|BASIC)\s+)[A-Za-z0-9._~+/=-]{8,}"),
         rf"\g<pre>{REDACTED}",
     ),
-    # key=value, key: value, "key": "value" where the key is telling; quotes are kept.
+    # key=value, key: value, "key": "value" where the key is telling; quotes are kept. A bracketed
+    # value (``[REDACTED]`` from an earlier pass: logs are redacted by key, then as text) is taken
+    # whole: the bare alternative stops at ``]``, so it used to leave ``token = [REDACTED]]``.
     (
         re.compile(
             rf"(?i)(?P<pre>\b{_KEY_WORDS}[\"']?\s*[:=]\s*)"
-            r"(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<bare>[^\s,;&}\]\"']+))"
+            r"(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<br>\[[^\]\r\n]*\])|(?P<bare>[^\s,;&}\]\"']+))"
         ),
         lambda m: (
             m.group("pre")
             + ('"' + REDACTED + '"' if m.group("dq") is not None else "")
             + ("'" + REDACTED + "'" if m.group("sq") is not None else "")
-            + (REDACTED if m.group("bare") is not None else "")
+            + (REDACTED if m.group("br") is not None or m.group("bare") is not None else "")
         ),
     ),
     # An env variable dumped as JSON or a Python repr ({"name": "DB_PASSWORD", "value": "..."}) in an
