@@ -69,6 +69,7 @@ def test_a_retry_finds_its_own_approval() -> None:
     )
 
 
-def test_the_command_wants_namespace_and_name(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["approve", "grow"]) == 2
-    assert "is not of the form NAMESPACE/NAME" in capsys.readouterr().err
+def test_the_command_wants_name_or_namespace_and_name(capsys: pytest.CaptureFixture[str]) -> None:
+    # `approve NAME -n NS` (kubectl's way) and `approve NS/NAME` both name one Mitigation.
+    assert main(["approve", "shop/grow/x"]) == 2
+    assert "neither NAME nor NAMESPACE/NAME" in capsys.readouterr().err

@@ -171,7 +171,8 @@ def test_report_dispatches_with_its_files(
 
 
 def test_report_argument_shape(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(["report", "checkout-5xx"], capsys)
+    # NAME with -n (kubectl's way) and NAMESPACE/NAME both work; anything else is a usage error.
+    code, _, err = run_cli(["report", "shop/checkout/5xx"], capsys)
     assert code == 2
     assert "NAMESPACE/NAME" in err
 

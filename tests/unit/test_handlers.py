@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import kopf
 import pytest
 
+from stanch.adapters import credentials
 from stanch.core.conditions import set_condition
 from stanch.core.settings import resolve
 from stanch.wiring.handlers import build_registry, startup
@@ -180,13 +182,15 @@ def test_login_prefers_an_explicit_kubeconfig(tmp_path: Path, monkeypatch: pytes
         "users: [{name: me, user: {token: abc}}]\n"
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    info = startup.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("t"))
+    credentials.select(credentials.Selection())  # the process resolves once: start afresh
+    info = asyncio.run(startup.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("t")))
     assert info.server == "https://127.0.0.1:6443"
 
 
 def test_login_without_credentials_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setattr(kopf, "login_with_service_account", lambda **_: None)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    credentials.select(credentials.Selection())
     with pytest.raises(kopf.LoginError, match="KUBECONFIG"):
-        startup.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("t"))
+        asyncio.run(startup.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("t")))

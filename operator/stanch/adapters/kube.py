@@ -15,9 +15,8 @@ from typing import Any, Literal
 
 import httpx2 as httpx
 import orjson
-from lightkube.config import client_adapter
-from lightkube.config.kubeconfig import KubeConfig
 
+from stanch.adapters import credentials
 from stanch.adapters.permissions import undeclared
 from stanch.adapters.resources import Kind, kind
 
@@ -96,13 +95,15 @@ class KubeClient:
 
     @classmethod
     def from_env(cls, kubeconfig: str | None = None, timeout: float = 10.0) -> KubeClient:
-        """From an explicit kubeconfig, else $KUBECONFIG / ~/.kube/config, else the service account."""
-        config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
-        single = config.get()
-        if single is None:
-            raise KubeError(0, "NoConfig", "no usable context in the Kubernetes configuration")
-        params = client_adapter.ConnectionParams(timeout=httpx.Timeout(timeout), trust_env=False)
-        return cls(client_adapter.AsyncClient(single, params))
+        """From the process's credentials (kubectl's order: ``--kubeconfig``/``--context``, then
+        $KUBECONFIG, ~/.kube/config, then the Pod's ServiceAccount; see ``credentials``), or from
+        an explicit kubeconfig file. Raises ``CredentialsError`` with the fix."""
+        creds = credentials.resolve(credentials.Selection(kubeconfig=kubeconfig)) if kubeconfig else None
+        return cls.from_credentials(creds or credentials.current(), timeout)
+
+    @classmethod
+    def from_credentials(cls, creds: credentials.Credentials, timeout: float = 10.0) -> KubeClient:
+        return cls(creds.http_client(httpx.Timeout(timeout)))
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -149,6 +150,11 @@ class KubeClient:
         return resp.text
 
     # ---- reads ---------------------------------------------------------------------------------
+    async def version(self) -> dict[str, Any]:
+        """The API server's ``/version`` (every client may read it: ``system:public-info-viewer``)."""
+        info: dict[str, Any] = await self._request("version", "GET", "/version")
+        return info
+
     async def get(self, kind_name: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:

@@ -34,7 +34,9 @@ from stanch.wiring import alerts
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+TIMELINE_DEFAULT = 20
 
+_NAME = re.compile(r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
 _OBJECT_REF = re.compile(r"^(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<name>[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$")
 
 
@@ -51,10 +53,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog or _prog(),
         description="Stanch stops the bleeding: investigate production incidents, mitigate under guard.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("--version", action="store_true", help="print versions and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    conn = _connection_flags()
 
     run = commands.add_parser(
         "run",
+        parents=[_kubeconfig_flags()],
         allow_abbrev=False,
         help="run the operator",
         description="Run the Stanch operator. Every flag also reads a STANCH_* environment variable.",
@@ -262,30 +267,135 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     rules.add_argument("--rules", type=Path, metavar="FILE", help="rules file (default: stdout)")
     rules.add_argument("--templates", type=Path, metavar="FILE", help="also write the signal templates here")
 
-    report = commands.add_parser(
-        "report",
+    _console_commands(commands, conn)
+    return parser
+
+
+def _kubeconfig_flags() -> argparse.ArgumentParser:
+    flags = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    group = flags.add_argument_group("cluster (kubectl's flags)")
+    group.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig to use; default: $KUBECONFIG, else ~/.kube/config, else the Pod's ServiceAccount",
+    )
+    group.add_argument(
+        "--context", metavar="NAME", help="kubeconfig context to use (default: current-context)"
+    )
+    return flags
+
+
+def _connection_flags() -> argparse.ArgumentParser:
+    flags = _kubeconfig_flags()
+    group = flags.add_argument_group("identity")
+    group.add_argument(
+        "--as", dest="as_user", metavar="USER", help="impersonate USER (needs RBAC impersonate)"
+    )
+    group.add_argument(
+        "--as-group", dest="as_groups", action="append", default=[], metavar="GROUP", help="impersonate GROUP"
+    )
+    return flags
+
+
+def _namespace_flag(parser: argparse.ArgumentParser, *, all_namespaces: bool = False) -> None:
+    parser.add_argument(
+        "-n", "--namespace", metavar="NS", help="namespace (default: the kubeconfig context's, else default)"
+    )
+    if all_namespaces:
+        parser.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+
+
+def _output_flag(parser: argparse.ArgumentParser, choices: Sequence[str]) -> None:
+    parser.add_argument(
+        "-o", "--output", choices=list(choices), metavar="|".join(choices), help="output format"
+    )
+
+
+def _console_commands(commands: Any, conn: argparse.ArgumentParser) -> None:
+    get = commands.add_parser(
+        "get",
+        parents=[conn],
         allow_abbrev=False,
-        help="render an Incident as a post-incident document",
-        description="Write a post-incident document (Markdown) from an Incident's status, optionally a"
-        " chart of its error signal and suggested alerts. Reads the cluster of KUBECONFIG.",
+        help="list Incidents or Mitigations (kubectl get, with Stanch's columns)",
+        description="List Incidents or Mitigations: kubectl stanch get incidents|inc|mitigations|mit [NAME].",
     )
-    report.add_argument("incident", metavar="NAMESPACE/NAME")
-    report.add_argument("--out", type=Path, metavar="FILE", help="write the Markdown here (default: stdout)")
-    report.add_argument(
-        "--chart", type=Path, metavar="FILE.png", help="draw the signals and changes as a PNG"
+    get.add_argument("resource", metavar="RESOURCE", help="incidents (inc) or mitigations (mit)")
+    get.add_argument("name", nargs="?", metavar="NAME")
+    _namespace_flag(get, all_namespaces=True)
+    _output_flag(get, ("wide", "yaml", "json", "name"))
+    get.add_argument("-w", "--watch", action="store_true", help="after listing, print each change")
+
+    describe = commands.add_parser(
+        "describe",
+        parents=[conn],
+        allow_abbrev=False,
+        help="show an Incident (scope, timeline, hypotheses, mitigations) or a Mitigation with its audit",
+        description="Show an Incident as on-call reads it: scope and impact, timeline, hypotheses with"
+        " evidence for and against and their suggested mitigation, linked Mitigations; or a Mitigation"
+        " with its audit.",
     )
-    report.add_argument(
-        "--alerts", type=Path, metavar="FILE.yaml", help="write suggested alerts as a PrometheusRule"
+    describe.add_argument("resource", metavar="RESOURCE", help="incident (inc) or mitigation (mit)")
+    describe.add_argument("name", metavar="NAME", help="NAME, or NAMESPACE/NAME")
+    _namespace_flag(describe)
+    _output_flag(describe, ("yaml", "json"))
+    describe.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="Incidents: show it again whenever it or its Mitigations change",
     )
+    describe.add_argument(
+        "--timeline",
+        default=str(TIMELINE_DEFAULT),
+        metavar="N|all",
+        help=f"Incidents: the newest N timeline entries (default {TIMELINE_DEFAULT}) or all",
+    )
+
+    mitigate = commands.add_parser(
+        "mitigate",
+        parents=[conn],
+        allow_abbrev=False,
+        help="create the Mitigation a hypothesis of an Incident suggests",
+        description="Create the Mitigation that an Incident's hypothesis suggests (default: the first"
+        " hypothesis with a suggestion), requested by you, linked to the Incident. Policy still decides.",
+    )
+    mitigate.add_argument("incident", metavar="INCIDENT", help="NAME, or NAMESPACE/NAME")
+    _namespace_flag(mitigate)
+    mitigate.add_argument(
+        "--hypothesis", type=int, metavar="N", help="the hypothesis' number in the Incident view"
+    )
+    mitigate.add_argument("--name", metavar="NAME", help="the Mitigation's name (default: derived, stable)")
+    mitigate.add_argument(
+        "--dry-run",
+        nargs="?",
+        const="client",
+        default="none",
+        choices=["none", "server", "client"],
+        help="client: print the Mitigation, send nothing; server: the API server validates and admits it,"
+        " stores nothing (kubectl's --dry-run)",
+    )
+    mitigate.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="create it as Stanch's dry run (spec.dryRun): planned and recorded, the target never touched",
+    )
+    mitigate.add_argument(
+        "--temporary", action="store_true", help="undo it when the Incident is resolved (spec.temporary)"
+    )
+    mitigate.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    _output_flag(mitigate, ("yaml", "json"))
+
     approve = commands.add_parser(
         "approve",
+        parents=[conn],
         allow_abbrev=False,
         help="approve a Mitigation as yourself (creates a MitigationApproval)",
-        description="Create a MitigationApproval of a Mitigation as the user of KUBECONFIG (kubectl auth"
-        " whoami), pinned to the Mitigation's uid. Whether it counts is the policy's call: see the"
+        description="Create a MitigationApproval of a Mitigation as the user of your credentials (kubectl"
+        " auth whoami), pinned to the Mitigation's uid. Whether it counts is the policy's call: see the"
         " Mitigation's status.",
     )
-    approve.add_argument("mitigation", metavar="NAMESPACE/NAME")
+    approve.add_argument("mitigation", metavar="MITIGATION", help="NAME, or NAMESPACE/NAME")
+    _namespace_flag(approve)
     approve.add_argument(
         "--group",
         action="append",
@@ -294,7 +404,55 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="list this group of yours in the approval (a policy's approval.approverGroups); repeatable",
     )
     approve.add_argument("--reason", default="", help="why, for the audit trail")
-    return parser
+
+    abort = commands.add_parser(
+        "abort",
+        parents=[conn],
+        allow_abbrev=False,
+        help="abort an in-flight Mitigation, reverting any change it made",
+        description="Abort a Mitigation that has not finished: it is deleted with revertOnDelete, so Stanch"
+        " reverts any change first (conditionally: someone else's change since is drift, NeedsAttention,"
+        " never overwritten) and then lets it go. Waits until it is gone.",
+    )
+    abort.add_argument("mitigation", metavar="MITIGATION", help="NAME, or NAMESPACE/NAME")
+    _namespace_flag(abort)
+    abort.add_argument(
+        "--wait", action=argparse.BooleanOptionalAction, default=True, help="wait until it is gone"
+    )
+    abort.add_argument(
+        "--timeout", type=float, default=300.0, metavar="SECONDS", help="how long to wait (300)"
+    )
+    abort.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    audit = commands.add_parser(
+        "audit",
+        parents=[conn],
+        allow_abbrev=False,
+        help="a Mitigation's audit: its status history and its Events, in time order",
+        description="Print a Mitigation's audit trail: status.audit (who asked, the policy decision, the"
+        " approval, each step and why) merged with the Kubernetes Events about it, oldest first.",
+    )
+    audit.add_argument("mitigation", metavar="MITIGATION", help="NAME, or NAMESPACE/NAME")
+    _namespace_flag(audit)
+    _output_flag(audit, ("yaml", "json"))
+
+    report = commands.add_parser(
+        "report",
+        parents=[conn],
+        allow_abbrev=False,
+        help="render an Incident as a post-incident document",
+        description="Write a post-incident document (Markdown) from an Incident's status, optionally a"
+        " chart of its error signal and suggested alerts.",
+    )
+    report.add_argument("incident", metavar="INCIDENT", help="NAME, or NAMESPACE/NAME")
+    _namespace_flag(report)
+    report.add_argument("--out", type=Path, metavar="FILE", help="write the Markdown here (default: stdout)")
+    report.add_argument(
+        "--chart", type=Path, metavar="FILE.png", help="draw the signals and changes as a PNG"
+    )
+    report.add_argument(
+        "--alerts", type=Path, metavar="FILE.yaml", help="write suggested alerts as a PrometheusRule"
+    )
 
 
 def load_signal_overrides(path: Path) -> dict[str, str]:
@@ -370,6 +528,7 @@ def check_prometheus_files(config: Settings) -> None:
 def _cmd_run(args: argparse.Namespace, err: TextIO) -> int:
     config = settings_from_args(args, dict(os.environ), is_tty=sys.stdout.isatty())
     check_prometheus_files(config)
+    _select_credentials(args)
     # Imported here so `stanch version` and `stanch crds` do not pay for Kopf's import.
     from stanch.wiring.runner import run_operator
 
@@ -426,38 +585,148 @@ def _cmd_recording_rules(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
     return EXIT_OK
 
 
-def _cmd_report(args: argparse.Namespace, err: TextIO) -> int:
-    if not _OBJECT_REF.match(args.incident):
-        print(
-            f"{_prog()} report: error: NAMESPACE/NAME: {args.incident!r} is not of the form"
-            " NAMESPACE/NAME, e.g. shop/checkout-5xx",
-            file=err,
+class UsageError(Exception):
+    """A mistake in the command line (exit 2)."""
+
+
+def _name_ref(value: str, what: str) -> tuple[str | None, str]:
+    """``NAME`` or ``NAMESPACE/NAME`` (the form the first versions of the CLI took)."""
+    if "/" in value:
+        match = _OBJECT_REF.match(value)
+        if not match:
+            raise UsageError(f"{what} {value!r} is neither NAME nor NAMESPACE/NAME, e.g. shop/checkout-5xx")
+        return match["ns"], match["name"]
+    if not _NAME.match(value):
+        raise UsageError(
+            f"{what} {value!r} is not a valid object name (lower case letters, digits, '-', '.')"
         )
-        return EXIT_USAGE
-    # Imported here so the other commands do not pay for the report's imports.
+    return None, value
+
+
+def _select_credentials(args: argparse.Namespace) -> None:
+    from stanch.adapters import credentials
+
+    credentials.select(
+        credentials.Selection(
+            kubeconfig=getattr(args, "kubeconfig", None),
+            context=getattr(args, "context", None),
+            user=getattr(args, "as_user", None),
+            groups=tuple(getattr(args, "as_groups", None) or ()),
+        )
+    )
+
+
+def _default_namespace() -> str:
+    from stanch.adapters import credentials
+
+    return credentials.current().namespace
+
+
+def _target(args: argparse.Namespace, value: str | None, what: str) -> Any:
+    from stanch.wiring.console_command import Target
+
+    if getattr(args, "all_namespaces", False):
+        if value is not None:
+            raise UsageError("-A/--all-namespaces lists; it takes no NAME")
+        return Target(namespace=None)
+    if value is None:
+        return Target(namespace=args.namespace or _default_namespace())
+    namespace, name = _name_ref(value, what)
+    if namespace is not None and args.namespace and namespace != args.namespace:
+        raise UsageError(f"{what} {value!r} names namespace {namespace}, but -n says {args.namespace}")
+    return Target(namespace=namespace or args.namespace or _default_namespace(), name=name)
+
+
+def _kind(resource: str) -> str:
+    from stanch.wiring.console_command import KINDS
+
+    kind = KINDS.get(resource.lower().removesuffix(".stanch.dev"))
+    if kind is None:
+        raise UsageError(f"RESOURCE {resource!r}: use incidents (inc) or mitigations (mit)")
+    return kind
+
+
+def _confirm(prompt: str) -> bool:
+    if not sys.stdin.isatty():
+        from stanch.wiring.console_command import CommandError
+
+        raise CommandError("stdin is not a terminal, so nothing can be confirmed: pass --yes")
+    try:
+        return input(prompt).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    from stanch.wiring import console_command as console
+
+    if args.command == "get":
+        kind = _kind(args.resource)
+        return console.get_command(
+            kind, _target(args, args.name, "NAME"), output=args.output or "", watch=args.watch
+        )
+    if args.command == "describe":
+        kind = _kind(args.resource)
+        target = _target(args, args.name, "NAME")
+        if kind == "Mitigation":
+            if args.watch:
+                raise UsageError("--watch: describe watches Incidents; for a Mitigation use get mit NAME -w")
+            return console.describe_mitigation_command(target, output=args.output)
+        if args.timeline == "all":
+            timeline = None
+        elif args.timeline.isdigit():
+            timeline = int(args.timeline)
+        else:
+            raise UsageError(f"--timeline {args.timeline!r}: a number of entries, or all")
+        return console.describe_incident_command(
+            target, output=args.output, watch=args.watch, timeline=timeline
+        )
+    if args.command == "mitigate":
+        if args.hypothesis is not None and args.hypothesis < 1:
+            raise UsageError(f"--hypothesis {args.hypothesis}: hypotheses are numbered from 1")
+        if args.name is not None:
+            _name_ref(args.name, "--name")
+        return console.mitigate_command(
+            _target(args, args.incident, "INCIDENT"),
+            hypothesis=args.hypothesis,
+            name=args.name,
+            dry_run=args.dry_run,
+            plan_only=args.plan_only,
+            temporary=args.temporary,
+            yes=args.yes,
+            output=args.output,
+            confirm=_confirm,
+        )
+    if args.command == "abort":
+        return console.abort_command(
+            _target(args, args.mitigation, "MITIGATION"),
+            wait=args.wait,
+            timeout=args.timeout,
+            yes=args.yes,
+            confirm=_confirm,
+        )
+    if args.command == "audit":
+        return console.audit_command(_target(args, args.mitigation, "MITIGATION"), output=args.output)
+    if args.command == "approve":
+        from stanch.wiring.approve_command import approve_command
+
+        target = _target(args, args.mitigation, "MITIGATION")
+        return approve_command(target.namespace, target.name, groups=args.group, reason=args.reason)
     from stanch.wiring.report_command import report_command
 
-    namespace, name = args.incident.split("/", 1)
-    return report_command(namespace, name, out=args.out, chart=args.chart, alerts=args.alerts, err=err)
-
-
-def _cmd_approve(args: argparse.Namespace, err: TextIO) -> int:
-    if not _OBJECT_REF.match(args.mitigation):
-        print(
-            f"{_prog()} approve: error: NAMESPACE/NAME: {args.mitigation!r} is not of the form"
-            " NAMESPACE/NAME, e.g. shop/checkout-rollback",
-            file=err,
-        )
-        return EXIT_USAGE
-    from stanch.wiring.approve_command import approve_command
-
-    namespace, name = args.mitigation.split("/", 1)
-    return approve_command(namespace, name, groups=args.group, reason=args.reason, err=err)
+    target = _target(args, args.incident, "INCIDENT")
+    return report_command(target.namespace, target.name, out=args.out, chart=args.chart, alerts=args.alerts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with usage on unknown flags and bad choices
+    if args.version:
+        return _cmd_version(args, sys.stdout)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: a COMMAND is required", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.command == "run":
             return _cmd_run(args, sys.stderr)
@@ -467,11 +736,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_version(args, sys.stdout)
         if args.command == "recording-rules":
             return _cmd_recording_rules(args, sys.stdout, sys.stderr)
-        if args.command == "approve":
-            return _cmd_approve(args, sys.stderr)
-        return _cmd_report(args, sys.stderr)
+        _select_credentials(args)
+        return _cmd_console(args)
     except ConfigError as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        return _runtime_error(parser.prog, args.command, exc)
+
+
+def _runtime_error(prog: str, command: str, exc: Exception) -> int:
+    """One line for what went wrong at run time (exit 1); the traceback only on request."""
+    from stanch.adapters import credentials
+    from stanch.wiring.console_command import CommandError
+
+    if isinstance(exc, CommandError | credentials.CredentialsError):
+        message = str(exc)
+    else:
+        problem = credentials.unreachable(exc)
+        if problem is not None:
+            creds = credentials.current()
+            print(
+                f"{prog} {command}: error: {problem} ({creds.server}, from {creds.source})", file=sys.stderr
+            )
+            return EXIT_FAILURE
+        message = f"{type(exc).__name__}: {exc}"
+        if os.environ.get("STANCH_DEBUG"):
+            raise exc
+        message += " (STANCH_DEBUG=1 shows the traceback)"
+    print(f"{prog} {command}: error: {message}", file=sys.stderr)
+    return EXIT_FAILURE

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 import structlog
 
 import stanch
+from stanch.adapters import credentials
+from stanch.adapters.kube import KubeClient
 from stanch.core.settings import Settings
 from stanch.wiring.alerts import MEMO_RECEIVER_CONFIG, ReceiverError, receiver_config
 from stanch.wiring.handlers import build_registry
@@ -13,6 +17,27 @@ from stanch.wiring.handlers.peering import process_priority
 from stanch.wiring.handlers.startup import MEMO_SETTINGS
 from stanch.wiring.logs import configure_logging
 from stanch.wiring.metrics import METRICS, Metrics
+
+
+def preflight() -> str | None:
+    """Resolve the credentials Kopf and Stanch's client will share and ask the API server for its
+    version; what is wrong, in one line, or None."""
+    from stanch.wiring.console_command import CommandError, run
+
+    try:
+        creds = credentials.current()
+    except credentials.CredentialsError as exc:
+        return str(exc)
+
+    async def version(kube: KubeClient) -> dict[str, Any]:
+        return await kube.version()
+
+    try:
+        run(version, timeout=10.0)
+    except (CommandError, credentials.CredentialsError) as exc:
+        return f"{exc} [credentials from {creds.source}]"
+    structlog.get_logger("stanch").info("api server", server=creds.server, credentials=creds.source)
+    return None
 
 
 def run_operator(config: Settings, metrics: Metrics = METRICS) -> int:
@@ -30,6 +55,12 @@ def run_operator(config: Settings, metrics: Metrics = METRICS) -> int:
         alert_receiver = receiver_config(config)
     except ReceiverError as exc:
         log.error("alertmanager receiver cannot start", problem=str(exc))
+        return 1
+    problem = preflight()
+    if problem is not None:
+        # One line and exit 1: Kopf would retry a login without credentials (or against a wrong
+        # context) forever, logging a traceback each minute.
+        log.error("cannot start", error=problem)
         return 1
     priority = process_priority(config)
     log.info(

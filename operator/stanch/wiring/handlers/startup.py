@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 import stanch
+from stanch.adapters import credentials
 from stanch.core.settings import Settings
 
 FINALIZER = f"{stanch.GROUP}/finalizer"
@@ -58,21 +59,31 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     apply_kopf_settings(settings, config, instance)
 
 
-def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo:
-    """An explicit KUBECONFIG wins (local runs, tests); then the Pod's ServiceAccount; then
-    ~/.kube/config. Kopf's implicit fallbacks only exist in its default registry, not in ours."""
-    if os.environ.get("KUBECONFIG"):
-        info = kopf.login_with_kubeconfig(settings=settings, **kwargs)
-    else:
-        info = kopf.login_with_service_account(settings=settings, **kwargs) or kopf.login_with_kubeconfig(
-            settings=settings, **kwargs
-        )
-    if info is None:
-        raise kopf.LoginError(
-            "no Kubernetes credentials: set KUBECONFIG, create ~/.kube/config, or run in a Pod with a"
-            " ServiceAccount token"
-        )
-    return info
+async def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """Kopf connects with exactly the credentials Stanch's own client uses (``credentials.current``:
+    kubectl's order, exec plugins included), so the two never reach different API servers. Kopf
+    calls this again on a 401 or once ``expiration`` passes (an exec plugin's token)."""
+    try:
+        info = await credentials.current().login_info()
+    except credentials.CredentialsError as exc:
+        raise kopf.LoginError(str(exc)) from None
+    return kopf.ConnectionInfo(
+        server=info.server,
+        ca_path=info.ca_path,
+        ca_data=info.ca_data,
+        insecure=info.insecure,
+        username=info.username,
+        password=info.password,
+        scheme="Bearer" if info.token else None,
+        token=info.token,
+        certificate_path=info.certificate_path,
+        certificate_data=info.certificate_data,
+        private_key_path=info.private_key_path,
+        private_key_data=info.private_key_data,
+        default_namespace=info.namespace,
+        expiration=info.expiration,
+        trust_env=settings.networking.trust_env,
+    )
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
