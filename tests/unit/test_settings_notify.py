@@ -107,6 +107,7 @@ def test_the_startup_log_names_the_host_only(monkeypatch: pytest.MonkeyPatch) ->
     stream = io.StringIO()
     monkeypatch.setattr(runner, "configure_logging", lambda *_: None)
     monkeypatch.setattr(kopf, "run", lambda **_: None)
+    monkeypatch.setattr(runner, "preflight", lambda: None)  # no API server here to ask
     structlog.configure(
         processors=[structlog.processors.JSONRenderer()],
         logger_factory=structlog.PrintLoggerFactory(stream),

@@ -103,7 +103,7 @@ def test_a_suggestion_for_another_namespace_is_refused() -> None:
 
 def test_the_audit_merges_status_and_events_in_time_order() -> None:
     mitigation = raw("mitigation.yaml")
-    events = [
+    events: list[dict[str, Any]] = [
         {
             "type": "Normal",
             "reason": "Applied",
