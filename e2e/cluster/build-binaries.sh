@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules: kube-apiserver, kube-controller-manager,
 # kube-scheduler and kubectl from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, and
-# kwok/kwokctl from sigs.k8s.io/kwok. Each build happens in its own throwaway wrapper module so that
+# kwok/kwokctl from sigs.k8s.io/kwok, and helm from helm.sh/helm/v4 (to render and validate the
+# chart in charts/). Each build happens in its own throwaway wrapper module so that
 # version selection in one cannot move another's dependencies. Binaries land in
 #   ${STANCH_CACHE:-~/.cache/stanch}/bin/<component>-<version>/
 # and a warm cache makes this script a no-op.
@@ -21,6 +22,7 @@ log() { printf '[cluster-binaries] %s\n' "$*" >&2; }
 k8s_dir="$bindir/kubernetes-$K8S_VERSION"
 etcd_dir="$bindir/etcd-$ETCD_VERSION"
 kwok_dir="$bindir/kwok-$KWOK_VERSION"
+helm_dir="$bindir/helm-$HELM_VERSION"
 
 build_kubernetes() {
   local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=0
@@ -113,13 +115,27 @@ build_kwok() {
   rm -rf "$kwok_dir" && mv "$tmp" "$kwok_dir"
 }
 
+build_helm() {
+  if [ -x "$helm_dir/helm" ]; then log "helm $HELM_VERSION: cached"; return; fi
+  log "helm $HELM_VERSION: building (a few minutes on 2 cores)"
+  local tmp="$helm_dir.tmp"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  # helm's go.mod has no replace directives either, so `go install module@version` is exact. The
+  # version stamp is what `helm version` prints and what charts' kubeVersion checks compare with.
+  local ld="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+  ld+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+  GOBIN="$tmp" GOFLAGS= go install -trimpath -ldflags "$ld" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  rm -rf "$helm_dir" && mv "$tmp" "$helm_dir"
+}
+
 start=$(date +%s)
 only=${1:-all}
 case "$only" in
-  all) build_etcd; build_kwok; build_kubernetes ;;
+  all) build_etcd; build_kwok; build_kubernetes; build_helm ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   kubernetes) build_kubernetes ;;
-  *) echo "usage: $0 [all|etcd|kwok|kubernetes]" >&2; exit 2 ;;
+  helm) build_helm ;;
+  *) echo "usage: $0 [all|etcd|kwok|kubernetes|helm]" >&2; exit 2 ;;
 esac
 log "done in $(( $(date +%s) - start ))s; binaries under $bindir"

@@ -63,6 +63,13 @@ def binaries(versions: dict[str, str] | None = None) -> Binaries:
     )
 
 
+def helm(versions: dict[str, str] | None = None) -> Path:
+    """The pinned helm, built by the same script (`build-binaries.sh helm`). Not one of the world's
+    Binaries: the world runs without it; only the chart's tests use it."""
+    v = versions or read_versions()
+    return cache_dir() / "bin" / f"helm-{v['HELM_VERSION']}" / "helm"
+
+
 def state_dir() -> Path:
     """Runtime state of the running world (kubeconfig, pids, logs). Outside the repository."""
     return Path(os.environ.get("STANCH_CLUSTER_DIR", str(cache_dir() / "cluster")))
