@@ -12,7 +12,7 @@ LINT_PATHS := operator tests e2e
 UNIT_PATHS := tests/unit $(wildcard e2e/simulator/tests) $(wildcard e2e/scenario/tests)
 RUN_ARGS ?= --all-namespaces
 
-.PHONY: help dev lint unit e2e test crds run cluster-deps cluster-binaries cluster-up cluster-down demo bench scenarios scenarios-test
+.PHONY: help dev lint unit e2e test crds chart run cluster-deps cluster-binaries cluster-up cluster-down demo bench scenarios scenarios-test
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,6 +50,14 @@ $(VENV)/.installed: pyproject.toml
 
 crds: ## regenerate crds/ from the models
 	$(STANCH) crds
+
+# The pinned helm that `make cluster-binaries` builds (e2e/cluster/versions.env).
+HELM := $(shell . e2e/cluster/versions.env && echo "$${STANCH_CACHE:-$$HOME/.cache/stanch}/bin/helm-$$HELM_VERSION/helm")
+HELM_ARGS ?=
+chart: ## lint the Helm chart and render it with its defaults (HELM_ARGS='--set k=v ...')
+	@[ -x "$(HELM)" ] || bash e2e/cluster/build-binaries.sh helm
+	"$(HELM)" lint --strict charts/stanch
+	"$(HELM)" template stanch charts/stanch -n stanch-system $(HELM_ARGS)
 
 run: ## run the operator against KUBECONFIG (or the local world if it is up)
 	@if [ -z "$${KUBECONFIG:-}" ] && $(PY) -m e2e.cluster status >/dev/null 2>&1; then \
