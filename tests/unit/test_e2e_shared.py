@@ -141,6 +141,8 @@ def test_the_serial_group_is_the_tests_that_touch_nodes_or_the_worlds_processes(
     assert by_file == {
         # Deletes and restores the stanch-identity admission policy's binding.
         "e2e/tests/test_identity.py": {"cluster-objects"},
+        # Dry-run updates of the CRDs, ClusterRoles and admission policies every test relies on.
+        "e2e/tests/test_install.py": {"cluster-objects"},
         "e2e/tests/test_mitigation_evacuate.py": {"nodes"},
         # A ValidatingAdmissionPolicy (bound to the test's namespace) refuses the toggle's write.
         "e2e/tests/test_mitigation_refused.py": {"cluster-objects"},
