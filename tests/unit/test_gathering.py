@@ -389,7 +389,7 @@ def test_log_sampling_prefers_unhealthy_pods_and_reads_previous_after_restarts()
     assert lines[1].message == "no-timestamp line"
 
 
-def test_a_rollback_correlates_as_a_change_at_its_rollout() -> None:
+def test_a_rollback_correlates_as_a_change_at_its_rollout_and_the_deploy_it_undid_stays_one() -> None:
     from stanch.core.investigation.analysis.correlation import revision_changes
     from stanch.core.models import RolloutRevision
 
@@ -400,7 +400,23 @@ def test_a_rollback_correlates_as_a_change_at_its_rollout() -> None:
         RolloutRevision(revision=2, replica_set="api-bbb", created_at=T0 + timedelta(minutes=10)),
     ]
     changes = revision_changes(rollouts, "shop")
-    assert [(c.label, c.time) for c in changes] == [("revision 3", T0 + timedelta(hours=1))]
+    # Revision 2 is the oldest retained revision only because the rollback took revision 1's
+    # ReplicaSet: it was still deployed at its own time, and the report blames it.
+    assert [(c.label, c.time) for c in changes] == [
+        ("revision 2", T0 + timedelta(minutes=10)),
+        ("revision 3", T0 + timedelta(hours=1)),
+    ]
+
+
+def test_revision_one_is_the_workloads_creation_not_a_change() -> None:
+    from stanch.core.investigation.analysis.correlation import revision_changes
+    from stanch.core.models import RolloutRevision
+
+    rollouts = [
+        RolloutRevision(revision=1, replica_set="api-aaa", created_at=T0),
+        RolloutRevision(revision=2, replica_set="api-bbb", created_at=T0 + timedelta(minutes=10)),
+    ]
+    assert [c.label for c in revision_changes(rollouts, "shop")] == ["revision 2"]
 
 
 def _event(uid: str | None, kind: str, name: str, type_: str = "Warning", ev_name: str | None = None) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from stanch.adapters.kube import KubeClient, KubeError
 from stanch.core.models import Incident, Mitigation
-from stanch.core.report import ChartData, chart_series, render_markdown, suggested_alerts
+from stanch.core.report import ChartData, chart_series, layout_labels, render_markdown, suggested_alerts
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -66,16 +66,27 @@ def parse(
     return parsed, out
 
 
+LABEL_FONT = 7
+ROW_POINTS = 11
+"""Height of one label row above the chart, in points (a 7 pt label and its spacing)."""
+
+
 def draw_chart(data: ChartData, path: Path) -> None:
-    """One panel per signal, sharing the time axis, with deploy/config/mitigation/onset markers."""
+    """One panel per signal, sharing the time axis, with deploy/config/mitigation/onset markers;
+    their numbered labels are laid out by :func:`layout_labels` and explained in a legend below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import ScaledTranslation
 
     series = [s for s in data.series if s.points] or data.series[:1]
     rows = max(len(series), 1)
-    fig, axes = plt.subplots(rows, 1, figsize=(10, 2.6 * rows + 0.8), sharex=True, squeeze=False)
+    legend = data.legend()
+    legend_inches = 0.16 * len(legend) + (0.3 if legend else 0.0)
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(10, 2.6 * rows + 0.8 + legend_inches), sharex=True, squeeze=False
+    )
     colours = {"Deploy": "tab:red", "ConfigChange": "tab:purple", "Mitigation": "tab:green", "Onset": "black"}
     for ax, s in zip(axes[:, 0], series, strict=False):
         if s.points:
@@ -85,22 +96,56 @@ def draw_chart(data: ChartData, path: Path) -> None:
         ax.set_ylabel(f"{s.signal}\n({s.unit})" if s.unit else s.signal)
         ax.grid(alpha=0.3)
         for marker in data.markers:
-            ax.axvline(marker.time, color=colours.get(marker.kind.value, "grey"), linestyle="--", linewidth=1)
+            ax.axvline(
+                marker.time,
+                color=colours.get(marker.kind.value, "grey"),
+                linestyle="-" if marker.blamed else "--",
+                linewidth=2.2 if marker.blamed else 1,
+            )
     top = axes[0, 0]
-    for marker in data.markers:
-        top.annotate(
-            marker.label,
-            xy=(marker.time, 1.0),
-            xycoords=("data", "axes fraction"),
-            rotation=20,
-            fontsize=7,
-            va="bottom",
-        )
+    span = data.span()
+    used_rows = 0
+    if span is not None and data.markers:
+        start, end = span
+        if start == end:
+            start, end = start - timedelta(minutes=1), end + timedelta(minutes=1)
+        top.set_xlim(start, end)
+        fig.tight_layout()
+        # Characters as a fraction of the axes' width, with room to spare: the layout must hold for
+        # the widest glyphs, not the average one.
+        axes_points = top.get_window_extent().width * 72 / fig.dpi
+        char_width = 0.68 * LABEL_FONT / axes_points
+        placed = layout_labels(data.markers, start, end, char_width=char_width)
+        used_rows = max((p.row + 1 for p in placed), default=0)
+        for p in placed:
+            marker = data.markers[p.marker]
+            offset = ScaledTranslation(0, (4 + p.row * ROW_POINTS) / 72, fig.dpi_scale_trans)
+            top.text(
+                p.anchor if p.align == "left" else p.right,
+                1.0,
+                p.text,
+                transform=top.transAxes + offset,
+                ha=p.align,
+                va="bottom",
+                fontsize=LABEL_FONT,
+                color=colours.get(marker.kind.value, "grey"),
+                fontweight="bold" if marker.blamed else "normal",
+            )
     if not series:
         top.text(0.5, 0.5, "no signal data was recorded", transform=top.transAxes, ha="center")
-    fig.suptitle(data.title, y=1.0)
+    top.set_title(data.title, pad=8 + used_rows * ROW_POINTS)
     fig.autofmt_xdate()
-    fig.tight_layout()
+    if legend:
+        fig.text(
+            0.1,
+            legend_inches - 0.1,
+            "\n".join(legend),
+            transform=fig.dpi_scale_trans,
+            fontsize=LABEL_FONT,
+            va="top",
+            family="monospace",
+        )
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 

@@ -14,10 +14,13 @@ from stanch.core.models import (
     ImpactSummary,
     Incident,
     Mitigation,
+    OnsetSource,
+    Scope,
     TimelineEntry,
     VerdictResult,
 )
 from stanch.core.redaction import redact_text
+from stanch.core.report.figures import ONSET_METHOD, overall_numbers, start_hint
 
 NO_DATA = "n/a"
 
@@ -49,9 +52,18 @@ def _num(value: float | None) -> str:
     return NO_DATA if value is None else f"{value:.4g}"
 
 
+def _by_unit(value: float | None, unit: str | None) -> str:
+    """A number the way the Impact table writes it, so the same number reads the same everywhere."""
+    if unit == "ratio":
+        return _pct(value)
+    if unit == "seconds":
+        return _secs(value)
+    return _num(value)
+
+
 def _impact(impact: ImpactSummary) -> list[str]:
     lines = _table(
-        ["Signal", "Before onset", "Now", "Peak"],
+        ["Signal", "Before onset", "Now", "Peak since onset"],
         [
             [
                 "error ratio",
@@ -70,6 +82,10 @@ def _impact(impact: ImpactSummary) -> list[str]:
     if impact.total_pods is not None:
         lines += ["", f"Affected pods: {impact.affected_pods or 0} of {impact.total_pods}."]
     return lines
+
+
+def _onset_method(source: OnsetSource) -> str:
+    return f"{source.value}: {ONSET_METHOD[source]}"
 
 
 def _timeline(entries: Sequence[TimelineEntry]) -> list[str]:
@@ -95,7 +111,56 @@ def _hypothesis(index: int, h: Hypothesis) -> list[str]:
     return lines
 
 
-def _evidence(evidence: Evidence) -> list[str]:
+def _metrics(evidence: Evidence, scope: Scope | None, hint: datetime | None) -> list[str]:
+    """Overall series against the onset, with the very numbers of the Impact table; breakdowns
+    against the start hint they were gathered from (they keep no points to measure from the onset),
+    in a table of their own so that no column means two things."""
+    metrics = evidence.metrics
+    overall = [m for m in metrics if m.scope == "overall"]
+    lines = ["### Metrics", ""]
+    if overall:
+        onset = scope.onset if scope is not None else None
+        lines += [f"Overall, measured from the onset ({_time(onset)}):", ""]
+        rows = []
+        for m in overall:
+            numbers = overall_numbers(evidence, m, scope)
+            rows.append(
+                [
+                    m.signal,
+                    _by_unit(numbers.before, m.unit),
+                    _by_unit(numbers.now, m.unit),
+                    _by_unit(numbers.peak, m.unit),
+                    m.error or "",
+                ]
+            )
+        lines += _table(["Signal", "Before onset", "Now", "Peak since onset", "Note"], rows)
+        lines.append("")
+    broken = [m for m in metrics if m.scope != "overall"]
+    if broken:
+        lines += [
+            f"By revision and node, measured from the Incident's start hint ({_time(hint)}), when"
+            " they were gathered:",
+            "",
+        ]
+        lines += _table(
+            ["Signal", "Scope", "Before start hint", "Now", "Peak since start hint", "Note"],
+            [
+                [
+                    m.signal,
+                    m.scope,
+                    _by_unit(m.before, m.unit),
+                    _by_unit(m.now, m.unit),
+                    _by_unit(m.peak, m.unit),
+                    m.error or "",
+                ]
+                for m in broken
+            ],
+        )
+        lines.append("")
+    return lines
+
+
+def _evidence(evidence: Evidence, scope: Scope | None = None, hint: datetime | None = None) -> list[str]:
     lines: list[str] = []
     if evidence.rollouts:
         lines += ["### Rollouts", ""]
@@ -137,22 +202,7 @@ def _evidence(evidence: Evidence) -> list[str]:
             )
             lines.append("")
     if evidence.metrics:
-        lines += ["### Metrics", ""]
-        lines += _table(
-            ["Signal", "Scope", "Before", "Now", "Peak", "Note"],
-            [
-                [
-                    m.signal,
-                    m.scope,
-                    _num(m.before),
-                    _num(m.now if m.now is not None or not m.points else m.points[-1].value),
-                    _num(m.peak if m.peak is not None or not m.points else max(p.value for p in m.points)),
-                    m.error or "",
-                ]
-                for m in evidence.metrics
-            ],
-        )
-        lines.append("")
+        lines += _metrics(evidence, scope, hint)
     if evidence.events_by_reason:
         lines += ["### Events", ""]
         lines += _table(
@@ -317,7 +367,7 @@ def render_markdown(incident: Incident, mitigations: Sequence[Mitigation] = (), 
         f"- Phase: {status.phase.value if status and status.phase else NO_DATA}"
         + (" (resolved)" if spec.resolved else ""),
         f"- Onset: {_time(scope.onset if scope else None)}"
-        + (f" ({scope.onset_source.value})" if scope and scope.onset_source else ""),
+        + (f" ({_onset_method(scope.onset_source)})" if scope and scope.onset_source else ""),
         f"- Trend at last refresh: {scope.trend.value if scope else NO_DATA}",
         f"- Most likely cause: {status.top_hypothesis if status and status.top_hypothesis else 'unknown'}",
         f"- Report written: {_time(now)}",
@@ -341,7 +391,11 @@ def render_markdown(incident: Incident, mitigations: Sequence[Mitigation] = (), 
     lines += [
         "## Evidence",
         "",
-        *(_evidence(status.evidence) if status and status.evidence else ["None."]),
+        *(
+            _evidence(status.evidence, scope, start_hint(incident))
+            if status and status.evidence
+            else ["None."]
+        ),
         "",
     ]
     lines += ["## Mitigations", ""]

@@ -27,6 +27,7 @@ from stanch.core.investigation.analysis.log_signatures import (
 )
 from stanch.core.investigation.analysis.milestones import Observed, conditions, events
 from stanch.core.investigation.analysis.ranking import rank, top_text
+from stanch.core.investigation.analysis.retime import retimed
 from stanch.core.investigation.analysis.scope import (
     Onset,
     elevated_nodes,
@@ -205,7 +206,10 @@ def investigate(
         trend=ctx.trend,
     )
     if kept is not None:
-        hypotheses, top = kept.hypotheses, kept.top
+        hypotheses = retimed(
+            kept.hypotheses, kept.onset, ctx.onset, ctx.correlated, ctx.impact.error_ratio_before
+        )
+        top = top_text(hypotheses) if hypotheses != kept.hypotheses else kept.top
     else:
         hypotheses = rank(ctx)
         top = top_text(hypotheses)

@@ -118,12 +118,13 @@ def _deploy_detail(rev: RolloutRevision) -> str:
 
 
 def revision_changes(rollouts: Sequence[RolloutRevision], namespace: str | None) -> list[Change]:
-    """Deploys: every retained revision with a time except the oldest, which is the
-    baseline the others are diffed against, not a change inside the window — and never revision 1,
-    the workload's creation (there was nothing before it to change)."""
+    """Deploys: every retained revision with a time, except revision 1, the workload's creation
+    (there was nothing before it to change). The oldest retained revision is a change too: after a
+    rollback it is the bad deploy the rollback undid (its ReplicaSet is older than the rollback's,
+    whose number it took); one rolled out long ago falls outside the lookback by its time."""
     dated = sorted((r for r in rollouts if r.since is not None), key=lambda r: r.revision)
     out = []
-    for rev in dated[1:] if len(dated) > 1 else [r for r in dated if r.revision > 1]:
+    for rev in (r for r in dated if r.revision > 1):
         assert rev.since is not None
         # A rollback reuses an old ReplicaSet: the change is when it went out again, not its creation.
         out.append(

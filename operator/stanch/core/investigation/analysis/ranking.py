@@ -19,6 +19,9 @@ CONFIDENT = 50
 NO_METRICS_CAP = 60
 TARGET_MISSING_CAP = 30
 TOP_MAX = 128
+NO_CHANGE_POINT = (
+    "no change point in the error/latency signal: timing compared with the reported start instead"
+)
 _ORDER = {c: i for i, c in enumerate(HypothesisCategory)}
 
 
@@ -67,9 +70,7 @@ def limitations(ctx: RuleContext) -> tuple[float, int, list[str]]:
         lines.append("no error/latency metrics: onset, impact and per-revision comparison are unknown")
     elif ctx.onset.source is not OnsetSource.CHANGE_POINT:
         factor *= 0.9
-        lines.append(
-            "no change point in the error/latency signal: timing compared with the reported start instead"
-        )
+        lines.append(NO_CHANGE_POINT)
     if ctx.partial:
         factor *= 0.9
         lines.append(f"evidence incomplete: {', '.join(sorted(ctx.partial))} could not be collected")
