@@ -214,7 +214,9 @@ def config_change(ctx: RuleContext) -> Hypothesis | None:
     assert change is not None
     supporting = [chosen.sentence()]
     contradicting = []
-    if change.referenced:
+    if change.object.kind == "HorizontalPodAutoscaler":
+        supporting.append(f"{chosen.change.label} sets the replica count of {ctx.spec.target.name}")
+    elif change.referenced:
         supporting.append(f"the pods of {ctx.spec.target.name} use {chosen.change.label}")
     else:
         contradicting.append(f"the pod template does not reference {chosen.change.label} directly")
