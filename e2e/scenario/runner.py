@@ -77,6 +77,8 @@ DEFAULT_POLICY: dict[str, Any] = {
                 "limits": {"configMaps": [{"name": "*-flags", "keys": ["*"]}]},
             },
             {"action": "Scale", "tier": "Auto", "limits": {"maxReplicas": 20, "maxScaleFactor": 4}},
+            # Set an HPA's bounds or targets back after a bad autoscaler change, within the same cap.
+            {"action": "Autoscaler", "tier": "Auto", "limits": {"minReplicas": 1, "maxReplicas": 20}},
             {"action": "Evacuate", "tier": "Auto", "limits": {"evacuateNodes": {"names": ["kwok-node-*"]}}},
         ],
     },
@@ -514,6 +516,7 @@ ACTION_FIELDS = {
     "configToggle": "ConfigToggle",
     "evacuate": "Evacuate",
     "pause": "Pause",
+    "autoscaler": "Autoscaler",
 }
 
 
