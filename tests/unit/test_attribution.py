@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stanch.core.investigation.attribution import config_writer, config_writers
-from stanch.core.investigation.gathering import config_changes, last_change
+from stanch.core.investigation.gathering import config_changes, last_change, rollout_history
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -174,3 +174,56 @@ def test_the_collector_reports_an_hpa_spec_change_at_its_time_even_when_the_hpa_
     )
     assert old[0].changed_at == T0 + timedelta(seconds=115)
     assert "last scaled" in old[0].summary
+
+
+def replica_set(revision: int, created: float) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"web-{revision}",
+            "creationTimestamp": ts(created),
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+            "ownerReferences": [{"kind": "Deployment", "uid": "dep-uid", "controller": True}],
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": f"web:{revision}"}]}}},
+    }
+
+
+TEMPLATE: dict[str, Any] = {"f:template": {"f:spec": {"f:containers": {}}}}
+
+
+def deployment(*entries: dict[str, Any], revision: int = 2) -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "uid": "dep-uid",
+            "creationTimestamp": ts(0),
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+            "managedFields": list(entries),
+        },
+        "spec": {"template": replica_set(revision, 0)["spec"]["template"]},
+    }
+
+
+def test_the_current_revision_names_the_writer_of_the_pod_template_only() -> None:
+    entries = (
+        entry("kubectl-client-side-apply", 0, {"f:spec": {"f:replicas": {}, **TEMPLATE}}),
+        entry("kubectl-set", 100, {"f:spec": TEMPLATE}),
+        # The HPA resizing through /scale, the controller's status, a label: none wrote the template.
+        entry("kube-controller-manager", 150, {"f:spec": {"f:replicas": {}}}, subresource="scale"),
+        entry("kube-controller-manager", 160, {"f:status": {"f:replicas": {}}}, subresource="status"),
+        entry("kubectl-label", 200, {"f:metadata": {"f:labels": {"f:team": {}}}}),
+    )
+    history = rollout_history(deployment(*entries), [replica_set(1, 0), replica_set(2, 100)])
+    by_revision = {r.revision: r.changed_by for r in history}
+    assert by_revision == {2: "kubectl-set (Update)", 1: None}
+
+
+def test_a_template_write_older_than_the_current_revision_is_not_its_writer() -> None:
+    # Revision 2 was made by something that left no template entry newer than it (e.g. the
+    # manager's entry was since taken over): naming the older writer would be a false attribution.
+    entries = (entry("helm", 0, {"f:spec": TEMPLATE}, "Apply"),)
+    history = rollout_history(deployment(*entries), [replica_set(1, 0), replica_set(2, 100)])
+    assert [r.changed_by for r in history] == [None, None]
+    created = rollout_history(deployment(*entries, revision=1), [replica_set(1, 0)])
+    assert created[0].changed_by == "helm (Apply)"

@@ -75,23 +75,26 @@ def _owned(fields_v1: Mapping[str, Any], roots: Sequence[str]) -> tuple[str | No
     return first, tuple(names)
 
 
-def config_writers(obj: Mapping[str, Any], roots: Sequence[str] | None = None) -> list[Writer]:
+def config_writers(
+    obj: Mapping[str, Any], roots: Sequence[str] | None = None, *, fields: Sequence[str] | None = None
+) -> list[Writer]:
     """Every managedFields entry that owns configuration fields, newest first (status writes and
-    metadata-only managers left out)."""
+    metadata-only managers left out); with ``fields``, only entries owning one of those top-level
+    fields (``template``: who wrote a Deployment's pod template, not the HPA's ``replicas``)."""
     meta = obj.get("metadata") or {}
     wanted = tuple(roots) if roots is not None else roots_of(obj.get("kind"))
     out: list[tuple[int, Writer]] = []
     for index, entry in enumerate(meta.get("managedFields") or ()):
         if not isinstance(entry, Mapping) or entry.get("subresource") == "status":
             continue
-        root, fields = _owned(entry.get("fieldsV1") or {}, wanted)
-        if root is None:
+        root, owned = _owned(entry.get("fieldsV1") or {}, wanted)
+        if root is None or (fields is not None and not set(fields) & set(owned)):
             continue
         writer = Writer(
             manager=str(entry.get("manager") or "unknown"),
             operation=entry.get("operation"),
             time=_time(entry.get("time")),
-            fields=fields,
+            fields=owned,
             root=root,
             subresource=entry.get("subresource") or None,
         )
@@ -102,11 +105,13 @@ def config_writers(obj: Mapping[str, Any], roots: Sequence[str] | None = None) -
     return [w for _, w in out]
 
 
-def config_writer(obj: Mapping[str, Any], roots: Sequence[str] | None = None) -> Writer | None:
+def config_writer(
+    obj: Mapping[str, Any], roots: Sequence[str] | None = None, *, fields: Sequence[str] | None = None
+) -> Writer | None:
     """The newest writer of the object's configuration after its creation; None when nothing but
     the creation wrote it (or managedFields are missing)."""
     created = _time((obj.get("metadata") or {}).get("creationTimestamp"))
-    for writer in config_writers(obj, roots):
+    for writer in config_writers(obj, roots, fields=fields):
         if writer.time is None:
             continue
         if created is not None and writer.time <= created:

@@ -13,10 +13,10 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stanch.core.investigation.attribution import config_writer, roots_of
+from stanch.core.investigation.attribution import SPEC_ROOTS, Writer, config_writer, config_writers, roots_of
 from stanch.core.investigation.diffs import HASH_LABEL, images_of, template_diff
 from stanch.core.models import (
     ConfigChange,
@@ -116,12 +116,25 @@ def _rolled_out_at(rs: Obj, deployment_events: Sequence[Obj]) -> datetime | None
     return max((t for t in times if t is not None), default=None)
 
 
+_WRITE_SKEW = timedelta(seconds=5)
+
+
+def _template_writer(writer: Writer | None, rs: Obj) -> str | None:
+    """The template's writer, when it wrote no earlier than this ReplicaSet was created (an older
+    write made an older revision; a rollback to this one by another manager is its own write)."""
+    created = parse_time(_meta(rs).get("creationTimestamp"))
+    if writer is None or writer.time is None or (created is not None and writer.time < created - _WRITE_SKEW):
+        return None
+    return f"{writer.manager} ({writer.operation})" if writer.operation else writer.manager
+
+
 def rollout_history(
     deployment: Obj, replica_sets: Iterable[Obj], deployment_events: Sequence[Obj] = ()
 ) -> list[RolloutRevision]:
     """Every retained revision, newest first, each diffed against the previous retained revision."""
     owned = owned_replica_sets(deployment, replica_sets)
     current_rev = revision_of(deployment)
+    writer = next(iter(config_writers(deployment, SPEC_ROOTS, fields=("template",))), None)
     completed = rollout_completed_at(deployment)
     out: list[RolloutRevision] = []
     previous: Obj | None = None
@@ -146,6 +159,7 @@ def rollout_history(
                 ready_replicas=int(status.get("readyReplicas") or 0),
                 current=rev is not None and rev == current_rev,
                 completed_at=completed if rev is not None and rev == current_rev else None,
+                changed_by=_template_writer(writer, rs) if rev is not None and rev == current_rev else None,
             )
         )
         previous = template

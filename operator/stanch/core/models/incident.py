@@ -289,6 +289,10 @@ class RolloutRevision(StanchModel):
     a rollback reuses the old ReplicaSet (from the Deployment's ``ScalingReplicaSet`` Events)."""
     change_cause: Text | None = None
     """``kubernetes.io/change-cause`` annotation, if any."""
+    changed_by: Text | None = None
+    """Who wrote the Deployment's pod template that made this revision: the newest managedFields
+    entry owning ``spec.template`` (manager, operation), never a status or replicas-only writer.
+    Kubernetes keeps one entry per manager, so only the current revision has one."""
     images: Annotated[list[ImageRef], Field(max_length=16)] = []
     """Container images of the revision."""
     changes: Annotated[list[Annotated[str, StringConstraints(max_length=512)]], Capped(20, keep="first")] = []

@@ -91,6 +91,8 @@ def _change_entries(data: TimelineInput) -> list[TimelineEntry]:
             details["revision"] = str(change.revision.revision)
             if change.revision.change_cause:
                 details["changeCause"] = change.revision.change_cause
+            if change.revision.changed_by:
+                details["changedBy"] = change.revision.changed_by
         out.append(
             _entry(change.time, change.kind, change.describe(), data.onset.time, change.object, **details)
         )
