@@ -424,7 +424,8 @@ def render_markdown(incident: Incident, mitigations: Sequence[Mitigation] = (), 
     gaps = [
         c
         for c in (status.conditions if status else [])
-        if c.status is ConditionStatus.TRUE and c.type != "Investigated"
+        # SymptomDetected=True is the incident itself, not a gap in the data.
+        if c.status is ConditionStatus.TRUE and c.type not in ("Investigated", "SymptomDetected")
     ]
     if gaps:
         lines += ["## Data gaps", "", *[f"- {c.type}: {c.message}" for c in gaps], ""]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from stanch.core.investigation.analysis.comparison import compare
 from stanch.core.investigation.analysis.context import RuleContext, compare_revisions, pct
 from stanch.core.investigation.analysis.correlation import all_changes, correlate
 from stanch.core.investigation.analysis.findings import EventTuple, Findings
@@ -37,6 +38,7 @@ from stanch.core.investigation.analysis.scope import (
     symptom_trend,
 )
 from stanch.core.investigation.analysis.series import ERROR_RATIO, LATENCY, points_of
+from stanch.core.investigation.analysis.symptom import Symptom, detect
 from stanch.core.investigation.analysis.timeline import TimelineInput, build_timeline
 from stanch.core.models import (
     Evidence,
@@ -47,6 +49,7 @@ from stanch.core.models import (
     MitigationPhase,
     OnsetSource,
     Scope,
+    SliState,
     parse_duration,
 )
 
@@ -85,12 +88,20 @@ def build_context(
     """Scope and correlations worked out once, for every rule to read; ``onset`` fixes the onset
     instead of detecting it (a diagnosis kept as of the first mitigation)."""
     lookback = parse_duration(spec.lookback)
+    missing = target_missing(evidence, partial)
+    symptom = detect(evidence, now, target_missing=missing)
     onset = onset or resolve_onset(spec, evidence, created_at)
     baseline = signal_impact(evidence, ERROR_RATIO, onset.time).before
     revisions = compare_revisions(evidence, baseline)
+    by_revision = compare(evidence, "revision")
+    by_node = compare(evidence, "node")
     scope_impact = impact(
-        evidence, onset, revisions.bad | revisions.elevated, elevated_nodes(evidence, baseline)
+        evidence,
+        onset,
+        revisions.bad | revisions.elevated | (by_revision.worse_groups() & by_revision.serving()),
+        elevated_nodes(evidence, baseline),
     )
+    changes = all_changes(evidence, spec.target.namespace)
     return RuleContext(
         spec=spec,
         evidence=evidence,
@@ -98,14 +109,30 @@ def build_context(
         onset=onset,
         trend=symptom_trend(evidence, onset),
         impact=scope_impact,
-        correlated=correlate(all_changes(evidence, spec.target.namespace), onset.time, lookback),
+        correlated=correlate(changes, onset.time, lookback, onset_noun(onset, symptom)),
         lookback=lookback,
         metrics_available=bool(points_of(evidence, ERROR_RATIO) or points_of(evidence, LATENCY)),
         logs_available=not any(p in LOG_COLLECTORS for p in partial),
-        target_missing=target_missing(evidence, partial),
+        target_missing=missing,
         partial=frozenset(partial),
         revisions=revisions,
+        symptom=symptom,
+        by_revision=by_revision,
+        by_node=by_node,
     )
+
+
+def onset_noun(onset: Onset, symptom: Symptom) -> str:
+    """What began at the onset, for "… 4m after revision 7": never "error spike" without errors."""
+    if onset.signal == ERROR_RATIO:
+        return "error spike"
+    if onset.signal == LATENCY:
+        return "latency rise"
+    if symptom.state_of(ERROR_RATIO) is SliState.ANOMALOUS:
+        return "error spike"
+    if symptom.anomalous:
+        return symptom.noun()
+    return "reported start" if onset.source is OnsetSource.STARTED_AT else "Incident"
 
 
 ACTED = frozenset(
@@ -204,6 +231,7 @@ def investigate(
         onset_source=ctx.onset.source,
         impact=ctx.impact,
         trend=ctx.trend,
+        symptom=ctx.symptom.model(),
     )
     if kept is not None:
         hypotheses = retimed(
@@ -225,6 +253,7 @@ def investigate(
         ctx.target_missing,
         _onset_text(ctx.onset),
         kept_for=kept.mitigation if kept is not None else None,
+        symptom=scope.symptom,
     )
     return Findings(
         scope=scope,

@@ -8,16 +8,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from stanch.core.investigation.analysis.comparison import Comparison
 from stanch.core.investigation.analysis.correlation import Correlated
 from stanch.core.investigation.analysis.onset import floor_for
 from stanch.core.investigation.analysis.scope import Onset
 from stanch.core.investigation.analysis.series import ERROR_RATIO, ScopedValue, by_scope
+from stanch.core.investigation.analysis.symptom import Symptom
 from stanch.core.models import (
     Evidence,
     ImpactSummary,
     IncidentSpec,
     PodGroup,
     RolloutRevision,
+    SliState,
     SuggestedMitigation,
     TimelineKind,
     Trend,
@@ -116,6 +119,13 @@ class RuleContext:
     target_missing: bool
     partial: frozenset[str] = frozenset()
     revisions: RevisionComparison = field(default_factory=lambda: RevisionComparison({}, None, frozenset()))
+    """Error ratio per revision (kept for the rules that read only errors; see ``by_revision``)."""
+    symptom: Symptom = field(default_factory=lambda: Symptom(SliState.UNKNOWN))
+    """Whether the SLIs are anomalous at all, and which."""
+    by_revision: Comparison = field(default_factory=lambda: Comparison("revision"))
+    """Every SLI per revision, at the same time."""
+    by_node: Comparison = field(default_factory=lambda: Comparison("node"))
+    """Every SLI per node, at the same time."""
 
     @property
     def rollouts(self) -> list[RolloutRevision]:

@@ -81,13 +81,16 @@ class Correlated:
     offset: timedelta
     proximity: float
     """0..1: how strongly the timing alone points at this change."""
+    symptom: str = "error spike"
+    """What began at the onset, in words (``error spike``, ``latency rise`` …)."""
 
     @property
     def possible_cause(self) -> bool:
         return self.proximity > 0
 
-    def sentence(self, symptom: str = "error spike") -> str:
+    def sentence(self, symptom: str | None = None) -> str:
         """``error spike 4m10s after revision 7: image api:1.4.2 → api:1.5.0``."""
+        symptom = symptom or self.symptom
         if self.change.with_workload:
             return f"{self.change.label} was created together with the workload (initial deploy), not changed"
         if self.offset >= timedelta(0):
@@ -197,10 +200,14 @@ def all_changes(evidence: Evidence, namespace: str | None) -> list[Change]:
     )
 
 
-def correlate(changes: Sequence[Change], onset: datetime, lookback: timedelta) -> list[Correlated]:
+def correlate(
+    changes: Sequence[Change], onset: datetime, lookback: timedelta, symptom: str = "error spike"
+) -> list[Correlated]:
     """Each change with its offset and proximity to the onset, strongest first."""
     out = [
-        Correlated(c, onset - c.time, 0.0 if c.with_workload else proximity(onset - c.time, lookback))
+        Correlated(
+            c, onset - c.time, 0.0 if c.with_workload else proximity(onset - c.time, lookback), symptom
+        )
         for c in changes
     ]
     return sorted(out, key=lambda c: (-c.proximity, abs(c.offset)))

@@ -16,6 +16,8 @@ from stanch.core.models import (
     IncidentStatus,
     OnsetSource,
     Scope,
+    SliState,
+    SymptomDetection,
     Trend,
 )
 
@@ -37,17 +39,21 @@ class Observed:
     onset_text: str
     kept_for: str | None = None
     """The Mitigation whose diagnosis is kept (hypotheses not re-ranked), if any."""
+    symptom: SymptomDetection | None = None
+    """Whether the SLIs are anomalous at all."""
 
 
 def _condition(
     previous: IncidentStatus | None,
     type_: str,
-    holds: bool,
+    holds: bool | None,
     reason: str,
     message: str,
     now: datetime,
 ) -> Condition:
-    status = ConditionStatus.TRUE if holds else ConditionStatus.FALSE
+    status = (
+        ConditionStatus.UNKNOWN if holds is None else ConditionStatus.TRUE if holds else ConditionStatus.FALSE
+    )
     before = next((c for c in (previous.conditions if previous else []) if c.type == type_), None)
     since = before.last_transition_time if before is not None and before.status == status else now
     return Condition(
@@ -59,9 +65,25 @@ def _condition(
     )
 
 
+SYMPTOM_REASONS = {SliState.ANOMALOUS: "Anomalous", SliState.NORMAL: "NoAnomaly", SliState.UNKNOWN: "Unknown"}
+
+
+def symptom_condition(seen: Observed, previous: IncidentStatus | None, now: datetime) -> Condition:
+    """``SymptomDetected``: True when an SLI is anomalous, False when errors, latency and
+    availability were all seen and normal, Unknown when data was missing."""
+    symptom = seen.symptom
+    if symptom is None:
+        return _condition(previous, "SymptomDetected", None, "Unknown", "not judged", now)
+    holds = {SliState.ANOMALOUS: True, SliState.NORMAL: False}.get(symptom.state)
+    return _condition(
+        previous, "SymptomDetected", holds, SYMPTOM_REASONS[symptom.state], symptom.summary, now
+    )
+
+
 def conditions(seen: Observed, previous: IncidentStatus | None, now: datetime) -> list[Condition]:
     partial = sorted(set(seen.partial))
     return [
+        symptom_condition(seen, previous, now),
         _condition(
             previous,
             "Investigated",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from stanch.core.investigation.analysis.context import RuleContext, clip
 from stanch.core.investigation.analysis.rules import RULES, Rule
 from stanch.core.investigation.analysis.rules.make import CONFIDENCE_MAX, hypothesis
-from stanch.core.models import Hypothesis, HypothesisCategory, OnsetSource
+from stanch.core.models import Hypothesis, HypothesisCategory, OnsetSource, SliState, TimelineKind
 
 HYPOTHESES_MAX = 8
 CORROBORATION_BONUS = 5
@@ -22,6 +22,9 @@ TOP_MAX = 128
 NO_CHANGE_POINT = (
     "no change point in the error/latency signal: timing compared with the reported start instead"
 )
+NO_ANOMALY_CONFIDENCE = 45
+""""Nothing is wrong" is not a cause: it stays below :data:`CONFIDENT`, so nothing is presented as
+the cause and no mitigation follows from it."""
 _ORDER = {c: i for i, c in enumerate(HypothesisCategory)}
 
 
@@ -103,9 +106,31 @@ def unknown(ctx: RuleContext, lines: list[str]) -> Hypothesis:
     )
 
 
+def no_anomaly(ctx: RuleContext) -> Hypothesis:
+    """The verdict when every required SLI was seen and is normal: what was looked at, and the
+    recent changes cleared because there is no symptom for them to have caused."""
+    symptom = ctx.symptom
+    cleared = [
+        f"{c.change.describe()} ({c.change.time.isoformat()}): no symptom followed it"
+        for c in ctx.correlated
+        if c.change.kind in (TimelineKind.DEPLOY, TimelineKind.CONFIG_CHANGE) and not c.change.with_workload
+    ][:3]
+    return hypothesis(
+        HypothesisCategory.NO_ANOMALY,
+        f"no anomaly in {ctx.spec.target.name}'s SLIs: errors, latency and availability are at their "
+        "baseline; nothing to blame and nothing to mitigate",
+        NO_ANOMALY_CONFIDENCE,
+        supporting=[f"{c.sli}: {c.detail}" for c in symptom.checks] + cleared,
+        contradicting=[f"the Incident reports a problem: {ctx.spec.summary}"] if ctx.spec.summary else [],
+    )
+
+
 def rank(ctx: RuleContext, rules: Sequence[Rule] = RULES) -> list[Hypothesis]:
     """Hypotheses from every rule, merged, limited by what was missing, best first; Unknown is
-    added whenever no hypothesis reaches :data:`CONFIDENT`."""
+    added whenever no hypothesis reaches :data:`CONFIDENT`. With no anomaly in the SLIs no rule is
+    asked: there is no symptom to explain, so no change is blamed and nothing is suggested."""
+    if ctx.symptom.state is SliState.NORMAL:
+        return [no_anomaly(ctx)]
     found = [h for rule in rules if (h := rule(ctx)) is not None]
     factor, cap, lines = limitations(ctx)
     ranked = [_limited(h, factor, cap, lines) for h in merge(found)]

@@ -1,16 +1,23 @@
-"""Deploy rules: a revision that appeared just before the errors, whose pods fail or err more than
-the older revision's pods."""
+"""Deploy rules: a revision that appeared just before the symptom, whose pods fail, err or answer
+slower than the older revision's pods at the same time."""
 
 from __future__ import annotations
 
-from stanch.core.investigation.analysis.context import FAILING_REASONS, RuleContext, clearly_above, pct
+from datetime import timedelta
+
+from stanch.core.investigation.analysis.comparison import NAMES, SIGNALS, clearly_worse, fmt
+from stanch.core.investigation.analysis.context import FAILING_REASONS, RuleContext
 from stanch.core.investigation.analysis.correlation import describe_offset
+from stanch.core.investigation.analysis.onset import floor_for
 from stanch.core.investigation.analysis.rules.make import hypothesis
+from stanch.core.investigation.analysis.scope import signal_impact
+from stanch.core.investigation.analysis.series import ERROR_RATIO, LATENCY, median, points_of
 from stanch.core.models import (
     Hypothesis,
     HypothesisCategory,
     PodGroup,
     RolloutRevision,
+    SliState,
     SuggestedMitigation,
     TimelineKind,
 )
@@ -42,8 +49,49 @@ def _describe(rev: RolloutRevision) -> str:
     return f"revision {rev.revision}" + (f" ({detail})" if detail else "")
 
 
+HEALTHY_SERVICE = timedelta(minutes=2)
+"""A rollout that completed this long before the onset, the signal at its baseline meanwhile, served
+healthily: the symptom began later, on its own account."""
+
+
+def _anomalous_signals(ctx: RuleContext) -> list[str]:
+    """The metric SLIs that show the symptom: what a revision must be compared on to be cleared."""
+    return [s for s in SIGNALS if ctx.symptom.state_of(s) is SliState.ANOMALOUS]
+
+
+def served_healthily(ctx: RuleContext, rev: RolloutRevision) -> str | None:
+    """The sentence saying ``rev``'s rollout completed and then served at the baseline before the
+    onset, or None when that is not known to be so."""
+    done = rev.completed_at
+    if done is None or not rev.current:
+        return None
+    served = ctx.onset.time - done
+    if served < HEALTHY_SERVICE:
+        return None
+    levels = []
+    for signal in (ERROR_RATIO, LATENCY):
+        points = points_of(ctx.evidence, signal)
+        before = [p.value for p in points if p.time < ctx.onset.time]
+        between = [p.value for p in points if done <= p.time < ctx.onset.time]
+        if len(between) < 2 or not before:
+            continue
+        baseline = median(before)
+        if max(between) - baseline >= floor_for(signal).of(baseline):
+            return None  # it was not at the baseline all along
+        levels.append(f"{NAMES[signal]} {fmt(signal, median(between))}")
+    if not levels:
+        return None
+    return (
+        f"revision {rev.revision}'s rollout completed at {done.isoformat()}, {describe_offset(served)} "
+        f"before the onset, and served at the baseline meanwhile ({', '.join(levels)}): the symptom began "
+        "later"
+    )
+
+
 def recent_deploy(ctx: RuleContext) -> Hypothesis | None:
-    """Errors started shortly after a revision was rolled out: the closer, the stronger."""
+    """A revision rolled out shortly before the symptom: the closer, the stronger; stronger still
+    when its pods are worse than the other revision's at the same time, weaker when they are no
+    worse, or when it completed and served healthily before the onset."""
     deploys = ctx.causal_changes(TimelineKind.DEPLOY)
     if not deploys:
         late = [c for c in ctx.correlated if c.change.kind is TimelineKind.DEPLOY and c.offset.days < 0]
@@ -52,7 +100,8 @@ def recent_deploy(ctx: RuleContext) -> Hypothesis | None:
         late_rev = late[0].change.revision
         return hypothesis(
             HypothesisCategory.RECENT_DEPLOY,
-            f"{_describe(late_rev)} is unlikely to be the cause: it came after the errors began",
+            f"{_describe(late_rev)} is unlikely to be the cause: it came after the "
+            f"{ctx.symptom.noun()} began",
             5,
             contradicting=[late[0].sentence()],
         )
@@ -63,28 +112,41 @@ def recent_deploy(ctx: RuleContext) -> Hypothesis | None:
     supporting = [chosen.sentence()]
     contradicting = []
     key = str(rev.revision)
-    if ctx.revisions.indistinguishable(key):
+    worse = ctx.by_revision.worse(key)
+    alike = ctx.by_revision.no_worse(key, _anomalous_signals(ctx) or None)
+    if worse:
+        supporting += worse
+    elif alike:
         confidence -= 40
-        value = ctx.revisions.values[key].current
+        contradicting += alike
         contradicting.append(
-            f"pods of revision {rev.revision} error at {pct(value)}, no worse than the other revisions "
-            f"(best {pct(ctx.revisions.best)}): the new revision is not what fails"
+            f"pods of revision {rev.revision} do no worse than the other revisions at the same time: "
+            "the new revision is not what fails"
         )
-    elif key in ctx.revisions.bad:
-        supporting.append(f"pods of revision {rev.revision} error more than older pods")
-    elif not ctx.revisions.values:
+    elif not ctx.by_revision.signals:
         confidence -= 5
         contradicting.append("no per-revision metrics: cannot tell whether only the new pods fail")
+    healthy = served_healthily(ctx, rev) if not worse else None
+    if healthy is not None:
+        confidence -= 35
+        contradicting.append(healthy)
     current = ctx.current_revision
     if current is not None and current.revision != rev.revision:
         confidence -= 10
         contradicting.append(f"revision {rev.revision} is no longer current (revision {current.revision} is)")
-    suggestion = rollback_from(ctx, rev)
-    contradicting.append(_no_rollback_line(ctx, rev))
+    cleared = healthy is not None or (bool(alike) and not worse)
+    # Evidence that clears the revision leaves nothing a rollback would fix.
+    suggestion = None if cleared else rollback_from(ctx, rev)
+    if not cleared:
+        contradicting.append(_no_rollback_line(ctx, rev))
+    noun = ctx.symptom.noun() if ctx.symptom.anomalous else chosen.symptom
+    if noun not in ("error spike", "latency rise") and not ctx.symptom.anomalous:
+        noun = "reported problem"
+    verdict = "is unlikely to be the cause" if cleared else "is the likely cause"
     return hypothesis(
         HypothesisCategory.RECENT_DEPLOY,
-        f"{_describe(rev)} is the likely cause: the errors began "
-        f"{describe_offset(chosen.offset)} after it was deployed",
+        f"{_describe(rev)} {verdict}: the {noun} began {describe_offset(chosen.offset)} after it was "
+        "deployed",
         confidence,
         supporting,
         contradicting,
@@ -93,41 +155,51 @@ def recent_deploy(ctx: RuleContext) -> Hypothesis | None:
 
 
 def _worse_than_before(ctx: RuleContext, rev: RolloutRevision) -> tuple[list[str], float]:
-    """The rollout completed, so no older pod serves to compare with: compare the new revision's
-    error ratio now with the older revisions' while they served and with the overall error ratio
-    before the onset. Only for a deploy right before the onset — an old revision erring now says
-    nothing about its code."""
+    """The rollout completed, so no older pod serves to compare with at the same time: compare the
+    new revision now with the older revisions while they served and with the whole before the onset,
+    on errors and latency. A before/after comparison, so only for a deploy right before the onset
+    that did not serve healthily first — an old revision doing badly now says nothing about its code,
+    and anything else that changed meanwhile would be read as the revision."""
     key = str(rev.revision)
-    value = ctx.revisions.values.get(key)
     deploy = ctx.deploy_of(rev.revision)
-    if value is None or value.current is None or deploy is None or deploy.proximity < 1.0:
+    if deploy is None or deploy.proximity < 1.0 or served_healthily(ctx, rev) is not None:
         return [], 0.0
-    older = {
-        k: v
-        for k, v in ctx.revisions.retired.items()
-        if k.isdigit() and int(k) < rev.revision and v.before is not None
-    }
-    references = [v.before for v in older.values() if v.before is not None]
-    baseline = ctx.revisions.baseline
-    if baseline is not None:
-        references.append(baseline)
-    if not references or not all(clearly_above(value.current, r) for r in references):
-        return [], 0.0
-    lines = []
-    if older:
-        old_key, old = min(older.items(), key=lambda kv: kv[1].before or 0.0)
-        lines.append(
-            f"pods of revision {key} error at {pct(value.current)}; pods of revision {old_key} erred at "
-            f"{pct(old.before)} while they served (none is left to compare with now)"
-        )
-    if baseline is not None:
-        lines.append(f"the error ratio was {pct(baseline)} before the onset, with the older revision serving")
-    return lines, 80.0 if older else 70.0
+    for signal in (ERROR_RATIO, LATENCY):
+        compared = ctx.by_revision.signals.get(signal)
+        value = compared.values.get(key) if compared is not None else None
+        if compared is None or value is None or value.current is None:
+            continue
+        older = {
+            k: v
+            for k, v in compared.values.items()
+            if k.isdigit() and int(k) < rev.revision and v.current is None and v.before is not None
+        }
+        references = [v.before for v in older.values() if v.before is not None]
+        baseline = signal_impact(ctx.evidence, signal, ctx.onset.time).before
+        if baseline is not None:
+            references.append(baseline)
+        if not references or not all(clearly_worse(signal, value.current, r) for r in references):
+            continue
+        name = NAMES[signal]
+        lines = []
+        if older:
+            old_key, old = min(older.items(), key=lambda kv: kv[1].before or 0.0)
+            lines.append(
+                f"pods of revision {key}: {name} {fmt(signal, value.current)}; pods of revision {old_key}: "
+                f"{fmt(signal, old.before)} while they served (none is left to compare with now)"
+            )
+        if baseline is not None:
+            lines.append(
+                f"the {name} was {fmt(signal, baseline)} before the onset, with the older revision serving"
+            )
+        return lines, 80.0 if older else 70.0
+    return [], 0.0
 
 
 def new_revision_worse(ctx: RuleContext) -> Hypothesis | None:
-    """Only the new revision's pods are bad (per-revision error ratio, or errors only in its logs
-    while older pods still run): the code or config in that revision."""
+    """Only the new revision's pods are bad — on any SLI against the older revision's pods at the
+    same time, or by errors only in its logs while older pods still run: the code or config in that
+    revision. With the rollout complete, a before/after comparison right at the onset stands in."""
     rev = ctx.current_revision
     if rev is None or ctx.previous_revision(rev.revision) is None:
         return None
@@ -135,20 +207,18 @@ def new_revision_worse(ctx: RuleContext) -> Hypothesis | None:
     supporting = []
     confidence = 0.0
     what = "only its pods are affected"
-    if key in ctx.revisions.bad:
-        others = {k: v for k, v in ctx.revisions.serving.items() if k != key and k not in ctx.revisions.bad}
-        if others:
-            other_key, other = min(others.items(), key=lambda kv: kv[1].current or 0.0)
-            supporting.append(
-                f"pods of revision {key} error at {pct(ctx.revisions.values[key].current)} while pods of "
-                f"revision {other_key} error at {pct(other.current)}"
-            )
-            confidence = 80
+    worse = ctx.by_revision.worse(key)
+    others_serving = ctx.by_revision.serving() - {key}
+    if worse and others_serving:
+        supporting += worse
+        confidence = 80
+        if ctx.by_revision.worse_groups() & others_serving:
+            confidence -= 20  # another revision is worse on some SLI too
     elif len(ctx.revisions.serving) < 2:
         lines, confidence = _worse_than_before(ctx, rev)
         supporting += lines
         if lines:
-            what = "its pods err far more than the previous revision's did while they served"
+            what = "its pods do far worse than the previous revision's did while they served"
     old_pods = sum(g.total for g in ctx.evidence.pod_health.by_revision if g.key != key)
     own_logs = [
         s for s in ctx.evidence.log_signatures if s.revision == rev.revision and s.count >= MIN_LOG_COUNT

@@ -1,11 +1,12 @@
-"""Node rule: the errors or failing pods are on one node while the same pods elsewhere are fine."""
+"""Node rule: the errors, the slowness or the failing pods are on one node while the same pods
+elsewhere are fine."""
 
 from __future__ import annotations
 
 from stanch.core.investigation.analysis.context import FAILING_REASONS, RuleContext, pct
 from stanch.core.investigation.analysis.onset import floor_for
 from stanch.core.investigation.analysis.rules.make import hypothesis
-from stanch.core.investigation.analysis.series import ERROR_RATIO, by_scope
+from stanch.core.investigation.analysis.series import ERROR_RATIO, LATENCY, by_scope
 from stanch.core.investigation.gathering import UNSCHEDULED
 from stanch.core.models import Hypothesis, HypothesisCategory, PodGroup
 
@@ -35,6 +36,14 @@ def node_problem(ctx: RuleContext) -> Hypothesis | None:
                 f"pods on node {suspect} error at {pct(per_node[suspect])}; on other nodes at most "
                 f"{pct(max(v for k, v in per_node.items() if k != suspect))}"
             )
+    if suspect is None:
+        # The same pods on one node answering far slower than on the others, at the same time.
+        slow = ctx.by_node.signals.get(LATENCY)
+        worse = sorted(slow.worse) if slow is not None else []
+        if slow is not None and len(worse) == 1 and len(slow.serving) >= 2:
+            suspect = worse[0]
+            confidence = 70
+            supporting.append(slow.line(suspect))
     by_metrics = suspect is not None
     # Pending pods are grouped under a placeholder, not a node: nothing to evacuate there.
     groups = [g for g in ctx.evidence.pod_health.by_node if g.key != UNSCHEDULED]
