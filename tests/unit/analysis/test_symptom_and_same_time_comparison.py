@@ -133,7 +133,9 @@ def test_each_sli_can_carry_the_symptom_alone() -> None:
         metrics=[metric("error_ratio", flat(0.0)), metric("latency_p99", step(0.12, 0.9, sigma=0.004))]
     )
     assert detect(slow, NOW).state_of("latency_p99") is SliState.ANOMALOUS
-    young = _healthy(metrics=[metric("error_ratio", [0.0] * 59 + [0.2]), metric("latency_p99", flat(0.12))])
+    young = _healthy(
+        metrics=[metric("error_ratio", [0.0] * 58 + [0.15, 0.2]), metric("latency_p99", flat(0.12))]
+    )
     assert detect(young, NOW).state_of("error_ratio") is SliState.ANOMALOUS, (
         "a rise too young for a change point"
     )

@@ -90,7 +90,7 @@ def build_context(
     lookback = parse_duration(spec.lookback)
     missing = target_missing(evidence, partial)
     symptom = detect(evidence, now, target_missing=missing)
-    onset = onset or resolve_onset(spec, evidence, created_at)
+    onset = onset or resolve_onset(spec, evidence, created_at, symptom.shifts)
     baseline = signal_impact(evidence, ERROR_RATIO, onset.time).before
     revisions = compare_revisions(evidence, baseline)
     by_revision = compare(evidence, "revision")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,12 +42,20 @@ class Onset:
     shift: Shift | None = None
 
 
-def resolve_onset(spec: IncidentSpec, evidence: Evidence, created_at: datetime) -> Onset:
+def resolve_onset(
+    spec: IncidentSpec,
+    evidence: Evidence,
+    created_at: datetime,
+    shifts: Mapping[str, Shift | None] | None = None,
+) -> Onset:
     """The earliest change point among the symptom signals, else the reported start, else the
-    Incident's creation time."""
+    Incident's creation time. ``shifts`` are change points already looked for, per signal."""
     found = []
     for rank, signal in enumerate(ONSET_SIGNALS):
-        shift = find_shift(points_of(evidence, signal), floor_for(signal))
+        if shifts is not None and signal in shifts:
+            shift = shifts[signal]
+        else:
+            shift = find_shift(points_of(evidence, signal), floor_for(signal))
         if shift is not None:
             found.append((shift.start_time, rank, signal, shift))
     if found:

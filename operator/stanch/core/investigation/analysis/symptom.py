@@ -50,8 +50,10 @@ HIGH_ERRORS = 0.05
 """An error ratio this high throughout the window is a symptom even with no healthier stretch
 inside the window to compare with (the incident began before it)."""
 RISING_SIGMAS = 4.0
-"""The latest sample must stand this many noise sigmas above the median before it, as well as the
+"""The latest samples must stand this many noise sigmas above the median before them, as well as the
 effect floor, to count as a rise too young for a change point."""
+YOUNG = 2
+"""Samples at the end of the series that must all be elevated for such a rise."""
 SATURATED = 0.9
 """Usage over limit from which a pod is close to throttling (CPU) or to an OOM kill (memory)."""
 SATURATION_RISE = 0.1
@@ -89,8 +91,8 @@ class Symptom:
     state: SliState
     checks: Sequence[SliCheck] = ()
     window: tuple[datetime, datetime] | None = None
-    shifts: Mapping[str, Shift] = field(default_factory=dict)
-    """Change points found per signal (errors, latency, saturation)."""
+    shifts: Mapping[str, Shift | None] = field(default_factory=dict)
+    """Change points looked for per signal (None: looked for, none found)."""
 
     @property
     def anomalous(self) -> list[SliCheck]:
@@ -181,13 +183,14 @@ def _series_check(
         if back is not None:
             detail += f"; back at its baseline since {back.isoformat()}"
         return _check(signal, SliState.ANOMALOUS, detail), shift, points
-    earlier = values[:-1]
+    # The last two samples, not one: a p99 read off histogram buckets jumps a bucket now and then.
+    earlier = values[:-YOUNG]
     base = median(earlier)
-    rise = values[-1] - base
+    rise = min(values[-YOUNG:]) - base
     if rise >= floor.of(base) and rise >= RISING_SIGMAS * noise_sigma(earlier):
         detail = (
-            f"latest sample {_fmt(signal, values[-1])} against {_fmt(signal, base)} before it: rising, too "
-            f"recently for a change point ({_span(points)})"
+            f"latest samples {_fmt(signal, values[-YOUNG])}, {_fmt(signal, values[-1])} against "
+            f"{_fmt(signal, base)} before them: rising, too recently for a change point ({_span(points)})"
         )
         return _check(signal, SliState.ANOMALOUS, detail), None, points
     level = median(values)
@@ -210,10 +213,14 @@ def _saturation_check(evidence: Evidence, signal: str) -> tuple[SliCheck | None,
     if len(points) < MIN_SAMPLES:
         return _check(signal, SliState.UNKNOWN, "no data (no limit set, or not collected)"), None
     values = [p.value for p in points]
-    shift = find_shift(points, floor_for(signal))
     first = median(values[: max(MIN_SAMPLES, len(values) // 4)])
     now = values[-1]
-    rose = shift is not None or now - first >= SATURATION_RISE
+    shift = None
+    rose = now - first >= SATURATION_RISE
+    if now >= SATURATED and not rose and now < PINNED:
+        # Only a level near the limit is worth the change-point search.
+        shift = find_shift(points, floor_for(signal))
+        rose = shift is not None
     if now >= PINNED or (now >= SATURATED and rose):
         detail = f"busiest pod at {_fmt(signal, now)}, from {_fmt(signal, first)} ({_span(points)})"
         return _check(signal, SliState.ANOMALOUS, detail), shift
@@ -313,12 +320,12 @@ def detect(evidence: Evidence, now: datetime, *, target_missing: bool = False) -
     """Judge every SLI; the verdict is Anomalous if any is, Normal only if the required ones were
     all seen and normal."""
     checks: list[SliCheck] = []
-    shifts: dict[str, Shift] = {}
+    shifts: dict[str, Shift | None] = {}
     starts: list[datetime] = []
     for signal in (ERROR_RATIO, LATENCY):
         check, shift, points = _series_check(evidence, signal, floor_for(signal))
         checks.append(check)
-        if shift is not None:
+        if len(points) >= MIN_SAMPLES:
             shifts[signal] = shift
         if points:
             starts.append(points[0].time)
@@ -326,8 +333,6 @@ def detect(evidence: Evidence, now: datetime, *, target_missing: bool = False) -
         sat, shift = _saturation_check(evidence, signal)
         if sat is not None:
             checks.append(sat)
-        if shift is not None:
-            shifts[signal] = shift
     if target_missing:
         checks.append(_check(AVAILABILITY, SliState.UNKNOWN, "the target workload is missing"))
     else:

@@ -214,7 +214,7 @@ def new_revision_worse(ctx: RuleContext) -> Hypothesis | None:
         confidence = 80
         if ctx.by_revision.worse_groups() & others_serving:
             confidence -= 20  # another revision is worse on some SLI too
-    elif len(ctx.revisions.serving) < 2:
+    elif not others_serving:
         lines, confidence = _worse_than_before(ctx, rev)
         supporting += lines
         if lines:
