@@ -190,13 +190,16 @@ class Comparison:
 
 
 def compare(evidence: Evidence, dimension: str) -> Comparison:
+    """Every SLI of ``dimension`` (any breakdown the evidence has, e.g. ``revision``, ``node``), with
+    pod health where the evidence groups pods that way."""
     signals = {}
     for signal in SIGNALS:
         values = by_scope(evidence, signal, dimension)
         if values:
             signals[signal] = SignalComparison(signal, dimension, values)
+    groups: list[PodGroup] = []
     if dimension == "revision":
         groups = list(evidence.pod_health.by_revision)
-    else:  # Pending pods are grouped under a placeholder, not a node
+    elif dimension == "node":  # Pending pods are grouped under a placeholder, not a node
         groups = [g for g in evidence.pod_health.by_node if g.key != UNSCHEDULED]
     return Comparison(dimension, signals, HealthComparison(dimension, groups))
