@@ -83,3 +83,22 @@ def test_bad_names_are_refused(name: str, label: str | None, fragment: str) -> N
 
 def test_names_are_case_insensitive() -> None:
     assert preset_templates(" Istio ") == preset_templates("istio")
+
+
+def test_report_alerts_read_the_operators_preset() -> None:
+    from stanch.wiring.cli import build_parser, report_templates
+
+    args = build_parser().parse_args(["report", "shop/checkout-5xx", "--workload-label", "app"])
+    templates = report_templates(args, {"STANCH_SIGNAL_PRESET": "istio"})
+    assert templates == preset_templates("istio", "app")
+    defaults = report_templates(build_parser().parse_args(["report", "shop/checkout-5xx"]), {})
+    assert defaults == dict(DEFAULT_SIGNAL_TEMPLATES)
+
+
+def test_report_with_an_unknown_preset_is_a_usage_error() -> None:
+    from stanch.core.settings import ConfigError
+    from stanch.wiring.cli import build_parser, report_templates
+
+    args = build_parser().parse_args(["report", "shop/x", "--signal-preset", "nope"])
+    with pytest.raises(ConfigError, match=r"^--signal-preset \(or STANCH_SIGNAL_PRESET\): 'nope'"):
+        report_templates(args, {})

@@ -12,7 +12,7 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -453,6 +453,12 @@ def _console_commands(commands: Any, conn: argparse.ArgumentParser) -> None:
     report.add_argument(
         "--alerts", type=Path, metavar="FILE.yaml", help="write suggested alerts as a PrometheusRule"
     )
+    report.add_argument(
+        "--signal-preset",
+        metavar="NAME",
+        help="the metrics the suggested alerts read, as for `run` (default simulator) [STANCH_SIGNAL_PRESET]",
+    )
+    report.add_argument("--workload-label", metavar="LABEL", help="as for `run` [STANCH_WORKLOAD_LABEL]")
 
 
 def load_signal_overrides(path: Path) -> dict[str, str]:
@@ -715,7 +721,23 @@ def _cmd_console(args: argparse.Namespace) -> int:
     from stanch.wiring.report_command import report_command
 
     target = _target(args, args.incident, "INCIDENT")
-    return report_command(target.namespace, target.name, out=args.out, chart=args.chart, alerts=args.alerts)
+    templates = report_templates(args, dict(os.environ))
+    return report_command(
+        target.namespace, target.name, out=args.out, chart=args.chart, alerts=args.alerts, templates=templates
+    )
+
+
+def report_templates(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
+    """The templates `run` would use, so suggested alerts query what this cluster's Prometheus has."""
+    from stanch.core.investigation.presets import DEFAULT_PRESET, PRESETS, PresetError, preset_templates
+
+    preset = args.signal_preset or env.get(OPTIONS["signal_preset"].env) or DEFAULT_PRESET
+    label = args.workload_label or env.get(OPTIONS["workload_label"].env) or None
+    try:
+        return preset_templates(preset, label)
+    except PresetError as exc:
+        field = "signal_preset" if preset.strip().lower() not in PRESETS else "workload_label"
+        raise ConfigError(field, str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from stanch.adapters.kube import KubeClient, KubeError
+from stanch.core.investigation.signals import DEFAULT_SIGNAL_TEMPLATES
 from stanch.core.models import Incident, Mitigation
 from stanch.core.report import ChartData, chart_series, layout_labels, render_markdown, suggested_alerts
 
@@ -157,6 +158,7 @@ def report_command(
     out: Path | None,
     chart: Path | None,
     alerts: Path | None,
+    templates: Mapping[str, str] | None = None,
     stdout: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -186,6 +188,11 @@ def report_command(
         draw_chart(data, chart)
         print(f"wrote {chart}", file=err)
     if alerts is not None:
-        alerts.write_text(yaml.safe_dump(suggested_alerts(incident), sort_keys=False), encoding="utf-8")
+        alerts.write_text(
+            yaml.safe_dump(
+                suggested_alerts(incident, templates or DEFAULT_SIGNAL_TEMPLATES), sort_keys=False
+            ),
+            encoding="utf-8",
+        )
         print(f"wrote {alerts}", file=err)
     return EXIT_OK

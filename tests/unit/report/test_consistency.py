@@ -243,3 +243,13 @@ def test_labels_never_overlap_nor_leave_the_chart(
     )
     blamed = data.draw(st.none() | st.integers(min_value=0, max_value=len(offsets) - 1))
     _check_layout(_markers(offsets, labels, blamed), char_width, rows)
+
+
+def test_the_legend_numbers_every_marker_like_its_label() -> None:
+    chart = chart_series(rolled_back_incident())
+    legend = chart.legend()
+    assert len(legend) == len(chart.markers)
+    for i, (line, marker) in enumerate(zip(legend, chart.markers, strict=True), 1):
+        assert line.startswith(f"{i}  {marker.time.strftime('%H:%M:%SZ')}  ")
+        assert ("BLAMED" in line) == marker.blamed
+    assert any("BLAMED Deploy: revision 2:" in line for line in legend)

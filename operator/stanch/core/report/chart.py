@@ -63,14 +63,15 @@ class ChartData:
         return (min(times), max(times)) if times else None
 
     def legend(self) -> list[str]:
-        return [
-            _clip(
-                f"{i}  {m.time.strftime('%H:%M:%SZ')}  {m.kind.value}{'  (blamed)' if m.blamed else ''}:"
-                f" {m.detail or m.label}",
-                LEGEND_WIDTH,
-            )
-            for i, m in enumerate(self.markers, 1)
-        ]
+        """One line per marker, numbered like its label: the timeline's full line."""
+        lines = []
+        for i, m in enumerate(self.markers, 1):
+            text = m.detail or m.label
+            # "onset: ...", "mitigation x: ..." name their kind already; "revision 2: ..." does not.
+            kind = "" if text.lower().startswith(m.kind.value.lower()) else f"{m.kind.value}: "
+            blamed = "BLAMED " if m.blamed else ""
+            lines.append(_clip(f"{i}  {m.time.strftime('%H:%M:%SZ')}  {blamed}{kind}{text}", LEGEND_WIDTH))
+        return lines
 
 
 def _clip(text: str, width: int) -> str:
