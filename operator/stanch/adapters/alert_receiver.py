@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class ReceiverConfig:
     port: int
     token_file: Path
     tls: ssl.SSLContext | None = field(default=None, compare=False)
+    sock: socket.socket | None = field(default=None, compare=False)
+    """Bound before Kopf starts (a taken port is one line at start); None: bind when serving."""
 
     @property
     def scheme(self) -> str:
@@ -92,7 +95,21 @@ def load_config(
             raise ReceiverError(
                 f"cannot load the TLS certificate {cert_file} and key {key_file}: {exc}"
             ) from None
-    return ReceiverConfig(host, port, path, tls)
+    return ReceiverConfig(host, port, path, tls, listen(host, port))
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; ReceiverError when the address is taken or not ours."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ReceiverError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
 
 
 def _bearer(header: str | None) -> bytes | None:
@@ -126,7 +143,11 @@ class AlertReceiver:
         """Bind and serve; OSError when the address is taken or not ours."""
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port, ssl_context=self.config.tls)
+        site: web.BaseSite
+        if self.config.sock is not None:
+            site = web.SockSite(runner, self.config.sock, ssl_context=self.config.tls)
+        else:
+            site = web.TCPSite(runner, self.config.host, self.config.port, ssl_context=self.config.tls)
         try:
             await site.start()
         except OSError:

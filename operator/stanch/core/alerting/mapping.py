@@ -90,16 +90,19 @@ def alert_target(alert: WebhookAlert, mapping: LabelMapping) -> Target | Refusal
     name = _first(alert.labels, mapping.workload_labels)
     alertname = alert.labels.get("alertname", alert.fingerprint)
     if namespace is None or name is None:
-        missing = [
-            f"one of {', '.join(labels)}"
-            for value, labels in ((namespace, mapping.namespace_labels), (name, mapping.workload_labels))
+        missing = " and no ".join(
+            f"{what} (none of the labels {', '.join(labels)} is set)"
+            for value, what, labels in (
+                (namespace, "namespace", mapping.namespace_labels),
+                (name, "workload", mapping.workload_labels),
+            )
             if value is None
-        ]
+        )
         return Refusal(
             422,
             "NoTarget",
-            f"alert {alertname!r} has no {' and no '.join(missing)} label: Stanch cannot tell which"
-            " workload it is about; label the alerting rule, or set --alertmanager-namespace-labels /"
+            f"alert {alertname!r} names no {missing}: Stanch cannot tell which workload it is about;"
+            " label the alerting rule, or set --alertmanager-namespace-labels /"
             " --alertmanager-workload-labels to the labels your rules carry",
         )
     if len(namespace) > 63 or not _NAMESPACE.match(namespace):
