@@ -156,6 +156,15 @@ def test_an_alert_group_files_one_incident_that_resolves_with_the_alerts(
             assert all(a["status"] == "firing" for a in joined["spec"]["alertmanager"]["alerts"])
             assert [i["metadata"]["name"] for i in _incidents(kube, namespace)] == [name]
 
+            def alert_on_timeline() -> bool:
+                status = kube.get("incident", name, namespace).get("status") or {}
+                return any(
+                    e["kind"] == "Alert" and e["summary"].startswith("CheckoutErrorsPage fired")
+                    for e in status.get("timeline") or []
+                )
+
+            kube.wait_for(alert_on_timeline, 60, "the later alert on the investigation's timeline")
+
             # The workload recovers: the alerts resolve, and so does the Incident.
             kube.apply(
                 deployment("checkout", replicas=2, annotations={"sim.stanch.dev/error-ratio": "0"}),

@@ -8,6 +8,7 @@ from stanch.core.investigation.analysis.correlation import GRACE_AFTER_ONSET, Ch
 from stanch.core.investigation.analysis.onset import FLOORS
 from stanch.core.investigation.analysis.scope import impact, resolve_onset, symptom_trend, trend
 from stanch.core.investigation.analysis.series import ERROR_RATIO
+from stanch.core.investigation.analysis.timeline import ALERT_ENTRIES_MAX
 from stanch.core.models import (
     EventGroup,
     Evidence,
@@ -19,6 +20,7 @@ from stanch.core.models import (
     TimelineKind,
     Trend,
 )
+from stanch.core.models.incident import AlertGroup, AlertRecord, AlertState
 
 from .scenario_builders import (
     NOW,
@@ -167,3 +169,42 @@ def test_timeline_deduplicates() -> None:
     timeline = run(evidence).timeline
     summaries = [e.summary for e in timeline]
     assert len(summaries) == len(set(summaries))
+
+
+def test_an_alertmanager_incident_puts_its_alerts_on_the_timeline() -> None:
+    def record(i: int, minutes: float, ended: float | None = None) -> AlertRecord:
+        return AlertRecord(
+            fingerprint=f"f{i}",
+            status=AlertState.RESOLVED if ended is not None else AlertState.FIRING,
+            starts_at=at(minutes),
+            ends_at=at(ended) if ended is not None else None,
+            labels={"alertname": "CheckoutErrors", "severity": "critical"},
+            summary="5xx above 10%",
+        )
+
+    alerts = [record(0, 16, ended=25), record(1, 18)]
+    evidence = Evidence(rollouts=two_revisions(11.0), metrics=[metric("error_ratio", step(0.002, 0.15))])
+    group = AlertGroup(group_key="k", alerts=alerts)
+    timeline = run(evidence, incident_spec=spec(alertmanager=group)).timeline
+    fired = [e for e in timeline if e.kind is TimelineKind.ALERT and "fired" in e.summary]
+    assert [(e.time, e.summary) for e in fired] == [
+        (at(16), "CheckoutErrors fired: 5xx above 10%"),
+        (at(18), "CheckoutErrors fired: 5xx above 10%"),
+    ]
+    assert fired[0].details["severity"] == "critical"
+    assert fired[0].details["offsetFromOnset"] == "+1m"
+    resolved = [e for e in timeline if e.kind is TimelineKind.ALERT and "resolved" in e.summary]
+    assert [e.time for e in resolved] == [at(25)]
+    # The deploy comes before the page, in one list.
+    deploy = next(e for e in timeline if e.kind is TimelineKind.DEPLOY)
+    assert timeline.index(deploy) < timeline.index(fired[0])
+    # A large group keeps only its latest alert entries: the deploys and events stay on the timeline.
+    many = AlertGroup(group_key="k", alerts=[record(i, 12 + i * 0.2) for i in range(50)])
+    crowded = run(evidence, incident_spec=spec(alertmanager=many)).timeline
+    assert (
+        sum(1 for e in crowded if e.kind is TimelineKind.ALERT and "fired" in e.summary) == ALERT_ENTRIES_MAX
+    )
+    assert any(e.kind is TimelineKind.DEPLOY for e in crowded)
+    # A human-filed Incident has no alert entries but the filing itself.
+    plain = run(evidence).timeline
+    assert [e.summary for e in plain if e.kind is TimelineKind.ALERT] == ["Incident filed"]

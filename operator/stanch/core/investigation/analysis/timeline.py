@@ -193,7 +193,40 @@ def _incident_entries(data: TimelineInput) -> list[TimelineEntry]:
     ]
     if data.spec.started_at is not None and data.onset.source is not OnsetSource.STARTED_AT:
         out.append(_entry(data.spec.started_at, TimelineKind.NOTE, "reported start", data.onset.time))
-    return out
+    return out + _alert_entries(data)
+
+
+ALERT_ENTRIES_MAX = 20
+"""Alert starts and ends an Incident filed by Alertmanager puts on its timeline (the latest): a
+group of many alerts must not push the deploys and events out of the bounded timeline."""
+
+
+def _alert_entries(data: TimelineInput) -> list[TimelineEntry]:
+    """When each of the group's alerts fired and resolved (``spec.alertmanager``, written by the
+    receiver), so the timeline says which change came before the page."""
+    group = data.spec.alertmanager
+    if group is None:
+        return []
+    out = []
+    for alert in group.alerts:
+        name = alert.labels.get("alertname", "alert")
+        details = {"fingerprint": alert.fingerprint}
+        if alert.labels.get("severity"):
+            details["severity"] = alert.labels["severity"]
+        said = f": {alert.summary}" if alert.summary else ""
+        out.append(
+            _entry(
+                alert.starts_at, TimelineKind.ALERT, f"{name} fired{said}", data.onset.time, None, **details
+            )
+        )
+        if alert.ends_at is not None:
+            out.append(
+                _entry(
+                    alert.ends_at, TimelineKind.ALERT, f"{name} resolved", data.onset.time, None, **details
+                )
+            )
+    out.sort(key=lambda e: e.time)
+    return out[-ALERT_ENTRIES_MAX:]
 
 
 def build_timeline(data: TimelineInput) -> list[TimelineEntry]:
