@@ -15,10 +15,14 @@ still enforces its bounds (a Deployment above ``maxReplicas`` is scaled down to 
   back and the controller restores the replicas.
 - A human editing the HPA during the bake stops the machine (NeedsAttention), and the edit stays.
 
-What this does not prove: the recovery after the restore. With no metrics the controller does
-not scale up within restored bounds (it only enforces them), so the pods stay at 2 and the errors
-go on; with a metrics API it would scale up on load. Nor utilization targets acting on real CPU;
-the unit tests cover their writes, tests and reverts.
+- Without the old values (the operator started after the change), an HPA held at its ceiling gets
+  the HPA-aware scale suggested: the HPA's bounds are raised, the controller brings the pods back
+  and the errors fall (the recovery, end to end).
+
+What this does not prove: the recovery after the restore of the old values. With no metrics the
+controller does not scale up within restored bounds (it only enforces them), so the pods stay at 2
+and the errors go on; with a metrics API it would scale up on load. Nor utilization targets
+acting on real CPU; the unit tests cover their writes, tests and reverts.
 """
 
 from __future__ import annotations
@@ -176,6 +180,49 @@ def test_a_lowered_max_replicas_is_diagnosed_attributed_and_set_back_from_the_su
     assert effects_applied(operator, "Revert") == 0
     dep = kube.get("deployment", "web", namespace)
     assert LOCK_ANNOTATION not in (dep["metadata"].get("annotations") or {})
+
+
+def test_without_the_old_values_an_hpa_at_its_ceiling_gets_its_bounds_raised_and_recovers(
+    world: WorldInfo, kube: Kube, namespace: str, crds_installed: None, tmp_path: Path
+) -> None:
+    """The operator starts after the change (a restart, or the change predates it): it never saw the
+    old maxReplicas, so it cannot set it back; the HPA is held at its ceiling, so it suggests the
+    HPA-aware scale, which raises the HPA's bounds (never the replicas the HPA owns) — and the
+    controller, enforcing the new minReplicas, brings the pods back and the errors fall."""
+    start_loaded(kube, world, namespace, min_replicas=2, max_replicas=6)
+    with world_keys(kube, {f"traffic.{namespace}.web": "300"}):
+        wait_error_ratio(world.prometheus_url, namespace, "web", lambda v: v < 0.02, 60, "healthy at 4 pods")
+        kube.run("patch", "hpa", "web", "-n", namespace, "--type=merge", "-p", '{"spec":{"maxReplicas":2}}')
+        kube.wait_for(lambda: replicas(kube, namespace) == 2, 60, "the HPA scaling web down to 2")
+        wait_error_ratio(world.prometheus_url, namespace, "web", lambda v: v > 0.1, 60, "web overloaded")
+        kube.apply(policy(namespace), namespace=namespace)
+        operator = fast_operator(world, namespace, tmp_path / "operator")
+        operator.start()
+        try:
+            kube.apply(incident("web-5xx"), namespace=namespace)
+            h = hpa_hypothesis(kube, namespace)
+            suggested = h["suggestedMitigation"]
+            assert suggested["scale"] == {"factor": 2.0}, suggested
+            said = json.dumps(h, ensure_ascii=False)
+            assert "before the change are unknown" in said, said
+            assert "kubectl-patch" in said, said
+            settle()  # the baseline window is the outage
+            guard = {**FAST_GUARD, "bakeTime": "45s"}
+            kube.apply(
+                mitigation("raise-hpa", "web", {"scale": suggested["scale"]}, guard), namespace=namespace
+            )
+            st = wait_phase(kube, namespace, "raise-hpa", {"Succeeded"}, 150)
+            recovered = wait_error_ratio(
+                world.prometheus_url, namespace, "web", lambda v: v < 0.02, 60, "healthy again at 4 pods"
+            )
+        finally:
+            shutdown(operator, kube, namespace)
+    spec = hpa_spec(kube, namespace)
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (4, 4)
+    assert replicas(kube, namespace) == 4, "the controller brought the pods back, not Stanch"
+    assert recovered < 0.02
+    assert st["plan"]["patch"]["apply"][0]["patch"].startswith("HorizontalPodAutoscaler/")
+    assert effects_applied(operator, "Apply") == 1
 
 
 def test_an_autoscaler_change_that_hurts_is_reverted_to_the_snapshotted_bounds(
