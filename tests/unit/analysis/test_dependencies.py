@@ -14,6 +14,7 @@ from stanch.core.investigation.analysis import build_context
 from stanch.core.investigation.analysis.ranking import rank
 from stanch.core.investigation.analysis.rules import dependency_failure
 from stanch.core.investigation.dependencies import (
+    HostErrors,
     Namespace,
     candidate_hosts,
     dependency_evidence,
@@ -489,3 +490,61 @@ def test_only_the_new_revision_failing_on_it_is_not_the_dependency() -> None:
     assert only_new is not None
     assert only_new.confidence < everyone.confidence
     assert any("only revision 7" in c for c in only_new.contradicting)
+
+
+# --- dependency metrics -----------------------------------------------------------------------------
+
+
+def test_the_metrics_run_of_errors_starts_after_its_last_quiet_sample() -> None:
+    quiet_then_erring = HostErrors(
+        "payments", tuple((ONSET + timedelta(seconds=30 * i), v) for i, v in enumerate([0, 2, 0, 3, 4, 5]))
+    )
+    assert quiet_then_erring.since == ONSET + timedelta(seconds=90)
+    assert quiet_then_erring.rate == 5
+    assert HostErrors("payments", ((ONSET, 1.0), (NOW, 0.0))).since is None
+
+
+def test_a_metric_alone_names_and_resolves_the_dependency() -> None:
+    metric_host = HostErrors(
+        "payments.shop.svc.cluster.local", ((ONSET - timedelta(minutes=1), 0.0), (ONSET, 12.5), (NOW, 14.0))
+    )
+    quiet = HostErrors("ledger.shop.svc.cluster.local", ((ONSET, 0.0), (NOW, 0.0)))
+    (dep,) = dependency_evidence([], WORLD, [metric_host, quiet])
+    assert dep.service is not None
+    assert dep.service.name == "payments"
+    assert dep.count == 0
+    assert dep.failures == ["errors"]
+    assert dep.errors_per_second == 14.0
+    assert dep.errors_since == ONSET
+
+
+def test_lines_and_the_metric_about_one_service_are_one_dependency() -> None:
+    metric_host = HostErrors("payments.shop.svc.cluster.local", ((ONSET, 3.0), (NOW, 4.0)))
+    lines = [L(ONSET, "p", "dial tcp 10.96.4.7:8080: connect: connection refused")] * 12
+    (dep,) = dependency_evidence(lines, WORLD, [metric_host])
+    assert dep.count == 12
+    assert dep.host == "10.96.4.7:8080"  # as the lines write it
+    assert dep.failures == ["refused", "errors"]
+    assert dep.errors_per_second == 4.0
+
+
+def test_a_metric_erring_since_the_onset_is_not_thin_evidence() -> None:
+    measured = PAYMENTS.model_copy(
+        update={
+            "count": 0,
+            "first_seen": None,
+            "sample": "",
+            "failures": ["errors"],
+            "errors_per_second": 14.0,
+            "errors_since": ONSET,
+        }
+    )
+    evidence = harmless_deploy_then_dependency().model_copy(
+        update={"log_signatures": [], "dependencies": [measured]}
+    )
+    h = dependency_failure(build_context(spec(), evidence, now=NOW, created_at=NOW))
+    assert h is not None
+    assert not any("log line(s) mention it" in c for c in h.contradicting)
+    assert any("dependency_errors: 14/s from payments:8080" in s for s in h.supporting)
+    assert any("first appear at the onset" in s for s in h.supporting)
+    assert h.confidence >= 80

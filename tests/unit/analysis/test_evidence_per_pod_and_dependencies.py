@@ -192,3 +192,37 @@ async def test_no_service_named_means_no_extra_lists() -> None:
     assert dep.external
     assert "Deployment" not in kube.calls
     assert "StatefulSet" not in kube.calls
+
+
+class MeshPrometheus(FakePrometheus):
+    """Answers the ``dependency_errors`` template with one series per destination Service."""
+
+    async def query_range(self, query: str, start: datetime, end: datetime, step: timedelta) -> list[Series]:
+        if "istio_requests_total" in query:
+            return [
+                Series({"destination_service": "ledger.shop.svc.cluster.local"}, [(start, 0.0), (end, 9.0)]),
+                Series({"destination_service": "quiet.shop.svc.cluster.local"}, [(start, 0.0), (end, 0.0)]),
+            ]
+        return await super().query_range(query, start, end, step)
+
+
+async def test_a_dependency_metric_names_the_service_without_any_log_line() -> None:
+    kube = FakeKube(world("INFO all good"))
+    templates = {
+        **DEFAULT_SIGNAL_TEMPLATES,
+        "dependency_errors": (
+            'sum by (destination_service) (rate(istio_requests_total{source_workload="{{workload}}"}[5m]))'
+        ),
+    }
+    prometheus = cast(PrometheusClient, MeshPrometheus())
+    got = await collect(cast(KubeClient, kube), prometheus, request(), templates)
+    (dep,) = got.evidence.dependencies
+    assert dep.service is not None
+    assert dep.service.name == "ledger"
+    assert dep.workload is not None
+    assert dep.workload.name == "ledger"
+    assert dep.errors_per_second == 9.0
+    assert dep.count == 0
+    # Read on its own, never as an overall signal with "more than one series".
+    assert not any(m.signal == "dependency_errors" for m in got.evidence.metrics)
+    assert not any("dependency_errors" in p.collector for p in got.partial)

@@ -23,8 +23,16 @@ from stanch.adapters.evidence.logs import LogLimits, SampledLine, choose, read_l
 from stanch.adapters.evidence.metrics import BREAKDOWN_POINTS, SignalResult, query_signals, step_for
 from stanch.adapters.kube import KubeClient, KubeError
 from stanch.adapters.prometheus import PrometheusClient
-from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES, POD, UNITS, overall_signals
+from stanch.core.investigation.breakdowns import (
+    DEFAULT_BREAKDOWN_TEMPLATES,
+    HOST,
+    HOST_LABELS,
+    POD,
+    UNITS,
+    overall_signals,
+)
 from stanch.core.investigation.dependencies import (
+    HostErrors,
     Namespace,
     dependency_evidence,
     services_to_examine,
@@ -331,19 +339,24 @@ async def collect(
         )
     if found and owned_pods and not log_requests:
         partial.append(Partial("logs", "no pod is running on a node, so there are no logs to read"))
-    neighbours = await guarded(
-        "dependencies",
-        _dependency_objects(
-            Namespace(ns, got.services, got.endpoint_slices), log_lines, listed, limits.max_objects
-        ),
-        None,
-    )
 
     try:
         signal_results = await metrics_task
     except Exception as exc:  # a failed collector is recorded, never fatal
         partial.append(Partial("metrics", _describe(exc)))
         signal_results = []
+    host_errors = _host_errors(signal_results)
+    neighbours = await guarded(
+        "dependencies",
+        _dependency_objects(
+            Namespace(ns, got.services, got.endpoint_slices),
+            log_lines,
+            host_errors,
+            listed,
+            limits.max_objects,
+        ),
+        None,
+    )
     fresh = end - 3 * step_for(start, end, BREAKDOWN_POINTS)
     metrics, metric_problems = _metric_summaries(signal_results, by_hash, request.reference, fresh)
     partial.extend(Partial(f"metrics:{s}", why) for s, why in metric_problems)
@@ -353,7 +366,7 @@ async def collect(
     if restarts is not None:
         spreads.append(restarts)
     evidence = _shape(ns, name, deployment, got, owned, owned_pods, start, metrics)
-    dependencies = dependency_evidence(log_lines, neighbours) if neighbours is not None else []
+    dependencies = dependency_evidence(log_lines, neighbours, host_errors) if neighbours is not None else []
     evidence = evidence.model_copy(update={"pod_spreads": spreads[:8], "dependencies": dependencies})
     return Collected(evidence, log_lines, _dedupe(partial), found, start, end, timings, tuple(from_memory))
 
@@ -452,10 +465,10 @@ def _metric_summaries(
     problems: list[tuple[str, str]] = []
     for result in results:
         unit = UNITS.get(result.signal)
-        if result.dimension == POD:
+        if result.dimension in (POD, HOST):
             if result.error is not None:
                 problems.append((f"{result.signal}_by_{result.dimension}", result.error))
-            continue  # kept as a spread, not pod by pod (_pod_spreads)
+            continue  # kept as a spread (_pod_spreads) or per dependency (_host_errors)
         if result.dimension == "overall":
             if result.error is not None:
                 overall.append(MetricSummary(signal=result.signal, unit=unit, error=result.error))
@@ -519,12 +532,16 @@ class _Lister(Protocol):
 
 
 async def _dependency_objects(
-    ns: Namespace, lines: Sequence[SampledLine], listed: _Lister, cap: int
+    ns: Namespace,
+    lines: Sequence[SampledLine],
+    host_errors: Sequence[HostErrors],
+    listed: _Lister,
+    cap: int,
 ) -> Namespace:
     """The namespace's objects a failing host is matched against. Only when the error lines name a
     Service of the namespace are its Deployments and StatefulSets listed (to find the workload
     behind it), and then the ReplicaSets of the matched Deployments (its revisions)."""
-    wanted = set(services_to_examine(lines, ns))
+    wanted = set(services_to_examine(lines, ns, host_errors))
     if not wanted:
         return ns
     deployments, stateful_sets = await asyncio.gather(listed("Deployment", cap), listed("StatefulSet", cap))
@@ -540,3 +557,16 @@ async def _dependency_objects(
                 selectors.append(selector)
     found = await asyncio.gather(*(listed("ReplicaSet", cap, label_selector=s) for s in selectors))
     return replace(ns, replica_sets=[rs for got in found for rs in got])
+
+
+def _host_errors(results: Sequence[SignalResult]) -> list[HostErrors]:
+    """The per-host dependency template's series, each under the host its labels name."""
+    out: list[HostErrors] = []
+    for result in results:
+        if result.dimension != HOST or result.error is not None:
+            continue
+        for series in result.series:
+            host = next((series.labels[k] for k in HOST_LABELS if series.labels.get(k)), None)
+            if host:
+                out.append(HostErrors(host, tuple(series.points)))
+    return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from stanch.adapters.prometheus import PrometheusClient, PrometheusError, Series
-from stanch.core.investigation.breakdowns import DIMENSIONS, POD, breakdown_name
+from stanch.core.investigation.breakdowns import DEPENDENCY_ERRORS, DIMENSIONS, HOST, POD, breakdown_name
 from stanch.core.investigation.signals import TemplateError, render
 
 # What the evidence keeps (the chart and onset detection get at most 60 points per series): asking
@@ -68,11 +68,13 @@ async def query_signals(
             name = breakdown_name(signal, dim)
             if name in templates:
                 jobs.append((signal, dim, templates[name]))
+    if DEPENDENCY_ERRORS in templates:
+        jobs.append((DEPENDENCY_ERRORS, HOST, templates[DEPENDENCY_ERRORS]))
 
     async def one(signal: str, dimension: str, template: str | None) -> SignalResult:
         if template is None:
             return SignalResult(signal, dimension, [], f"no signal template named {signal!r}")
-        name = signal if dimension == "overall" else breakdown_name(signal, dimension)
+        name = signal if dimension in ("overall", HOST) else breakdown_name(signal, dimension)
         try:
             query = render(name, template, values)
         except TemplateError as exc:

@@ -75,8 +75,28 @@ def is_breakdown(name: str) -> bool:
     return any(name.endswith(f"_by_{d}") for d in DIMENSIONS)
 
 
+DEPENDENCY_ERRORS = "dependency_errors"
+"""An optional template (no default: client metrics differ by library and mesh): the errors per
+second the target's pods get from each host they call, one series per host. The host is read from
+the first of :data:`HOST_LABELS` a series has, e.g. with Istio
+``sum by (destination_service) (rate(istio_requests_total{reporter="source",
+source_workload="{{workload}}",source_workload_namespace="{{namespace}}",response_code=~"5.."}[5m]))``."""
+HOST = "host"
+HOST_LABELS = (
+    "host",
+    "upstream",
+    "destination_service",
+    "destination_service_name",
+    "server_address",
+    "net_peer_name",
+    "peer_service",
+    "target_host",
+)
+
+
 def overall_signals(templates: Mapping[str, str], requested: tuple[str, ...] = ()) -> list[str]:
-    """The signals to investigate: the Incident's own list, else every non-breakdown template."""
+    """The signals to investigate: the Incident's own list, else every non-breakdown template (the
+    per-host dependency template is read on its own)."""
     if requested:
         return list(dict.fromkeys(requested))
-    return [name for name in templates if not is_breakdown(name)]
+    return [name for name in templates if not is_breakdown(name) and name != DEPENDENCY_ERRORS]

@@ -435,6 +435,28 @@ def _workload_state(kind: str, obj: Obj, ns: Namespace) -> dict[str, Any]:
 # --- putting it together --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class HostErrors:
+    """A dependency metric: errors per second the pods get from ``host``, over the window."""
+
+    host: str
+    points: tuple[tuple[datetime, float], ...]
+
+    @property
+    def rate(self) -> float | None:
+        """The latest value."""
+        return self.points[-1][1] if self.points else None
+
+    @property
+    def since(self) -> datetime | None:
+        """Start of the current run of non-zero values (when the errors began, as far as the window
+        shows)."""
+        start: datetime | None = None
+        for moment, value in self.points:
+            start = (start or moment) if value > 0 else None
+        return start
+
+
 @dataclass
 class _Agg:
     host: str
@@ -445,6 +467,8 @@ class _Agg:
     last: datetime | None = None
     sample: str = ""
     resolution: Resolution = field(default_factory=Resolution)
+    rate: float | None = None
+    rate_since: datetime | None = None
 
 
 def _rank(resolution: Resolution, host: str) -> int:
@@ -457,11 +481,25 @@ def _rank(resolution: Resolution, host: str) -> int:
     return 3 if not _is_ip(name) else 4
 
 
-def failing_hosts(lines: Iterable[Line], ns: Namespace) -> list[_Agg]:
-    """Every error line that says a dependency failed, grouped by the Service it resolves to (else by
-    host), most lines first."""
+def _key(resolution: Resolution, host: str) -> str:
+    return f"svc:{resolution.service}" if resolution.service else f"host:{split_host(host)[0].lower()}"
+
+
+def failing_hosts(lines: Iterable[Line], ns: Namespace, metrics: Sequence[HostErrors] = ()) -> list[_Agg]:
+    """Every error line that says a dependency failed, and every host a dependency metric shows
+    erring now, grouped by the Service it resolves to (else by host), most lines (then errors) first."""
     groups: dict[str, _Agg] = {}
     cache: dict[str, Resolution] = {}
+    for metric in metrics:
+        if not metric.rate or metric.rate <= 0:
+            continue
+        host = metric.host.strip()
+        resolution = cache.setdefault(host, resolve(host, ns))
+        erring = groups.setdefault(_key(resolution, host), _Agg(host, resolution=resolution))
+        erring.rate = (erring.rate or 0.0) + metric.rate
+        since = metric.since
+        if since is not None and (erring.rate_since is None or since < erring.rate_since):
+            erring.rate_since = since
     for line in lines:
         kinds = failure_kinds(line.message)
         if not kinds:
@@ -475,10 +513,12 @@ def failing_hosts(lines: Iterable[Line], ns: Namespace) -> list[_Agg]:
                 cache[host] = resolve(host, ns)
             resolved.append((_rank(cache[host], host), hosts.index(host), host, cache[host]))
         _, _, host, resolution = min(resolved)
-        key = f"svc:{resolution.service}" if resolution.service else f"host:{split_host(host)[0].lower()}"
+        key = _key(resolution, host)
         agg = groups.get(key)
         if agg is None:
             agg = groups[key] = _Agg(host, resolution=resolution)
+        elif agg.count == 0:
+            agg.host = host  # the host as the lines write it, rather than the metric's label
         agg.count += 1
         agg.pods.add(line.pod)
         agg.failures.update(kinds)
@@ -488,23 +528,35 @@ def failing_hosts(lines: Iterable[Line], ns: Namespace) -> list[_Agg]:
             agg.sample = line.message
         if line.time is not None and (agg.last is None or line.time > agg.last):
             agg.last = line.time
-    return sorted(groups.values(), key=lambda a: (-a.count, a.host))
+    return sorted(groups.values(), key=lambda a: (-a.count, -(a.rate or 0.0), a.host))
 
 
-def services_to_examine(lines: Iterable[Line], ns: Namespace) -> list[str]:
-    """Services of the namespace the failing lines name, most lines first (what to read more of)."""
-    return [a.resolution.service for a in failing_hosts(lines, ns) if a.resolution.service][:MAX_DEPENDENCIES]
+def services_to_examine(
+    lines: Iterable[Line], ns: Namespace, metrics: Sequence[HostErrors] = ()
+) -> list[str]:
+    """Services of the namespace the failing lines and metrics name, most lines first (what to read
+    more of)."""
+    found = failing_hosts(lines, ns, metrics)
+    return [a.resolution.service for a in found if a.resolution.service][:MAX_DEPENDENCIES]
 
 
-def dependency_evidence(lines: Iterable[Line], ns: Namespace) -> list[DependencyEvidence]:
-    """The failing dependencies the sampled lines show, each resolved as far as the namespace allows."""
+def dependency_evidence(
+    lines: Iterable[Line], ns: Namespace, metrics: Sequence[HostErrors] = ()
+) -> list[DependencyEvidence]:
+    """The failing dependencies the sampled lines and dependency metrics show, each resolved as far
+    as the namespace allows."""
     services = {str(_meta(s).get("name")): s for s in ns.services}
     out = []
-    for agg in failing_hosts(lines, ns)[:MAX_DEPENDENCIES]:
+    for agg in failing_hosts(lines, ns, metrics)[:MAX_DEPENDENCIES]:
         res = agg.resolution
+        kinds = [k for k, _ in agg.failures.most_common(6)]
+        if agg.rate is not None and "errors" not in kinds:
+            kinds = [*kinds[:5], "errors"]
         fields: dict[str, Any] = {
             "host": agg.host[:300],
-            "failures": [k for k, _ in agg.failures.most_common(6)],
+            "failures": kinds,
+            "errors_per_second": agg.rate,
+            "errors_since": agg.rate_since,
             "count": agg.count,
             "pods": len(agg.pods),
             "first_seen": agg.first,

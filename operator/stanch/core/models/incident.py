@@ -523,7 +523,8 @@ class DependencyEvidence(StanchModel):
     host: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     """The host (and port) as the log lines name it."""
     failures: Annotated[list[Annotated[str, StringConstraints(max_length=32)]], Capped(6, keep="first")] = []
-    """How it fails: ``refused``, ``timeout``, ``dns``, ``reset``, ``unavailable``, ``5xx``."""
+    """How it fails: ``refused``, ``timeout``, ``dns``, ``reset``, ``unavailable``, ``5xx`` (from log
+    lines), ``errors`` (from the ``dependency_errors`` metric)."""
     count: Count = 0
     """Log lines about it."""
     pods: Count = 0
@@ -558,6 +559,10 @@ class DependencyEvidence(StanchModel):
     """The workload's current revision (Deployments)."""
     previous_revision: Annotated[int, Field(ge=0)] | None = None
     """The retained revision before it, which a rollback of the dependency returns to."""
+    errors_per_second: float | None = None
+    """Errors per second from it now, by the ``dependency_errors`` template (when configured)."""
+    errors_since: AwareDatetime | None = None
+    """When that metric's current run of errors began."""
 
 
 class Evidence(StanchModel):

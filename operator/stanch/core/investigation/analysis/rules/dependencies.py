@@ -153,6 +153,8 @@ def dependency_failure(ctx: RuleContext) -> Hypothesis | None:
         return None
     dep = deps[0] if deps else None
     lines = max(sum(s.count for s in matching), dep.count if dep is not None else 0)
+    # A dependency metric erring now is more than a handful of lines.
+    measured = dep is not None and bool(dep.errors_per_second)
     share = share_of(matching, ctx) if matching else 1.0 if dep is not None else 0.0
     confidence = 45 + 25 * share
     supporting: list[str] = []
@@ -160,15 +162,20 @@ def dependency_failure(ctx: RuleContext) -> Hypothesis | None:
     if dep is not None:
         name = subject(dep)
         first = f"; first line: {dep.sample}" if dep.sample else ""
-        supporting.append(
-            f"{dep.count} log line(s) from {dep.pods} pod(s) fail to reach {dep.host} "
-            f"({', '.join(dep.failures)}){first}"
-        )
+        if dep.count:
+            supporting.append(
+                f"{dep.count} log line(s) from {dep.pods} pod(s) fail to reach {dep.host} "
+                f"({', '.join(dep.failures)}){first}"
+            )
+        if dep.errors_per_second:
+            since = f" since {dep.errors_since.isoformat()}" if dep.errors_since is not None else ""
+            supporting.append(f"dependency_errors: {dep.errors_per_second:.3g}/s from {dep.host} now{since}")
         if dep.resolution:
             supporting.append(dep.resolution)
         if dep.service is not None:
             confidence += 5
-        first_seen = dep.first_seen
+        seen = [t for t in (dep.first_seen, dep.errors_since) if t is not None]
+        first_seen = min(seen) if seen else None
         others = [d for d in deps[1:] if d.count * 4 >= dep.count]
         if others:
             contradicting.append(
@@ -186,7 +193,7 @@ def dependency_failure(ctx: RuleContext) -> Hypothesis | None:
         gap = first_seen - ctx.onset.time
         if -AT_ONSET_BEFORE <= gap <= AT_ONSET_AFTER:
             # A handful of lines that happen to start at the onset prove little.
-            confidence += 10 if lines >= FEW_LINES else 0
+            confidence += 10 if lines >= FEW_LINES or measured else 0
             supporting.append("these errors first appear at the onset")
     only = only_revision(ctx, matching) if matching else None
     if only is not None:
@@ -218,7 +225,7 @@ def dependency_failure(ctx: RuleContext) -> Hypothesis | None:
             f"the dependency looks healthy and {deploys[0].change.label} of {ctx.spec.target.name} "
             "came just before: it may call the dependency wrongly"
         )
-    if lines < FEW_LINES:
+    if lines < FEW_LINES and not measured:
         confidence -= 30
         contradicting.append(f"only {lines} log line(s) mention it")
     if matching and share < 0.3:
