@@ -202,7 +202,25 @@ def test_the_only_pod_of_a_revision_is_not_blamed_as_a_pod() -> None:
     assert alone is not None
     assert canary is not None
     assert canary.confidence <= alone.confidence - 25
-    assert any("only pod of revision 8" in c for c in canary.contradicting)
+    assert any("the only pod of revision 8 stands out" in c for c in canary.contradicting)
+
+
+def test_all_new_pods_of_a_rollout_under_way_are_the_revision_not_pods() -> None:
+    values = {"new-a": 0.4, "new-b": 0.38, **{f"old-{i}": 0.001 for i in range(4)}}
+    s = spread("error_ratio", values)
+    assert s is not None
+    s = s.model_copy(
+        update={
+            "highest": [
+                p.model_copy(update={"revision": "8" if p.pod.startswith("new") else "7"}) for p in s.highest
+            ]
+        }
+    )
+    health = PodHealth(total=6, ready=6, by_revision=[group("8", 2, 2), group("7", 4, 4)])
+    h = pod_outlier(ctx(pod_spreads=[s], pod_health=health))
+    assert h is not None
+    assert any("all 2 pods of revision 8 stand out" in c for c in h.contradicting)
+    assert h.confidence <= 45
 
 
 def test_a_pod_on_a_troubled_node_points_at_the_node_too() -> None:

@@ -10,7 +10,7 @@ with, and when more than a third of the pods stand out the problem is not one po
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from stanch.core.investigation.analysis.context import RuleContext, pct
@@ -122,13 +122,16 @@ def pod_outlier(ctx: RuleContext) -> Hypothesis | None:
         confidence += 5
         supporting.append("the target's own error/latency signal shows the incident")
     serving = {g.key: g.total for g in ctx.evidence.pod_health.by_revision if g.total}
-    for s in ordered:
-        rev = s.pod.revision
-        if rev is not None and serving.get(rev) == 1 and len(serving) >= 2:
+    per_revision = Counter(s.pod.revision for s in ordered if s.pod.revision is not None)
+    for rev, count in sorted(per_revision.items()):
+        if serving.get(rev) == count and len(serving) >= 2:
+            # Every pod of one revision stands out while other revisions serve: that is the
+            # revision (a canary, a rollout under way), which the deploy rules judge.
             confidence -= 25
+            which = "the only pod" if count == 1 else f"all {count} pods"
             contradicting.append(
-                f"pod {s.pod.pod} is the only pod of revision {rev}: its revision, not the pod, may be "
-                "what differs"
+                f"{which} of revision {rev} stand{'s' if count == 1 else ''} out: its revision, not "
+                "the pod, may be what differs"
             )
             break
     bad_nodes = {n.name for n in ctx.evidence.nodes if n.ready is False or n.problems}
