@@ -87,6 +87,7 @@ scenarios: ## run the incident scenarios (SCENARIOS=DIR for another directory) a
 demo: $(VENV)/.installed cluster-deps cluster-binaries ## a bad deploy diagnosed and rolled back, a harmful scale-down reverted (local world)
 	bash scripts/demo.sh
 
-bench: ## investigation benchmark on the local world: 10/100/1,000 pods with recording rules, 1,000 raw (docs/benchmarks.md)
+bench: ## investigation benchmark on the local world (10/100/1,000 pods, recording rules and raw); the simulator tick (docs/benchmarks.md)
 	$(PY) -m bench.investigation --recorded
 	$(PY) -m bench.investigation --sizes 1000
+	$(PY) -m bench.simulator
