@@ -346,9 +346,12 @@ def test_retries_and_concurrent_deliveries_converge_on_one_incident(
     body = json.dumps(_payload(firing)).encode()
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
-    def deliver(_: int) -> int:
+    def deliver_body(content: bytes) -> int:
         with httpx.Client(verify=_trust(ca), timeout=30) as client:
-            return client.post(url, content=body, headers=headers).status_code
+            return client.post(url, content=content, headers=headers).status_code
+
+    def deliver(_: int) -> int:
+        return deliver_body(body)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(deliver, range(8)))
@@ -381,3 +384,15 @@ def test_retries_and_concurrent_deliveries_converge_on_one_incident(
     (incident,) = _incidents(kube, namespace)
     assert incident["spec"]["resolved"] is True
     assert [a["status"] for a in incident["spec"]["alertmanager"]["alerts"]] == ["resolved"]
+
+    # The group fires again later: the next episode is a new Incident, the first one stays the record.
+    again = json.dumps(_payload({**firing, "startsAt": datetime.now(UTC).isoformat()})).encode()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(lambda _: deliver_body(again), range(4)))
+    assert sorted(statuses) == [200, 200, 200, 201], statuses
+    episodes = {i["metadata"]["name"]: i for i in _incidents(kube, namespace)}
+    first_name = incident["metadata"]["name"]
+    assert set(episodes) == {first_name, f"{first_name}-2"}
+    assert episodes[first_name]["spec"]["resolved"] is True
+    assert episodes[f"{first_name}-2"]["spec"]["resolved"] is False
+    assert episodes[f"{first_name}-2"]["metadata"]["labels"]["stanch.dev/alert-episode"] == "2"
