@@ -63,11 +63,19 @@ def render_chart(
     namespace: str = NAMESPACE,
     extra: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
-    """`helm template` of the chart; values given as one YAML document on stdin."""
-    out = helm_template(helm, values, namespace=namespace, extra=extra)
-    if out.returncode != 0:
-        raise AssertionError(f"helm template failed: {out.stderr.strip()}")
-    return docs(out.stdout)
+    """`helm template` of the chart; values given as one YAML document on stdin. Each distinct
+    render runs helm once per process (a few seconds each on a loaded machine); the objects are
+    parsed anew for every caller, who may change them."""
+    cache_key = (str(helm), yaml.safe_dump(dict(values or {})), namespace, tuple(extra))
+    if cache_key not in _RENDERED:
+        out = helm_template(helm, values, namespace=namespace, extra=extra)
+        if out.returncode != 0:
+            raise AssertionError(f"helm template failed: {out.stderr.strip()}")
+        _RENDERED[cache_key] = out.stdout
+    return docs(_RENDERED[cache_key])
+
+
+_RENDERED: dict[tuple[str, str, str, tuple[str, ...]], str] = {}
 
 
 def helm_template(

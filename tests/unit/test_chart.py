@@ -30,6 +30,8 @@ from e2e.install import (
     render_kustomize,
 )
 
+from stanch.core.settings import Settings, resolve
+
 REPO = Path(__file__).resolve().parents[2]
 OVERLAY = REPO / "docs" / "examples" / "overlay"
 # The base's Namespace is the chart's only with namespace.create (helm's --create-namespace is the
@@ -228,6 +230,114 @@ def test_credentials_come_from_secrets_as_files(helm: str) -> None:
     assert "Secret" not in {o["kind"] for o in objects}
 
 
+def operator_settings(objects: list[dict[str, Any]], secrets: dict[str, str] | None = None) -> Settings:
+    """What `stanch run` in the rendered Pod would resolve: the ConfigMap (envFrom), then the
+    container's env (a Secret's value given by name in ``secrets``), with the container's args."""
+    environment = dict(find(objects, "ConfigMap", "stanch-config")["data"])
+    for item in container(objects)["env"]:
+        if "value" in item:
+            environment[item["name"]] = item["value"]
+        elif "secretKeyRef" in item["valueFrom"] and item["name"] in (secrets or {}):
+            environment[item["name"]] = (secrets or {})[item["name"]]
+    args = container(objects)["args"]
+    assert args[:2] == ["run", "--all-namespaces"]
+    flags = {"all_namespaces": True, "peering_name": args[args.index("--peering") + 1]}
+    return resolve(flags, environment, in_cluster=True, is_tty=False)
+
+
+def mounted_file(objects: list[dict[str, Any]], path: str) -> tuple[str, str]:
+    """(kind/name of the Secret or ConfigMap, key) a file path in the container comes from."""
+    pod = find(objects, "Deployment", "stanch")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container(objects)["volumeMounts"]:
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if path.startswith(prefix):
+            volume = volumes[mount["name"]]
+            source = volume.get("secret") or volume["configMap"]
+            name = source.get("secretName") or source["name"]
+            (item,) = [i for i in source["items"] if i["path"] == path.removeprefix(prefix)]
+            return ("Secret" if "secret" in volume else "ConfigMap") + "/" + name, item["key"]
+    raise AssertionError(f"{path} is on no volume mount")
+
+
+def test_the_operator_accepts_the_rendered_settings(helm: str) -> None:
+    # The chart's names are the operator's (stanch.core.settings): a misspelt variable would be
+    # silently ignored by the Pod and never reach `stanch run`.
+    objects = render_chart(
+        helm,
+        {
+            "prometheus": {
+                "url": "https://mimir.example:8080/prometheus",
+                "headers": {"X-Scope-OrgID": "team-a", "X-Extra": "1"},
+                "bearerToken": {"secretName": "prom-token"},
+                "ca": {"secretName": "prom-ca"},
+            },
+            "signals": {"preset": "kube-state-metrics", "workloadLabel": "app"},
+            "alertmanagerReceiver": {
+                "enabled": True,
+                "port": 9095,
+                "tokenSecret": {"name": "am-token"},
+                "tlsSecretName": "am-tls",
+            },
+        },
+    )
+    settings = operator_settings(objects)
+    assert settings.prometheus_url == "https://mimir.example:8080/prometheus"
+    assert dict(settings.prometheus.headers) == {"X-Scope-OrgID": "team-a", "X-Extra": "1"}
+    assert settings.signal_preset == "kube-state-metrics"
+    assert settings.workload_label == "app"
+    assert settings.prometheus_bearer_token_file is not None
+    assert mounted_file(objects, settings.prometheus_bearer_token_file) == ("Secret/prom-token", "token")
+    assert settings.prometheus_ca_file is not None
+    assert mounted_file(objects, settings.prometheus_ca_file) == ("Secret/prom-ca", "ca.crt")
+    assert settings.alertmanager_address is not None
+    assert settings.alertmanager_address.port == 9095
+    assert settings.alertmanager_token_file is not None
+    assert mounted_file(objects, settings.alertmanager_token_file) == ("Secret/am-token", "token")
+    assert settings.alertmanager_tls_cert_file is not None
+    assert mounted_file(objects, settings.alertmanager_tls_cert_file) == ("Secret/am-tls", "tls.crt")
+    assert settings.metrics_address is not None
+    ports = {p["name"]: p["containerPort"] for p in container(objects)["ports"]}
+    assert ports["metrics"] == settings.metrics_address.port
+    assert ports["alertmanager"] == 9095
+    service = find(objects, "Service", "stanch-alertmanager")
+    assert service["spec"]["ports"] == [
+        {"name": "alertmanager", "port": 9095, "targetPort": "alertmanager", "protocol": "TCP"}
+    ]
+
+
+def test_basic_auth_reaches_the_operator(helm: str) -> None:
+    objects = render_chart(
+        helm,
+        {
+            "prometheus": {
+                "url": "https://prometheus.example",
+                "basicAuth": {"username": "stanch", "passwordSecret": {"name": "prom-basic"}},
+                "insecureSkipTLSVerify": True,
+            }
+        },
+    )
+    settings = operator_settings(objects)
+    assert settings.prometheus_username == "stanch"
+    assert settings.prometheus_insecure_skip_tls_verify is True
+    assert settings.prometheus_password_file is not None
+    assert mounted_file(objects, settings.prometheus_password_file) == ("Secret/prom-basic", "password")
+
+
+def test_secret_headers_reach_the_operator(helm: str) -> None:
+    objects = render_chart(helm, {"prometheus": {"headersSecret": {"name": "prom-headers"}}})
+    settings = operator_settings(objects, {"STANCH_PROMETHEUS_HEADERS": "X-Api-Key: k1\nX-Scope-OrgID: a"})
+    assert settings.prometheus.headers == (("X-Api-Key", "k1"), ("X-Scope-OrgID", "a"))
+
+
+def test_the_defaults_start_the_operator_with_the_receiver_off(helm: str) -> None:
+    objects = render_chart(helm)
+    settings = operator_settings(objects)
+    assert settings.alertmanager_address is None
+    assert settings.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
+    assert "stanch-alertmanager" not in {o["metadata"]["name"] for o in objects}
+
+
 def test_without_credentials_nothing_points_at_a_missing_file(helm: str) -> None:
     variables = env(render_chart(helm))
     assert not {k for k in variables if k.startswith("STANCH_PROMETHEUS_")}
@@ -246,6 +356,20 @@ def test_without_credentials_nothing_points_at_a_missing_file(helm: str) -> None
             "prometheus.ca: set configMapName or secretName, not both",
         ),
         ({"replica": 3}, "additional properties 'replica' not allowed"),
+        (
+            {"alertmanagerReceiver": {"enabled": True}},
+            "alertmanagerReceiver.tokenSecret.name: the receiver needs the bearer token",
+        ),
+        ({"prometheus": {"basicAuth": {"username": "u"}}}, "prometheus.basicAuth: set both"),
+        (
+            {
+                "prometheus": {
+                    "bearerToken": {"secretName": "t"},
+                    "basicAuth": {"username": "u", "passwordSecret": {"name": "p"}},
+                }
+            },
+            "prometheus: set bearerToken or basicAuth, not both",
+        ),
         ({"replicas": "two"}, "at '/replicas': got string, want integer"),
         (
             {"prometheus": {"url": "prometheus:9090"}},
@@ -333,6 +457,46 @@ def test_overlay_example_sets_the_url_and_credentials_without_set_env(kubectl: s
     assert variables["STANCH_PROMETHEUS_BEARER_TOKEN_FILE"] == "/etc/stanch/prometheus/token/token"
     assert variables["STANCH_PROMETHEUS_CA_FILE"] == "/etc/stanch/prometheus/ca/ca.crt"
     assert c["image"] == "registry.example.com/platform/stanch:0.1.0"
+
+
+# The overlay example's options, as chart values.
+OVERLAY_AS_VALUES = {
+    **AS_THE_BASE,
+    "image": {"repository": "registry.example.com/platform/stanch"},
+    "prometheus": {
+        "url": "https://prometheus.monitoring.svc:9091",
+        "headers": {"X-Scope-OrgID": "team-a"},
+        "bearerToken": {"secretName": "stanch-prometheus"},
+        "ca": {"configMapName": "stanch-prometheus-ca"},
+    },
+    "alertmanagerReceiver": {"enabled": True, "tokenSecret": {"name": "stanch-alertmanager"}},
+}
+
+
+def test_the_components_and_the_chart_values_install_the_same(helm: str, kubectl: str) -> None:
+    # Credentials, CA and the receiver: kustomize components in an overlay, values in the chart.
+    problems = differences(render_kustomize(kubectl, OVERLAY), render_chart(helm, OVERLAY_AS_VALUES))
+    assert not problems, "\n".join(problems)
+
+
+def test_the_overlay_example_starts_the_operator(kubectl: str) -> None:
+    objects = render_kustomize(kubectl, OVERLAY)
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    objects = [o for o in objects if o["kind"] != "ConfigMap"]
+    config["metadata"]["name"] = "stanch-config"
+    settings = operator_settings([*objects, config])
+    assert settings.prometheus_url == "https://prometheus.monitoring.svc:9091"
+    assert settings.prometheus_bearer_token_file is not None
+    assert mounted_file(objects, settings.prometheus_bearer_token_file) == (
+        "Secret/stanch-prometheus",
+        "token",
+    )
+    assert settings.prometheus_ca_file is not None
+    assert mounted_file(objects, settings.prometheus_ca_file) == ("ConfigMap/stanch-prometheus-ca", "ca.crt")
+    assert settings.alertmanager_token_file is not None
+    assert mounted_file(objects, settings.alertmanager_token_file) == ("Secret/stanch-alertmanager", "token")
+    assert settings.alertmanager_address is not None
+    assert settings.alertmanager_address.port == 8082
 
 
 def test_readme_has_no_set_env_step() -> None:

@@ -56,6 +56,11 @@ byte-for-byte the base's (CRDs, RBAC rules, admission policies).
 {{- end }}
 {{- $_ := set $c "STANCH_PROMETHEUS_HEADERS" (join "\n" $lines) }}
 {{- end }}
+{{- with .Values.prometheus.basicAuth.username }}{{ $_ := set $c "STANCH_PROMETHEUS_USERNAME" . }}{{ end }}
+{{- if .Values.prometheus.insecureSkipTLSVerify }}{{ $_ := set $c "STANCH_PROMETHEUS_INSECURE_SKIP_TLS_VERIFY" "true" }}{{ end }}
+{{- if .Values.alertmanagerReceiver.enabled }}
+{{- $_ := set $c "STANCH_ALERTMANAGER_ADDRESS" (printf "0.0.0.0:%d" (int .Values.alertmanagerReceiver.port)) }}
+{{- end }}
 {{- with .Values.signals.preset }}{{ $_ := set $c "STANCH_SIGNAL_PRESET" . }}{{ end }}
 {{- with .Values.signals.workloadLabel }}{{ $_ := set $c "STANCH_WORKLOAD_LABEL" . }}{{ end }}
 {{- with .Values.notify.format }}{{ $_ := set $c "STANCH_NOTIFY_FORMAT" . }}{{ end }}
