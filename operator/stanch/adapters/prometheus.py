@@ -13,6 +13,7 @@ without a restart; they go into the request headers and nowhere else (no log, no
 from __future__ import annotations
 
 import base64
+import collections
 import math
 import ssl
 from collections.abc import Generator
@@ -146,6 +147,9 @@ class PrometheusClient:
         self.timeout = timeout
         self._http = http or self.http_client(connection or PrometheusConnection(url=base_url), timeout)
         self.requests = 0
+        # Requests by outcome ("ok" or a PrometheusError kind), read by the operator's metrics at
+        # scrape time: an unreachable Prometheus is otherwise only a log line and "no data".
+        self.outcomes: collections.Counter[str] = collections.Counter()
 
     @classmethod
     def connect(
@@ -185,6 +189,15 @@ class PrometheusClient:
 
     async def _get(self, path: str, params: dict[str, str]) -> Any:
         self.requests += 1
+        try:
+            data = await self._request(path, params)
+        except PrometheusError as exc:
+            self.outcomes[exc.kind] += 1
+            raise
+        self.outcomes["ok"] += 1
+        return data
+
+    async def _request(self, path: str, params: dict[str, str]) -> Any:
         try:
             resp = await self._http.get(f"{self.base_url}{path}", params=params)
         except httpx.TimeoutException as exc:

@@ -7,11 +7,13 @@ nothing imported by accident (a library registering its own collectors) leaks in
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 import stanch
 from stanch.adapters.watch_cache import WatchedObjects
@@ -26,6 +28,8 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
     def __post_init__(self) -> None:
+        self._prometheus_clients: dict[str, Mapping[str, int]] = {}
+        self._prometheus_collector_registered = False
         self.build = Info("stanch_build", "Version of the running Stanch operator.", registry=self.registry)
         self.build.info({"version": stanch.__version__})
         self.handler_invocations = Counter(
@@ -88,6 +92,15 @@ class Metrics:
             registry=self.registry,
         )
 
+    def observe_prometheus(self, client: str, outcomes: Mapping[str, int]) -> None:
+        """Export a Prometheus client's request outcomes (read at every scrape) as
+        stanch_prometheus_requests_total{client, outcome}: the operator's own view of whether it can
+        reach Prometheus, which no other series shows."""
+        self._prometheus_clients[client] = outcomes
+        if not self._prometheus_collector_registered:
+            self.registry.register(_PrometheusRequests(self._prometheus_clients))
+            self._prometheus_collector_registered = True
+
     def observe_cache(self, stores: Iterable[WatchedObjects]) -> None:
         """Read the evidence cache's stores at every scrape (no bookkeeping in the watch loop)."""
         for store in stores:
@@ -116,6 +129,24 @@ class Metrics:
         """Start the /metrics endpoint in a daemon thread; returns the server so tests can stop it."""
         server, _thread = start_http_server(address.port, addr=address.host, registry=self.registry)
         return server
+
+
+class _PrometheusRequests(Collector):
+    def __init__(self, clients: Mapping[str, Mapping[str, int]]) -> None:
+        self._clients = clients
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "stanch_prometheus_requests",
+            "Requests from the operator to Prometheus, by client (investigation, mitigation) and outcome:"
+            " ok, or why it failed (unreachable, timeout, unauthorized, credentials, server_error,"
+            " bad_query, bad_response, too_large).",
+            labels=["client", "outcome"],
+        )
+        for client, outcomes in sorted(self._clients.items()):
+            for outcome, count in sorted(outcomes.items()):
+                family.add_metric([client, outcome], float(count))
+        yield family
 
 
 def _ready(store: WatchedObjects) -> Callable[[], float]:

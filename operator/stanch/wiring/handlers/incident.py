@@ -207,6 +207,7 @@ def register(
         assert isinstance(config, Settings)
         kube = KubeClient.from_env()
         prometheus = PrometheusClient.connect(config.prometheus, timeout=PROMETHEUS_TIMEOUT)
+        metrics.observe_prometheus("investigation", prometheus.outcomes)
         cache = _evidence_cache(config) if config.evidence_cache else None
         if cache is not None:
             memo[MEMO_EVIDENCE_CACHE] = cache

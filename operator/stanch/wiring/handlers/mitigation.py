@@ -878,9 +878,11 @@ async def start_runtime(memo: kopf.Memo, metrics: Metrics) -> None:
             "test-only crash point set: this operator will kill itself", crash_after=crash_after.text
         )
     kube = KubeClient.from_env()
+    prometheus = PrometheusClient.connect(config.prometheus)
+    metrics.observe_prometheus("mitigation", prometheus.outcomes)
     memo[RUNTIME] = Runtime(
         kube=kube,
-        prometheus=PrometheusClient.connect(config.prometheus),
+        prometheus=prometheus,
         settings=config,
         metrics=metrics,
         decide=PolicyEvaluator(kube),
