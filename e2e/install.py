@@ -10,6 +10,7 @@ name. Every label and annotation of the base must be in the chart with the same 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "stanch"
 BASE = REPO / "manifests"
+MONITORING = BASE / "monitoring"
 NAMESPACE = "stanch-system"
 RELEASE = "stanch"
 
@@ -188,3 +190,48 @@ def _diff(a: Any, b: Any, path: str = "") -> str:
             _diff(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y
         )
     return f"  {path or '.'}: base {a!r} != chart {b!r}"
+
+
+# --- the monitoring: alert rules and the Grafana dashboard (manifests/monitoring/) ---------------
+
+# Grafana's variables, as Grafana substitutes them before a query reaches Prometheus.
+GRAFANA_VARIABLES = {
+    "$job": "stanch-metrics",
+    "$__rate_interval": "2m",
+    "$__range": "6h",
+    "$__interval": "1m",
+}
+
+
+def rule_groups() -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())["spec"][
+        "groups"
+    ]
+    return groups
+
+
+def alerts() -> dict[str, dict[str, Any]]:
+    return {r["alert"]: r for g in rule_groups() for r in g["rules"]}
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((MONITORING / "dashboard.json").read_text())
+    return loaded
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title or ``variable NAME``, PromQL) of every query on the dashboard."""
+    found = []
+    for panel in dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            found.append((panel["title"], target["expr"]))
+    for variable in dashboard()["templating"]["list"]:
+        if variable["type"] == "query":
+            found.append((f"variable {variable['name']}", variable["definition"]))
+    return found
+
+
+def substituted(expr: str) -> str:
+    for name, value in sorted(GRAFANA_VARIABLES.items(), key=lambda kv: -len(kv[0])):
+        expr = expr.replace(name, value)
+    return expr

@@ -11,14 +11,25 @@ them for real.
 from __future__ import annotations
 
 import json
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import pytest
 import yaml
 
+from e2e.cluster import WorldInfo
 from e2e.cluster.config import helm as helm_path
 from e2e.identity import install_operator_identity
-from e2e.install import CLUSTER_SCOPED, NAMESPACE, render_chart, render_kustomize
+from e2e.install import (
+    CLUSTER_SCOPED,
+    NAMESPACE,
+    alerts,
+    dashboard_queries,
+    render_chart,
+    render_kustomize,
+    substituted,
+)
 from e2e.kube import Kube, install_crds
 
 pytestmark = pytest.mark.serial("cluster-objects")
@@ -119,6 +130,12 @@ def test_chart_with_every_option_passes_in_another_namespace(kube: Kube, helm: s
         "extraEnv": [{"name": "STANCH_EVIDENCE_CACHE_MAX_PODS", "value": "20000"}],
         "extraArgs": ["--log-level", "DEBUG"],
         "imagePullSecrets": [{"name": "registry"}],
+        "alertmanagerReceiver": {"enabled": True, "tokenSecret": {"name": "stanch-alertmanager"}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "dashboard": {"enabled": True},
+        },
     }
     stored = checked(kube, render_chart(helm, values, namespace=namespace))
     (binding,) = [o for o in stored if o["kind"] == "ClusterRoleBinding"]
@@ -137,3 +154,18 @@ def test_the_dry_run_refuses_what_the_server_refuses(kube: Kube, helm: str, name
     deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 70000
     with pytest.raises(AssertionError, match="containerPort"):
         dry_run(kube, [deployment])
+
+
+def test_dashboard_and_alert_queries_run_on_the_local_prometheus(world: WorldInfo) -> None:
+    # promtool parses them offline (tests/unit/test_monitoring.py); the world's Prometheus must also
+    # evaluate every one, with Grafana's variables substituted as Grafana does.
+    queries = [
+        (title, substituted(expr)) for title, expr in dashboard_queries() if not title.startswith("variable")
+    ]
+    queries += [(name, rule["expr"]) for name, rule in alerts().items()]
+    assert len(queries) >= 25
+    for title, expr in queries:
+        url = f"{world.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=30) as response:
+            body = json.loads(response.read())
+        assert body["status"] == "success", f"{title}: {body}"

@@ -117,6 +117,11 @@ def test_the_chart_reads_the_base_files_it_must_not_copy() -> None:
         assert linked[name].resolve() == (BASE / name).resolve()
     assert linked["crds"].is_symlink()
     assert linked["crds"].resolve() == (REPO / "crds").resolve()
+    for name in ("prometheusrule.yaml", "dashboard.json"):
+        assert linked[name].is_symlink(), (
+            f"charts/stanch/files/{name} must link to manifests/monitoring/{name}"
+        )
+        assert linked[name].resolve() == (BASE / "monitoring" / name).resolve()
 
 
 def test_no_cluster_scoped_object_carries_a_namespace(helm: str, kubectl: str) -> None:
