@@ -29,6 +29,7 @@ RUNS_ON_KIND = {
     "e2e/tests/test_install.py::test_chart_defaults_pass_server_side_dry_run",
     "e2e/tests/test_install.py::test_chart_with_every_option_passes_in_another_namespace",
     "e2e/tests/test_install.py::test_the_dry_run_refuses_what_the_server_refuses",
+    "e2e/tests/test_install.py::test_dashboard_and_alert_queries_run_on_the_local_prometheus",
     "e2e/tests/test_mitigation_adapters.py::test_effects_apply_once_and_refuse_a_changed_target",
     "e2e/tests/test_mitigation_failsafe.py::test_no_policy_denies_a_real_change",
     "e2e/tests/test_mitigation_invalid.py::test_admission_rejects_a_scale_with_neither_replicas_nor_factor",
