@@ -27,6 +27,9 @@ from stanch.core.models.identity import ApprovalPolicy
 from stanch.core.models.incident import Confidence, HypothesisCategory
 from stanch.core.models.meta import ObjectMeta
 
+ACTION_KINDS = len(ActionKind)
+"""At most one entry per action kind: the lists below grow with the actions (Autoscaler made 8)."""
+
 LIST_MAP = "x-kubernetes-list-type"
 LIST_MAP_KEYS = "x-kubernetes-list-map-keys"
 
@@ -228,7 +231,7 @@ class FreezeWindow(StanchModel):
     """Weekly recurring window."""
     reason: Text = ""
     """Why, shown in decisions."""
-    allow_actions: Annotated[list[ActionKind], Field(max_length=7)] = []
+    allow_actions: Annotated[list[ActionKind], Field(max_length=ACTION_KINDS)] = []
     """Actions still allowed during the window (e.g. Scale)."""
 
     cel_rules = (
@@ -294,7 +297,8 @@ class MitigationPolicySpec(StanchModel):
     selector: PolicySelector = PolicySelector()
     """Which workloads the policy applies to."""
     actions: Annotated[
-        list[ActionRule], Field(max_length=7, json_schema_extra={LIST_MAP: "map", LIST_MAP_KEYS: ["action"]})
+        list[ActionRule],
+        Field(max_length=ACTION_KINDS, json_schema_extra={LIST_MAP: "map", LIST_MAP_KEYS: ["action"]}),
     ] = []
     """Allowed actions with tier and limits, at most one entry per action."""
     guard_defaults: GuardSpec = GuardSpec()
