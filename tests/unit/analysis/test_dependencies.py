@@ -402,6 +402,10 @@ def test_a_dependency_failing_at_the_onset_leads_and_no_rollback_of_the_target_i
     assert any("first line: ERROR dial tcp" in s for s in top.supporting)
     assert any("every revision of the target fails alike" in s for s in top.supporting)
     assert any("first appear at the onset" in s for s in top.supporting)
+    assert any(
+        "Deployment payments last changed 3h" in s and "revision 4" in s and "not at the onset" in s
+        for s in top.supporting
+    )
 
 
 def test_a_dependency_that_changed_at_the_onset_gets_its_own_rollback() -> None:

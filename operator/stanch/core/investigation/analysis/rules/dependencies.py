@@ -216,6 +216,13 @@ def dependency_failure(ctx: RuleContext) -> Hypothesis | None:
         if changed is not None:
             confidence += 5
             supporting.append(changed)
+        elif dep.workload is not None and dep.changed_at is not None:
+            offset = ctx.onset.time - dep.changed_at
+            when = "before" if offset.total_seconds() >= 0 else "after"
+            supporting.append(
+                f"{dep.workload.kind} {dep.workload.name} last changed {describe_offset(offset)} {when} "
+                f"the onset ({dep.change}): not at the onset"
+            )
     deploys = ctx.causal_changes(TimelineKind.DEPLOY)
     if health_against and not health_for and changed is None and deploys and only is None:
         # The dependency looks fine and the target was just deployed: its new config may point at
