@@ -81,8 +81,9 @@ scenarios-test: ## only the public scenarios, as make test runs them (docs/scena
 	$(PY) -m e2e.run -m scenarios e2e/tests/test_scenarios.py
 
 SCENARIOS ?= e2e/scenarios
-scenarios: ## run the incident scenarios (SCENARIOS=DIR for another directory) and print the scorecard
-	$(PY) -m e2e.scenario $(SCENARIOS) --out out/scenarios
+VARIANTS ?= 0
+scenarios: ## run the incident scenarios (SCENARIOS=DIR, VARIANTS=N jittered reruns, SEED=S) and print the scorecard
+	$(PY) -m e2e.scenario $(SCENARIOS) --out out/scenarios --variants $(VARIANTS) $(if $(SEED),--seed $(SEED))
 
 demo: $(VENV)/.installed cluster-deps cluster-binaries ## a bad deploy diagnosed and rolled back, a harmful scale-down reverted (local world)
 	bash scripts/demo.sh

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from e2e.cluster import WorldInfo
 from e2e.identity import operator_kubeconfig
 from e2e.kube import Kube, approve, deployment, release_nodes
 from e2e.operator_process import OperatorProcess
-from e2e.scenario.format import Scenario, Step, Workload, seconds
+from e2e.scenario.format import Scenario, Step, Workload, seconds, world_key
 from e2e.scenario.proxy import OutageProxy
 from e2e.shared import GUARD, world_keys_touch
 from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
@@ -108,6 +109,12 @@ class Outcome:
     incident_status: dict[str, Any] = field(default_factory=dict)
     judged_hypotheses: list[dict[str, Any]] = field(default_factory=list)
     """The hypotheses the diagnosis is judged on: the last ones before anyone acted."""
+    suggestions: list[dict[str, Any]] = field(default_factory=list)
+    """Every distinct mitigation Stanch suggested on any hypothesis at any poll before anyone acted,
+    with ``rank`` (0: the top hypothesis), ``category`` and ``confidence``: an on-call engineer who
+    looked at that moment could have run it, so a false one counts even if it later went away."""
+    stanch_mitigations: list[dict[str, Any]] = field(default_factory=list)
+    """The specs of the Mitigations Stanch created by itself (Auto mode)."""
 
 
 class ScenarioRun:
@@ -168,8 +175,9 @@ class ScenarioRun:
         if not self.world.simulator_url:
             raise AssertionError("scenarios need the workload simulator")
         # A scenario's images are its namespace's own key: scenarios and tests run side by side,
-        # in other processes, and none may read-modify-write one shared value.
-        keys = {(f"images.{self.ns}" if k == "images" else k): v for k, v in keys.items()}
+        # in other processes, and none may read-modify-write one shared value. {namespace} in a key
+        # is the scenario's own namespace, which is random.
+        keys = {world_key(k, self.ns): v for k, v in keys.items()}
         GUARD.allow(world_keys_touch(keys), f"simulator world keys {sorted(keys)}")
         self.world_keys |= set(keys)
         httpx.patch(f"{self.world.simulator_url}/world", json=keys, timeout=10).raise_for_status()
@@ -185,6 +193,8 @@ class ScenarioRun:
             self._traffic(w.traffic)
         if w.world_keys:
             self._world_patch(dict(w.world_keys))
+        for obj in w.objects:
+            self.kube.apply(obj, namespace=self.ns)
         for cm in w.config_maps:
             self.kube.apply(_config_map(cm.name, cm.data), namespace=self.ns)
         for wl in w.workloads:
@@ -286,6 +296,22 @@ class ScenarioRun:
             self._traffic(step.traffic)
         elif step.world_keys:
             self._world_patch(dict(step.world_keys))
+        elif step.patch:
+            p = step.patch
+            args = [
+                "patch",
+                f"{p.kind}/{p.name}",
+                "-n",
+                self.ns,
+                f"--type={p.patch_type}",
+                "-p",
+                json.dumps(p.body),
+            ]
+            if p.field_manager:
+                args.append(f"--field-manager={p.field_manager}")
+            self.kube.run(*args)
+        elif step.apply:
+            self.kube.apply(step.apply, namespace=self.ns)
         elif step.pod_kill:
             for workload, count in step.pod_kill.items():
                 pods = self.kube.items("pods", self.ns, f"app={workload}")[:count]
@@ -433,6 +459,7 @@ class ScenarioRun:
             # Judge the diagnosis Stanch gave before anyone acted on it: once a mitigation runs,
             # the rollback itself becomes the newest change and the ranking moves on.
             if hyps and self.mitigation_created_at is None:
+                self._record_suggestions(hyps)
                 top = hyps[0]
                 o.judged_hypotheses = hyps
                 o.top_category = top.get("category")
@@ -449,9 +476,13 @@ class ScenarioRun:
             name = mit["metadata"]["name"]
             phase = mit.get("status", {}).get("phase")
             o.mitigations[name] = phase or "Pending"
-            if o.mitigation is None and mit["metadata"].get("labels", {}).get("stanch.dev/incident"):
-                o.mitigation = name  # created by Stanch in Auto mode
-                self.mitigation_created_at = self.mitigation_created_at or time.monotonic()
+            if mit["metadata"].get("labels", {}).get("stanch.dev/incident"):
+                spec = {**mit.get("spec", {}), "name": name}
+                if all(m.get("name") != name for m in o.stanch_mitigations):
+                    o.stanch_mitigations.append(spec)
+                if o.mitigation is None:
+                    o.mitigation = name  # created by Stanch in Auto mode
+                    self.mitigation_created_at = self.mitigation_created_at or time.monotonic()
         if o.mitigation and o.mitigation in o.mitigations:
             o.mitigation_phase = o.mitigations[o.mitigation]
             if o.mitigation_phase in TERMINAL and o.time_to_mitigate is None and self.mitigation_created_at:
@@ -464,6 +495,22 @@ class ScenarioRun:
             ratio = self.error_ratio(target)
             if ratio is not None and ratio < exp.recovery.below:
                 o.recovered = True
+
+    def _record_suggestions(self, hyps: list[dict[str, Any]]) -> None:
+        seen = {_suggestion_key(s) for s in self.outcome.suggestions}
+        for rank, hyp in enumerate(hyps):
+            suggestion = hyp.get("suggestedMitigation")
+            if not suggestion:
+                continue
+            entry = {
+                **{k: v for k, v in suggestion.items() if k != "summary"},
+                "rank": rank,
+                "category": hyp.get("category"),
+                "confidence": int(hyp.get("confidence", 0)),
+            }
+            if _suggestion_key(entry) not in seen:
+                seen.add(_suggestion_key(entry))
+                self.outcome.suggestions.append(entry)
 
     def _settled(self) -> bool:
         o, exp = self.outcome, self.sc.expect
@@ -499,6 +546,12 @@ class ScenarioRun:
         finally:
             self.tear_down()
         return self.outcome
+
+
+def _suggestion_key(entry: dict[str, Any]) -> str:
+    """One suggestion, however often it was seen: the action on its target, from one hypothesis rank
+    (a rollback first suggested as an alternative and later at the top is counted at both)."""
+    return json.dumps({k: v for k, v in entry.items() if k not in ("confidence", "category")}, sort_keys=True)
 
 
 def _action_of(spec: dict[str, Any]) -> str | None:

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2e.scenario.format import Scenario
-from e2e.scenario.runner import Outcome
+from e2e.scenario.format import ObjectExpectation, Scenario
+from e2e.scenario.runner import ACTION_FIELDS, Outcome
 
 SCORES_DIR = Path(__file__).resolve().parents[2] / "out" / "scenarios-ci" / "scores"
 """Where the pytest run of the public scenarios keeps one score per scenario: workers write them,
@@ -30,6 +30,14 @@ class Score:
     time_to_detect: float | None
     time_to_mitigate: float | None
     failures: list[str] = field(default_factory=list)
+    false_actions: int = 0
+    """Mitigations suggested or created where there was no fault, or against an innocent change."""
+    variant: str = ""
+    """The variant's seed (``--variant-seed``), empty for the scenario as written."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.scenario} (seed {self.variant})" if self.variant else self.scenario
 
     @property
     def passed(self) -> bool:
@@ -69,11 +77,15 @@ def judge(sc: Scenario, o: Outcome) -> Score:
         first = o.suggested_action in ok and o.suggested_action not in {str(a) for a in fm.forbidden}
         if not first:
             failures.append(f"suggested {o.suggested_action!r}, expected {sorted(ok)}")
-    if exp.no_action and o.suggested_action is not None:
+    if exp.expects_no_action and o.suggested_action is not None:
         first = False
         failures.append(f"suggested {o.suggested_action!r}, expected no action")
-    elif exp.no_action:
+    elif exp.expects_no_action:
         first = True
+    false = false_actions(sc, o)
+    failures += [f"false action: {f}" for f in false]
+    if false and not exp.anomaly:
+        first = False  # something was suggested, if not at the moment the diagnosis was judged
     outcome_ok = None
     if exp.outcome is not None:
         outcome_ok = o.mitigation_phase == str(exp.outcome)
@@ -99,7 +111,70 @@ def judge(sc: Scenario, o: Outcome) -> Score:
         time_to_detect=o.time_to_detect,
         time_to_mitigate=o.time_to_mitigate,
         failures=failures,
+        false_actions=len(false),
     )
+
+
+def false_actions(sc: Scenario, o: Outcome) -> list[str]:
+    """What Stanch suggested or did that it should not have, one line each.
+
+    With no fault (``anomaly: false``) every suggestion on any hypothesis and every Mitigation Stanch
+    created is one: there is nothing to mitigate. Against an innocent change, the top hypothesis'
+    suggestion (what an on-call engineer runs) and Stanch's own Mitigations count; a lower-ranked
+    hypothesis may name the innocent change as a possibility with its way back, without accusing it.
+    """
+    exp = sc.expect
+    found: list[str] = []
+    for s in o.suggestions:
+        rank = int(s.get("rank", 0))
+        what = f"suggested {_describe(s)} ({s.get('category')} {s.get('confidence')}%, rank {rank + 1})"
+        if not exp.anomaly:
+            found.append(f"{what} with no fault")
+            continue
+        if rank == 0:
+            hit = _against(s, exp.innocent)
+            if hit is not None:
+                found.append(f"{what} against innocent {_object(hit)}")
+    for m in o.stanch_mitigations:
+        what = f"Stanch created Mitigation {m.get('name')!r}: {_describe(m)}"
+        if not exp.anomaly:
+            found.append(f"{what} with no fault")
+            continue
+        hit = _against(m, exp.innocent)
+        if hit is not None:
+            found.append(f"{what} against innocent {_object(hit)}")
+    return found
+
+
+def _against(spec: dict[str, Any], innocent: list[ObjectExpectation]) -> ObjectExpectation | None:
+    """The innocent change this mitigation would undo or stop, if any: a rollback or pause of that
+    Deployment, a toggle of that ConfigMap, any action on another innocent object (an HPA)."""
+    target = spec.get("target") or {}
+    action = _action(spec)
+    for obj in innocent:
+        if obj.kind == "ConfigMap":
+            if (spec.get("configToggle") or {}).get("configMap") == obj.name:
+                return obj
+        elif obj.kind == "Deployment":
+            same = target.get("name") == obj.name and target.get("kind", "Deployment") == "Deployment"
+            if same and action in ("Rollback", "Pause"):
+                return obj
+        elif target.get("kind") == obj.kind and target.get("name") == obj.name:
+            return obj
+    return None
+
+
+def _action(spec: dict[str, Any]) -> str | None:
+    return next((kind for key, kind in ACTION_FIELDS.items() if key in spec), None)
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    target = spec.get("target") or {}
+    return f"{_action(spec)} of {target.get('kind', 'Deployment')}/{target.get('name')}"
+
+
+def _object(obj: ObjectExpectation) -> str:
+    return f"{obj.kind}/{obj.name}" + (f" revision {obj.revision}" if obj.revision is not None else "")
 
 
 def _mark(v: bool | None) -> str:
@@ -113,8 +188,8 @@ def _secs(v: float | None) -> str:
 def render_markdown(scores: list[Score]) -> str:
     head = (
         "| scenario | detected | category top-1 | top-3 | object | first mitigation | outcome "
-        "| unreverted regressions | time to detect | time to mitigate | result |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| unreverted regressions | false actions | time to detect | time to mitigate | result |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for s in scores:
@@ -122,10 +197,11 @@ def render_markdown(scores: list[Score]) -> str:
         if s.outcome_ok is not None:
             outcome = f"{outcome} {_mark(s.outcome_ok)}"
         cells = [
-            s.scenario,
+            s.label,
             *(_mark(v) for v in (s.detected, s.top1, s.top3, s.localised, s.first_mitigation)),
             outcome,
             str(s.unreverted_regressions),
+            str(s.false_actions),
             _secs(s.time_to_detect),
             _secs(s.time_to_mitigate),
             "pass" if s.passed else "FAIL",
@@ -142,12 +218,13 @@ def render_markdown(scores: list[Score]) -> str:
         "**total**",
         *(count(a) for a in ("detected", "top1", "top3", "localised", "first_mitigation", "outcome_ok")),
         str(sum(s.unreverted_regressions for s in scores)),
+        str(sum(s.false_actions for s in scores)),
         f"{_secs(_median(detect_times))} median",
         f"{_secs(_median(mitigate_times))} median",
         f"{sum(1 for s in scores if s.passed)}/{len(scores)} passed",
     ]
     total = "| " + " | ".join(totals) + " |"
-    failures = [f"- **{s.scenario}**: " + "; ".join(s.failures) for s in scores if s.failures]
+    failures = [f"- **{s.label}**: " + "; ".join(s.failures) for s in scores if s.failures]
     text = head + "\n".join([*rows, total]) + "\n"
     if failures:
         text += "\nFailures:\n\n" + "\n".join(failures) + "\n"
@@ -173,7 +250,7 @@ def write(scores: list[Score], out_dir: Path) -> tuple[Path, Path]:
 
 def save_score(score: Score, scores_dir: Path) -> Path:
     scores_dir.mkdir(parents=True, exist_ok=True)
-    path = scores_dir / f"{score.scenario}.json"
+    path = scores_dir / f"{score.scenario}{'-' + score.variant if score.variant else ''}.json"
     path.write_text(json.dumps(asdict(score), indent=2), encoding="utf-8")
     return path
 

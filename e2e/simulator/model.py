@@ -118,6 +118,7 @@ class Inputs:
     config_maps: Mapping[tuple[str, str], Mapping[str, str]] | None = None
     previous: Mapping[WorkloadKey, WorkloadHealth] | None = None
     namespaces: frozenset[str] | None = None  # None: unknown, keep every remembered workload
+    pinned_hot: Mapping[PodKey, float] | None = None  # extra CPU cores of pods a world key made hot
 
 
 def load_latency_factor(utilisation: float) -> float:
@@ -319,7 +320,14 @@ def _pod_rates(
     served = rps * (1.0 - overload)
 
     main = p.main
-    demand = b.cpu_idle_cores + served * b.cpu_ms_per_request / 1000.0 + (b.cpu_hot_cores if is_hot else 0.0)
+    pinned = (inputs.pinned_hot or {}).get(p.key, 0.0)
+    demand = (
+        b.cpu_idle_cores
+        + served * b.cpu_ms_per_request / 1000.0
+        + (b.cpu_hot_cores if is_hot else 0.0)
+        + pinned
+    )
+    is_hot = is_hot or pinned > 0
     throttle = 1.0
     cpu = demand
     if main.cpu_limit_cores:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from e2e.simulator.model import EdgeRates, Inputs, Plan, PodRates, WorkloadHealth, plan
 from e2e.simulator.pods import PodKey, PodView
-from e2e.simulator.world import WorkloadKey, World
+from e2e.simulator.world import HotPod, WorkloadKey, World
 
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Codes every pod exports from its first scrape, so error-ratio queries see 0 rather than no data.
@@ -130,9 +130,15 @@ class Simulation:
         self.health: Mapping[WorkloadKey, WorkloadHealth] = {}
         self.edge_rng = random.Random(f"{seed}:edge")
         self.last_plan: Plan | None = None
+        # hot-pod.<ns>.<group> world keys, latched on the pod they picked when first seen: the
+        # busy loop lives in that process, so a new pod (a restart) does not inherit it.
+        self.hot_latch: dict[WorkloadKey, tuple[HotPod, PodKey]] = {}
 
-    def _rng(self, pod: PodView, purpose: str) -> random.Random:
-        return random.Random(f"{self.seed}:{pod.namespace}/{pod.name}:{purpose}")
+    def _rng(self, pod: PodView, purpose: str, world: World) -> random.Random:
+        # A namespace's own seed (world key seed.<ns>) varies its noise without touching anyone else's.
+        local = world.noise_seeds.get(pod.namespace)
+        prefix = f"{self.seed}:{local}" if local else f"{self.seed}"
+        return random.Random(f"{prefix}:{pod.namespace}/{pod.name}:{purpose}")
 
     def step(
         self,
@@ -145,13 +151,14 @@ class Simulation:
         config_maps: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
         namespaces: frozenset[str] | None = None,
     ) -> StepResult:
-        new, restarted = self._track(pods, now)
+        new, restarted = self._track(pods, now, world)
         current = {p.key for p in pods}
         gone = tuple(sorted(k for k in self.pods if k not in current))
         for key in gone:
             del self.pods[key]
         views = [self._effective_view(self.pods[p.key]) for p in pods]
-        result = plan(Inputs(views, world, now, unready_nodes, config_maps, self.health, namespaces))
+        pinned = self._latch_hot_pods(pods, world)
+        result = plan(Inputs(views, world, now, unready_nodes, config_maps, self.health, namespaces, pinned))
         for key, rates in result.pods.items():
             self._advance(self.pods[key], rates, dt)
         self.health = result.workloads
@@ -159,14 +166,14 @@ class Simulation:
         self.last_plan = result
         return StepResult(result, tuple(new), gone, tuple(restarted))
 
-    def _track(self, pods: Sequence[PodView], now: float) -> tuple[list[PodKey], list[PodKey]]:
+    def _track(self, pods: Sequence[PodView], now: float, world: World) -> tuple[list[PodKey], list[PodKey]]:
         new: list[PodKey] = []
         restarted: list[PodKey] = []
         for p in pods:
             series = self.pods.get(p.key)
             if series is None or series.view.uid != p.uid:
                 self.pods[p.key] = PodSeries(
-                    p, self._rng(p, "metrics"), self._rng(p, "logs"), p.restart_count
+                    p, self._rng(p, "metrics", world), self._rng(p, "logs", world), p.restart_count
                 )
                 new.append(p.key)
                 continue
@@ -177,6 +184,28 @@ class Simulation:
             series.restarts = p.restart_count
             series.view = p
         return new, restarted
+
+    def _latch_hot_pods(self, pods: Sequence[PodView], world: World) -> dict[PodKey, float]:
+        """Extra CPU per pod from hot-pod world keys. The pod is picked once, when the key appears
+        (or changes): the ``ordinal``-th oldest running pod of the group; it stays hot until it is
+        gone, and no other pod takes its place."""
+        for key in [k for k in self.hot_latch if self.hot_latch[k][0] != world.hot_pods.get(k)]:
+            del self.hot_latch[key]
+        for key, hot in world.hot_pods.items():
+            if key in self.hot_latch:
+                continue
+            running = sorted(
+                (
+                    p
+                    for p in pods
+                    if (p.namespace, p.workload) == key and p.running and not p.terminating and p.node
+                ),
+                key=lambda p: (p.created_at, p.name),
+            )
+            if len(running) > hot.ordinal:
+                self.hot_latch[key] = (hot, running[hot.ordinal].key)
+        present = {p.key for p in pods}
+        return {pod: hot.cores for hot, pod in self.hot_latch.values() if pod in present}
 
     @staticmethod
     def _effective_view(series: PodSeries) -> PodView:

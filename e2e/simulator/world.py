@@ -31,6 +31,14 @@ class Fault:
     latency_ms: float
 
 
+@dataclass(frozen=True)
+class HotPod:
+    """One pod of a group spinning on CPU (a busy loop in one process): which, and how hard."""
+
+    ordinal: int = 0  # the N-th oldest running pod when the key is first seen
+    cores: float = 1.0
+
+
 FAIL = Fault("fail", 1.0, 0.0)
 SLOW = Fault("slow", 0.05, 1500.0)
 NODE_FAIL = Fault("fail", 0.9, 0.0)
@@ -47,6 +55,8 @@ class World:
     node_faults: Mapping[str, Fault] = field(default_factory=dict)
     dependency_faults: Mapping[WorkloadKey, Fault] = field(default_factory=dict)
     cert_expired: frozenset[WorkloadKey] = frozenset()
+    hot_pods: Mapping[WorkloadKey, HotPod] = field(default_factory=dict)
+    noise_seeds: Mapping[str, str] = field(default_factory=dict)
     images: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     namespace_images: Mapping[str, Mapping[str, tuple[tuple[str, str], ...]]] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
@@ -119,6 +129,23 @@ def parse_fault(text: str, *, fail: Fault, slow: Fault) -> Fault | None:
     return Fault("custom", _ratio(pairs.get("error-ratio", "0")), _positive(pairs.get("latency-ms", "0")))
 
 
+def parse_hot_pod(text: str) -> HotPod:
+    """``ordinal=0; cores=1.5`` (either may be left out: ordinal 0, 1 core)."""
+    pairs: dict[str, str] = {}
+    for raw in text.split(";"):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in ("ordinal", "cores"):
+            raise ValueError(f"a hot pod takes ordinal=N and cores=C, not {item!r}")
+        pairs[name.strip()] = value.strip()
+    ordinal = pairs.get("ordinal", "0")
+    if not ordinal.isdigit():
+        raise ValueError(f"ordinal must be a whole number >= 0: {ordinal!r}")
+    return HotPod(int(ordinal), _positive(pairs.get("cores", "1")))
+
+
 def _split_scoped(rest: str) -> WorkloadKey:
     namespace, sep, name = rest.partition(".")
     if not sep or not namespace or not name:
@@ -134,6 +161,8 @@ def parse_world(data: Mapping[str, str]) -> World:
     node_faults: dict[str, Fault] = {}
     dep_faults: dict[WorkloadKey, Fault] = {}
     certs: set[WorkloadKey] = set()
+    hot_pods: dict[WorkloadKey, HotPod] = {}
+    noise_seeds: dict[str, str] = {}
     images: dict[str, tuple[tuple[str, str], ...]] = {}
     namespace_images: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {}
     default_traffic = DEFAULT_TRAFFIC_RPS
@@ -172,6 +201,12 @@ def parse_world(data: Mapping[str, str]) -> World:
                     certs.add(_split_scoped(rest))
                 elif value.strip() not in ("", "ok", "valid"):
                     raise ValueError("expected expired or valid")
+            elif kind == "seed":
+                if not rest or "." in rest or not value.strip():
+                    raise ValueError("expected seed.<namespace> with a non-empty value")
+                noise_seeds[rest] = value.strip()
+            elif kind == "hot-pod":
+                hot_pods[_split_scoped(rest)] = parse_hot_pod(value)
             elif key == "images":
                 images = _parse_images(value)
             elif kind == "images":
@@ -191,6 +226,8 @@ def parse_world(data: Mapping[str, str]) -> World:
         node_faults=node_faults,
         dependency_faults=dep_faults,
         cert_expired=frozenset(certs),
+        hot_pods=hot_pods,
+        noise_seeds=noise_seeds,
         images=images,
         namespace_images=namespace_images,
         problems=tuple(problems),

@@ -4,10 +4,16 @@
 a node are marked serial("nodes") and run alone. Each score is saved, and the run's report prints one
 scorecard of them all, written to out/scenarios-ci/, whatever the result; a scenario whose
 expectations are not met fails its test with its reasons (its final objects and operator logs kept
-next to the scorecard)."""
+next to the scorecard).
+
+With STANCH_SCENARIO_VARIANTS=N each scenario also runs as N variants (jittered timings, traffic and
+noise; e2e/scenario/variants.py) with seeds STANCH_SCENARIO_SEED (default 1) to SEED+N-1: the same
+seeds in every worker, so every worker collects the same tests, and a failed variant's id names the
+seed that replays it (`python -m e2e.scenario FILE --variant-seed S`)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,7 @@ from e2e.scenario import scorecard
 from e2e.scenario.__main__ import DEFAULT_DIR
 from e2e.scenario.format import Scenario, discover, load
 from e2e.scenario.runner import ScenarioRun
-from e2e.scenario.suite import touches_nodes
+from e2e.scenario.suite import Job, jobs, touches_nodes
 
 pytestmark = [
     pytest.mark.scenarios,
@@ -31,11 +37,18 @@ OUT = scorecard.SCORES_DIR.parent
 
 
 def _params() -> list[Any]:
-    scenarios = [load(f) for f in discover(DEFAULT_DIR)]
+    files = discover(DEFAULT_DIR)
+    variants = int(os.environ.get("STANCH_SCENARIO_VARIANTS") or 0)
+    first = int(os.environ.get("STANCH_SCENARIO_SEED") or 1)
+    todo = jobs([load(f) for f in files], range(first, first + variants), sources=list(files))
     # Nodes are shared: a NotReady node or a cordon would leak into whatever runs beside it.
     return [
-        pytest.param(sc, id=sc.name, marks=[pytest.mark.serial("nodes")] if touches_nodes(sc) else [])
-        for sc in scenarios
+        pytest.param(
+            job,
+            id=job.label,
+            marks=[pytest.mark.serial("nodes")] if touches_nodes(job.scenario) else [],
+        )
+        for job in todo
     ]
 
 
@@ -43,16 +56,21 @@ SCENARIOS = _params()
 
 
 def test_the_public_suite_has_the_issues_fifteen_scenarios_at_least() -> None:
-    assert len(SCENARIOS) >= 15
+    assert len({p.values[0].scenario.name for p in SCENARIOS}) >= 15
 
 
 @pytest.mark.timeout(10 * 60)
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("job", SCENARIOS)
 def test_public_scenario_meets_its_expectations(
-    scenario: Scenario, world: WorldInfo, kube: Kube, crds_installed: None, tmp_path: Path
+    job: Job, world: WorldInfo, kube: Kube, crds_installed: None, tmp_path: Path
 ) -> None:
-    run = ScenarioRun(scenario, world, kube, tmp_path / scenario.name, OUT / scenario.name)
+    scenario: Scenario = job.scenario
+    run = ScenarioRun(scenario, world, kube, tmp_path / job.label, OUT / job.label)
     score = scorecard.judge(scenario, run.run())
+    if job.seed is not None:
+        score.variant = str(job.seed)
     scorecard.save_score(score, scorecard.SCORES_DIR)
-    assert score.passed, f"scenario {scenario.name} failed (scorecard in {OUT}): {score.failures}"
+    replay = f" (replay: {job.replay()})" if job.seed is not None else ""
+    assert score.passed, f"scenario {job.label} failed (scorecard in {OUT}): {score.failures}{replay}"
     assert score.unreverted_regressions == 0
+    assert score.false_actions == 0

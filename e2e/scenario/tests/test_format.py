@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from e2e.scenario.format import ScenarioError, discover, load, seconds
+from e2e.scenario.format import ScenarioError, discover, load, seconds, world_key
 from e2e.scenario.runner import Outcome
 from e2e.scenario.scorecard import judge, render_markdown
+from e2e.scenario.suite import jobs, touches_nodes
+from e2e.scenario.variants import vary
 
 PUBLIC = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -102,3 +104,342 @@ def test_scorecard_judges_expectations(tmp_path: Path) -> None:
     assert "| **total** | 2/2 | 1/2 | 2/2 |" in table
     assert "1/2 passed" in table
     assert "top hypothesis 'TrafficChange'" in table
+
+
+# ---- world keys: {namespace} -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "key",
+    [
+        "dependency.{namespace}.payments",
+        "clients.{namespace}.web",
+        "client-errors.{namespace}.web",
+        "cert.{namespace}.web",
+        "traffic.{namespace}.web",
+        "hot-pod.{namespace}.web",
+        "images.{namespace}",
+        "seed.{namespace}",
+    ],
+)
+def test_namespaced_world_keys_name_the_scenarios_own_namespace(tmp_path: Path, key: str) -> None:
+    value = {
+        "dependency": "fail",
+        "clients": "web=70,scraper=300",
+        "client-errors": "scraper=0.5",
+        "cert": "expired",
+        "traffic": "120",
+        "hot-pod": "ordinal=0; cores=1.5",
+        "images": '{":2.0": "latency-ms=400"}',
+        "seed": "7",
+    }[key.split(".")[0]]
+    text = MINIMAL.replace("steps:\n", f"steps:\n  - {{at: 0s, worldKeys: {{'{key}': '{value}'}}}}\n")
+    sc = load(write(tmp_path, text))
+    assert sc.steps[0].world_keys == {key: value}
+    assert world_key(key, "sc-tiny-ab12") == key.replace("{namespace}", "sc-tiny-ab12")
+    assert world_key("images", "sc-tiny-ab12") == "images.sc-tiny-ab12"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("dependency.shop.payments", "fail", "write dependency.{namespace}.payments"),
+        ("cert.prod.web", "expired", "write cert.{namespace}.web"),
+        ("images.shop", "{}", "write images.{namespace} (or images)"),
+        ("traffic.default", "80", "write traffic.{namespace}.<workload>"),
+        ("clients.default", "web=1", "write clients.{namespace}.<workload>"),
+        ("dependency.{ns}.payments", "fail", "the only placeholder is {namespace}"),
+        ("dependency.{namespace}.payments", "broken", "it takes fail, slow, ok or"),
+        ("hot-pod.{namespace}.web", "temperature=90", "ordinal=N and cores=C"),
+        ("traffic.{namespace}.web", "-3", "negative"),
+        ("trafic.{namespace}.web", "3", "unknown key; the keys are cert, client-errors"),
+    ],
+)
+def test_bad_world_keys_name_the_key_and_the_fix(tmp_path: Path, key: str, value: str, message: str) -> None:
+    for text in (
+        MINIMAL.replace("steps:\n", f"steps:\n  - {{at: 0s, worldKeys: {{'{key}': '{value}'}}}}\n"),
+        MINIMAL.replace("  workloads:", f"  worldKeys: {{'{key}': '{value}'}}\n  workloads:"),
+    ):
+        with pytest.raises(ScenarioError) as err:
+            load(write(tmp_path, text))
+        assert message in str(err.value)
+        assert "worldKeys" in str(err.value)
+
+
+def test_a_null_world_key_deletes_and_is_not_parsed(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "steps:\n", "steps:\n  - {at: 0s, worldKeys: {'dependency.{namespace}.db': null}}\n"
+    )
+    assert load(write(tmp_path, text)).steps[0].world_keys == {"dependency.{namespace}.db": None}
+
+
+def test_node_world_keys_run_the_scenario_alone(tmp_path: Path) -> None:
+    text = MINIMAL.replace("steps:\n", "steps:\n  - {at: 0s, worldKeys: {node.kwok-node-1: slow}}\n")
+    assert touches_nodes(load(write(tmp_path, text)))
+    assert not touches_nodes(load(write(tmp_path, MINIMAL)))
+
+
+# ---- patch, apply and objects --------------------------------------------------------------------
+PATCHES = [
+    (
+        "{kind: Service, name: web, merge: {spec: {selector: {app: web-v2}}}}",
+        "merge",
+        {"spec": {"selector": {"app": "web-v2"}}},
+    ),
+    (
+        "{kind: Service, name: web, json: [{op: replace, path: /spec/ports/0/targetPort, value: 9090}]}",
+        "json",
+        [{"op": "replace", "path": "/spec/ports/0/targetPort", "value": 9090}],
+    ),
+    (
+        "{kind: HorizontalPodAutoscaler, name: web, merge: {spec: {maxReplicas: 2}}, fieldManager: argocd}",
+        "merge",
+        {"spec": {"maxReplicas": 2}},
+    ),
+    (
+        "{kind: Secret, name: tls, json: [{op: add, path: /metadata/annotations, value: null},"
+        " {op: remove, path: /metadata/labels/x}, {op: move, from: /a, path: /b}]}",
+        "json",
+        [
+            {"op": "add", "path": "/metadata/annotations", "value": None},
+            {"op": "remove", "path": "/metadata/labels/x"},
+            {"op": "move", "path": "/b", "from": "/a"},
+        ],
+    ),
+    (
+        "{kind: deployment, name: web, strategic: {spec: {paused: true}}}",
+        "strategic",
+        {"spec": {"paused": True}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("patch", "kind", "body"), PATCHES)
+def test_patch_steps(tmp_path: Path, patch: str, kind: str, body: object) -> None:
+    text = MINIMAL.replace("steps:\n", f"steps:\n  - {{at: 0s, patch: {patch}}}\n")
+    step = load(write(tmp_path, text)).steps[0]
+    assert step.kind == "patch"
+    assert step.patch is not None
+    assert step.patch.patch_type == kind
+    assert step.patch.body == body
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ("{kind: Service, name: web}", "give exactly one of merge"),
+        (
+            "{kind: Service, name: web, merge: {a: 1}, json: [{op: remove, path: /a}]}",
+            "give exactly one of merge",
+        ),
+        ("{kind: Service, name: web, json: [{op: delete, path: /a}]}", "not a JSON patch operation"),
+        (
+            "{kind: Service, name: web, json: [{op: replace, path: spec.selector, value: {}}]}",
+            "write it like /spec/selector/app",
+        ),
+        (
+            "{kind: Service, name: web, json: [{op: replace, path: /spec/selector}]}",
+            "op 'replace' needs value",
+        ),
+        ("{kind: Service, name: web, json: [{op: copy, path: /b}]}", "needs from"),
+        ("{kind: Node, name: kwok-node-0, merge: {spec: {unschedulable: true}}}", "nodeFault"),
+        ("{kind: ClusterRole, name: x, merge: {a: 1}}", "not in the scenario's namespace"),
+        ("{kind: Namespace, name: x, merge: {a: 1}}", "not in the scenario's namespace"),
+        ("{kind: Service, name: Web_1, merge: {a: 1}}", "steps.0.patch.name"),
+        ("{kind: Service, name: web, megre: {a: 1}}", "steps.0.patch.megre"),
+    ],
+)
+def test_bad_patch_steps_name_the_field_and_the_fix(tmp_path: Path, patch: str, message: str) -> None:
+    text = MINIMAL.replace("steps:\n", f"steps:\n  - {{at: 0s, patch: {patch}}}\n")
+    with pytest.raises(ScenarioError) as err:
+        load(write(tmp_path, text))
+    assert message in str(err.value)
+    assert "steps.0.patch" in str(err.value)
+
+
+QUOTA = "{apiVersion: v1, kind: ResourceQuota, metadata: {name: q}, spec: {hard: {pods: '10'}}}"
+
+
+def test_objects_and_apply_steps(tmp_path: Path) -> None:
+    text = MINIMAL.replace("  workloads:", f"  objects: [{QUOTA}]\n  workloads:").replace(
+        "steps:\n", f"steps:\n  - {{at: 0s, apply: {QUOTA}}}\n"
+    )
+    sc = load(write(tmp_path, text))
+    assert sc.world.objects[0]["kind"] == "ResourceQuota"
+    assert sc.steps[0].apply is not None
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ("{kind: ResourceQuota, metadata: {name: q}}", "needs apiVersion"),
+        ("{apiVersion: v1, kind: ResourceQuota}", "needs metadata.name"),
+        (
+            "{apiVersion: v1, kind: Secret, metadata: {name: s, namespace: prod}}",
+            "leave metadata.namespace out",
+        ),
+        ("{apiVersion: v1, kind: Node, metadata: {name: n}}", "nodeFault"),
+    ],
+)
+def test_bad_objects_name_the_field(tmp_path: Path, manifest: str, message: str) -> None:
+    text = MINIMAL.replace("  workloads:", f"  objects: [{manifest}]\n  workloads:")
+    with pytest.raises(ScenarioError) as err:
+        load(write(tmp_path, text))
+    assert message in str(err.value)
+    assert "world.objects.0" in str(err.value)
+
+
+# ---- no fault, innocent changes, false actions ---------------------------------------------------
+NO_FAULT = MINIMAL.replace(
+    "expect: {detected: true, category: RecentDeploy}", "expect: {anomaly: false, detected: false}"
+)
+
+
+@pytest.mark.parametrize(
+    ("expect", "message"),
+    [
+        ("{anomaly: false}", "set detected: false"),
+        ("{anomaly: false, detected: false, category: RecentDeploy}", "remove category"),
+        (
+            "{anomaly: false, detected: false, firstMitigation: {action: Rollback}, outcome: Succeeded}",
+            "remove firstMitigation, outcome",
+        ),
+    ],
+)
+def test_no_fault_expects_no_cause_and_no_mitigation(tmp_path: Path, expect: str, message: str) -> None:
+    text = MINIMAL.replace("expect: {detected: true, category: RecentDeploy}", f"expect: {expect}")
+    with pytest.raises(ScenarioError) as err:
+        load(write(tmp_path, text))
+    assert message in str(err.value)
+
+
+def _suggestion(
+    action: dict[str, object], name: str = "web", rank: int = 0, kind: str = "Deployment"
+) -> dict[str, object]:
+    return {
+        "target": {"kind": kind, "name": name},
+        **action,
+        "rank": rank,
+        "category": "RecentDeploy",
+        "confidence": 60,
+    }
+
+
+def test_with_no_fault_every_suggestion_and_every_mitigation_of_stanch_is_a_false_action(
+    tmp_path: Path,
+) -> None:
+    sc = load(write(tmp_path, NO_FAULT))
+    quiet = Outcome("tiny", "tiny")
+    assert judge(sc, quiet).passed
+    assert judge(sc, quiet).first_mitigation is True
+    low = Outcome("tiny", "tiny", suggestions=[_suggestion({"rollback": {}}, rank=1)])
+    score = judge(sc, low)
+    assert score.false_actions == 1
+    assert not score.passed
+    assert (
+        "false action: suggested Rollback of Deployment/web (RecentDeploy 60%, rank 2) with no fault"
+        in score.failures
+    )
+    auto = Outcome(
+        "tiny", "tiny", stanch_mitigations=[{"name": "x", "target": {"name": "web"}, "restart": {}}]
+    )
+    assert judge(sc, auto).false_actions == 1
+
+
+def test_acting_against_an_innocent_change_is_a_false_action(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "expect: {detected: true, category: RecentDeploy}",
+        "expect: {detected: true, category: Dependency, innocent: ["
+        "{kind: Deployment, name: web, revision: 2},"
+        " {kind: ConfigMap, name: web-flags}, {kind: HorizontalPodAutoscaler, name: web}]}",
+    )
+    sc = load(write(tmp_path, text))
+    right = Outcome(
+        "tiny",
+        "tiny",
+        detected=True,
+        top_category="Dependency",
+        categories=["Dependency"],
+        top_confidence=70,
+        suggestions=[_suggestion({"rollback": {}}, rank=1), _suggestion({"restart": {}})],
+    )
+    assert judge(sc, right).false_actions == 0  # a rollback as the second hypothesis' way back accuses nobody
+    assert judge(sc, right).passed
+    cases = [
+        (_suggestion({"rollback": {}}), "Deployment/web revision 2"),
+        (_suggestion({"pause": {}}), "Deployment/web revision 2"),
+        (
+            _suggestion({"configToggle": {"configMap": "web-flags", "key": "a", "value": "b"}}),
+            "ConfigMap/web-flags",
+        ),
+        (
+            _suggestion({"scale": {"replicas": 4}}, kind="HorizontalPodAutoscaler"),
+            "HorizontalPodAutoscaler/web",
+        ),
+    ]
+    for suggestion, innocent in cases:
+        wrong = Outcome("tiny", "tiny", detected=True, top_category="Dependency", categories=["Dependency"],
+                        top_confidence=70, suggestions=[suggestion])  # fmt: skip
+        score = judge(sc, wrong)
+        assert score.false_actions == 1, suggestion
+        assert f"against innocent {innocent}" in score.failures[-1]
+    # Other actions on an innocent Deployment do not undo its change.
+    scale = Outcome("tiny", "tiny", detected=True, top_category="Dependency", categories=["Dependency"],
+                    top_confidence=70, suggestions=[_suggestion({"scale": {"replicas": 4}})])  # fmt: skip
+    assert judge(sc, scale).false_actions == 0
+
+
+def test_the_scorecard_counts_false_actions_per_scenario_and_in_total(tmp_path: Path) -> None:
+    sc = load(write(tmp_path, NO_FAULT))
+    bad = judge(
+        sc,
+        Outcome(
+            "tiny",
+            "tiny",
+            suggestions=[_suggestion({"rollback": {}}), _suggestion({"scale": {"replicas": 3}}, rank=1)],
+        ),
+    )
+    good = judge(sc, Outcome("tiny", "tiny"))
+    good.variant = "17"
+    table = render_markdown([bad, good])
+    assert "| false actions |" in table
+    assert "| tiny | ❌ | - | - | - | ❌ | - | 0 | 2 |" in table
+    assert "| tiny (seed 17) | ❌ | - | - | - | ✅ | - | 0 | 0 |" in table
+    assert "| 0 | 2 | - median | - median | 1/2 passed |" in table
+
+
+# ---- variants ---------------------------------------------------------------------------------
+def test_variants_jitter_timings_traffic_and_noise_deterministically_and_keep_expectations() -> None:
+    sc = load(PUBLIC / "07-organic-load.yaml")
+    a, b, c = vary(sc, 11), vary(sc, 11), vary(sc, 12)
+    assert a == b
+    assert a != c
+    assert a.expect == sc.expect
+    assert a.world.world_keys["seed.{namespace}"] == "11"
+    factor = a.world.traffic["catalog"] / sc.world.traffic["catalog"]
+    assert 0.85 <= factor <= 1.15
+    surge = next(s.traffic for s in a.steps if s.traffic)
+    assert surge is not None
+    assert surge["catalog"] == pytest.approx(180 * factor, abs=0.1)
+    assert seconds(sc.world.warmup) <= seconds(a.world.warmup) <= 1.3 * seconds(sc.world.warmup) + 0.001
+
+
+@pytest.mark.parametrize("path", discover(PUBLIC), ids=lambda p: p.stem)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_variants_keep_order_and_simultaneity(path: Path, seed: int) -> None:
+    sc = load(path)
+    v = vary(sc, seed)
+    old, new = [seconds(s.at) for s in sc.steps], [seconds(s.at) for s in v.steps]
+    assert [s.kind for s in v.steps] == [s.kind for s in sc.steps]
+    for i in range(1, len(old)):
+        gap, moved = old[i] - old[i - 1], new[i] - new[i - 1]
+        assert 0.8 * gap - 0.002 <= moved <= 1.25 * gap + 0.002
+        assert (moved == 0) == (gap == 0)
+
+
+def test_jobs_run_as_written_then_each_variant_and_replay_by_seed() -> None:
+    sc = load(PUBLIC / "01-bad-image-5xx.yaml")
+    src = PUBLIC / "01-bad-image-5xx.yaml"
+    todo = jobs([sc], [5, 6], sources=[src])
+    assert [j.label for j in todo] == ["bad-image-5xx", "bad-image-5xx-seed-5", "bad-image-5xx-seed-6"]
+    assert todo[1].replay().endswith("01-bad-image-5xx.yaml --variant-seed 5")
+    replay = jobs([sc], [5], as_written=False, sources=[src])
+    assert [j.scenario for j in replay] == [todo[1].scenario]

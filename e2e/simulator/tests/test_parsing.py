@@ -16,7 +16,7 @@ from e2e.simulator.knobs import (
     resolve,
 )
 from e2e.simulator.pods import parse_quantity, pod_view
-from e2e.simulator.world import DEFAULT_CLIENTS, NODE_FAIL, NODE_SLOW, parse_world
+from e2e.simulator.world import DEFAULT_CLIENTS, NODE_FAIL, NODE_SLOW, HotPod, parse_world
 
 
 def test_durations() -> None:
@@ -199,3 +199,24 @@ def test_an_images_key_must_name_one_namespace() -> None:
     w = parse_world({"images.": "{}", "images.a.b": "{}"})
     assert w.namespace_images == {}
     assert len(w.problems) == 2
+
+
+def test_hot_pod_and_seed_keys() -> None:
+    w = parse_world(
+        {
+            "hot-pod.shop.checkout": "cores=1.5",
+            "hot-pod.shop.cart": "ordinal=2; cores=0.5",
+            "hot-pod.shop.bad": "ordinal=-1",
+            "hot-pod.shop.worse": "temperature=90",
+            "seed.shop": "1234",
+            "seed.a.b": "1",
+        }
+    )
+    assert w.hot_pods[("shop", "checkout")] == HotPod(0, 1.5)
+    assert w.hot_pods[("shop", "cart")] == HotPod(2, 0.5)
+    assert w.noise_seeds == {"shop": "1234"}
+    assert sorted(p.split("'")[1] for p in w.problems) == [
+        "hot-pod.shop.bad",
+        "hot-pod.shop.worse",
+        "seed.a.b",
+    ]

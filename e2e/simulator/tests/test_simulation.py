@@ -184,3 +184,61 @@ def test_poisson_mean() -> None:
     for lam in (0.5, 7.0, 400.0):
         draws = [poisson(rng, lam) for _ in range(4000)]
         assert sum(draws) / len(draws) == pytest.approx(lam, rel=0.08)
+
+
+def _cpu(sim: Simulation) -> dict[str, float]:
+    assert sim.last_plan is not None
+    return {key[1]: rates.cpu_cores["app"] for key, rates in sim.last_plan.pods.items()}
+
+
+def test_a_hot_pod_key_pins_one_pod_and_a_new_pod_does_not_inherit_it() -> None:
+    sim = Simulation(1)
+    pods = replicas(3, cpu_limit=0.5)
+    run(sim, pods, 2)
+    calm = _cpu(sim)
+    hot_world = {"hot-pod.shop.checkout": "ordinal=1; cores=1.5"}
+    run(sim, pods, 3, hot_world, start=2)
+    cpu = _cpu(sim)
+    assert cpu["checkout-aaa111-00001"] == 0.5  # at its limit: throttled
+    assert sim.last_plan is not None
+    hot = {key[1] for key, r in sim.last_plan.pods.items() if r.cpu_hot}
+    assert hot == {"checkout-aaa111-00001"}
+    latency = {key[1]: r.latency_median_s for key, r in sim.last_plan.pods.items()}
+    assert latency["checkout-aaa111-00001"] > 2 * latency["checkout-aaa111-00000"]
+    assert cpu["checkout-aaa111-00000"] == pytest.approx(calm["checkout-aaa111-00000"])
+    # The hot pod is restarted (deleted, replaced by a new one): the busy loop went with it, and no
+    # sibling became the new ordinal-1 pod.
+    after = [pods[0], pods[2], pod("checkout-aaa111-00009", created=T0 + 50, cpu_limit=0.5)]
+    run(sim, after, 3, hot_world, start=5)
+    assert sim.last_plan is not None
+    assert not any(r.cpu_hot for r in sim.last_plan.pods.values())
+    # Changing the key picks again; deleting it cures.
+    run(sim, after, 1, {"hot-pod.shop.checkout": "ordinal=0; cores=2"}, start=8)
+    assert {k[1] for k, r in sim.last_plan.pods.items() if r.cpu_hot} == {"checkout-aaa111-00000"}
+    run(sim, after, 1, {}, start=9)
+    assert not any(r.cpu_hot for r in sim.last_plan.pods.values())
+
+
+def test_a_hot_pod_key_waits_for_enough_running_pods() -> None:
+    sim = Simulation(1)
+    run(sim, replicas(1), 2, {"hot-pod.shop.checkout": "ordinal=2"})
+    assert sim.hot_latch == {}
+    run(sim, replicas(3), 1, {"hot-pod.shop.checkout": "ordinal=2"}, start=2)
+    assert [pod for _, pod in sim.hot_latch.values()] == [("shop", "checkout-aaa111-00002")]
+
+
+def test_a_namespace_noise_seed_changes_its_noise_only() -> None:
+    pods = [*replicas(2), *replicas(2, prefix="cart-bbb", namespace="other", workload="cart")]
+    plain, seeded = Simulation(7), Simulation(7)
+    run(plain, pods, 10)
+    run(seeded, pods, 10, {"seed.shop": "42"})
+
+    def samples(sim: Simulation, namespace: str) -> list[str]:
+        text = exposition.render(sim).decode()
+        return sorted(line for line in text.splitlines() if f'namespace="{namespace}"' in line)
+
+    assert samples(plain, "other") == samples(seeded, "other")
+    assert samples(plain, "shop") != samples(seeded, "shop")
+    again = Simulation(7)
+    run(again, pods, 10, {"seed.shop": "42"})
+    assert samples(again, "shop") == samples(seeded, "shop")
