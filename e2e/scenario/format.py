@@ -409,6 +409,18 @@ class MitigationExpectation(Strict):
     action: ActionKind
     alternatives: list[ActionKind] = []
     forbidden: list[ActionKind] = []
+    hot_pods_only: bool = Field(
+        False,
+        alias="hotPodsOnly",
+        description="a Restart must name exactly the pods the simulator made hot (hot-pod world key), "
+        "not the whole workload",
+    )
+
+    @model_validator(mode="after")
+    def _hot_pods_are_restarted(self) -> MitigationExpectation:
+        if self.hot_pods_only and self.action != ActionKind.RESTART:
+            raise ValueError("hotPodsOnly judges which pods a Restart names: set action: Restart")
+        return self
 
 
 class Recovery(Strict):

@@ -98,6 +98,10 @@ class Outcome:
     top_confidence: int = 0
     top_statement: str = ""
     suggested_action: str | None = None
+    suggested: dict[str, Any] = field(default_factory=dict)
+    """The top hypothesis' suggested mitigation, as judged."""
+    hot_pods: list[str] = field(default_factory=list)
+    """The pods the simulator had pinned hot when the diagnosis was judged (hot-pod world keys)."""
     mitigation: str | None = None
     mitigation_phase: str | None = None
     mitigations: dict[str, str] = field(default_factory=dict)
@@ -468,6 +472,10 @@ class ScenarioRun:
                 o.top_statement = top.get("statement", "")
                 sm = top.get("suggestedMitigation") or {}
                 o.suggested_action = _action_of(sm)
+                o.suggested = sm
+                fm = self.sc.expect.first_mitigation
+                if fm is not None and fm.hot_pods_only:
+                    o.hot_pods = self._hot_pods()
                 detected = o.top_confidence >= CONFIDENT and o.top_category not in (None, "Unknown")
                 if detected and not o.detected and self.incident_created_at is not None:
                     o.time_to_detect = round(time.monotonic() - self.incident_created_at, 1)
@@ -495,6 +503,13 @@ class ScenarioRun:
             ratio = self.error_ratio(target)
             if ratio is not None and ratio < exp.recovery.below:
                 o.recovered = True
+
+    def _hot_pods(self) -> list[str]:
+        try:
+            pods = httpx.get(f"{self.world.simulator_url}/debug/pods", timeout=5).json()["pods"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return self.outcome.hot_pods
+        return sorted(p["pod"] for p in pods if p["namespace"] == self.ns and p["cpuHot"])
 
     def _record_suggestions(self, hyps: list[dict[str, Any]]) -> None:
         seen = {_suggestion_key(s) for s in self.outcome.suggestions}

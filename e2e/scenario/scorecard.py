@@ -77,6 +77,14 @@ def judge(sc: Scenario, o: Outcome) -> Score:
         first = o.suggested_action in ok and o.suggested_action not in {str(a) for a in fm.forbidden}
         if not first:
             failures.append(f"suggested {o.suggested_action!r}, expected {sorted(ok)}")
+        elif fm.hot_pods_only:
+            named = sorted((o.suggested.get("restart") or {}).get("pods") or [])
+            first = bool(o.hot_pods) and named == o.hot_pods
+            if not first:
+                failures.append(
+                    f"suggested restarting {named or 'the whole workload'}, expected only the hot pod(s) "
+                    f"{o.hot_pods or '(none was hot)'}"
+                )
     if exp.expects_no_action and o.suggested_action is not None:
         first = False
         failures.append(f"suggested {o.suggested_action!r}, expected no action")

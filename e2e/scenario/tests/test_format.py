@@ -443,3 +443,27 @@ def test_jobs_run_as_written_then_each_variant_and_replay_by_seed() -> None:
     assert todo[1].replay().endswith("01-bad-image-5xx.yaml --variant-seed 5")
     replay = jobs([sc], [5], as_written=False, sources=[src])
     assert [j.scenario for j in replay] == [todo[1].scenario]
+
+
+def test_a_hot_pod_restart_must_name_exactly_the_hot_pods(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "expect: {detected: true, category: RecentDeploy}",
+        "expect: {category: ResourceExhaustion,"
+        " firstMitigation: {action: Restart, forbidden: [Scale], hotPodsOnly: true}}",
+    )
+    sc = load(write(tmp_path, text))
+
+    def outcome(pods: list[str] | None, hot: list[str]) -> Outcome:
+        restart = {"pods": pods} if pods is not None else {}
+        return Outcome("tiny", "tiny", detected=True, top_category="ResourceExhaustion", top_confidence=70,
+                       categories=["ResourceExhaustion"], suggested_action="Restart",
+                       suggested={"target": {"name": "web"}, "restart": restart}, hot_pods=hot)  # fmt: skip
+
+    assert judge(sc, outcome(["web-1"], ["web-1"])).passed
+    whole = judge(sc, outcome(None, ["web-1"]))
+    assert not whole.passed
+    assert "suggested restarting the whole workload, expected only the hot pod(s) ['web-1']" in whole.failures
+    assert not judge(sc, outcome(["web-2"], ["web-1"])).passed
+    assert not judge(sc, outcome([], [])).passed
+    with pytest.raises(ScenarioError, match="set action: Restart"):
+        load(write(tmp_path, text.replace("action: Restart", "action: Scale, alternatives: [Restart]")))
