@@ -60,6 +60,8 @@ FAST_GUARD = {
 }
 TERMINAL = {"Succeeded", "Reverted", "Failed", "NeedsAttention", "Rejected"}
 CONFIDENT = 50
+NOT_A_CAUSE = (None, "Unknown", "NoAnomaly")
+"""Top categories that blame nothing, however confident: no cause found, or nothing wrong at all."""
 # Stanch denies by default; a scenario without policies of its own runs under a platform team's
 # ordinary staging policy: the common actions allowed automatically, within limits.
 DEFAULT_POLICY: dict[str, Any] = {
@@ -476,7 +478,7 @@ class ScenarioRun:
                 fm = self.sc.expect.first_mitigation
                 if fm is not None and fm.hot_pods_only:
                     o.hot_pods = self._hot_pods()
-                detected = o.top_confidence >= CONFIDENT and o.top_category not in (None, "Unknown")
+                detected = o.top_confidence >= CONFIDENT and o.top_category not in NOT_A_CAUSE
                 if detected and not o.detected and self.incident_created_at is not None:
                     o.time_to_detect = round(time.monotonic() - self.incident_created_at, 1)
                 o.detected = o.detected or detected
