@@ -406,7 +406,9 @@ class ObjectExpectation(Strict):
 
 
 class MitigationExpectation(Strict):
-    action: ActionKind
+    action: ActionKind | None = Field(
+        None, description="the expected action; left out: any action but the forbidden ones, or none"
+    )
     alternatives: list[ActionKind] = []
     forbidden: list[ActionKind] = []
     hot_pods_only: bool = Field(
@@ -415,6 +417,14 @@ class MitigationExpectation(Strict):
         description="a Restart must name exactly the pods the simulator made hot (hot-pod world key), "
         "not the whole workload",
     )
+
+    @model_validator(mode="after")
+    def _says_something(self) -> MitigationExpectation:
+        if self.action is None and (self.alternatives or not self.forbidden):
+            raise ValueError(
+                "without action:, firstMitigation only forbids: give forbidden: [...] (and no alternatives)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _hot_pods_are_restarted(self) -> MitigationExpectation:

@@ -73,11 +73,17 @@ def judge(sc: Scenario, o: Outcome) -> Score:
     first = None
     if exp.first_mitigation is not None:
         fm = exp.first_mitigation
-        ok = {str(fm.action), *(str(a) for a in fm.alternatives)}
-        first = o.suggested_action in ok and o.suggested_action not in {str(a) for a in fm.forbidden}
-        if not first:
-            failures.append(f"suggested {o.suggested_action!r}, expected {sorted(ok)}")
-        elif fm.hot_pods_only:
+        forbidden = {str(a) for a in fm.forbidden}
+        if fm.action is None:
+            first = o.suggested_action not in forbidden
+            if not first:
+                failures.append(f"suggested {o.suggested_action!r}, which is forbidden {sorted(forbidden)}")
+        else:
+            ok = {str(fm.action), *(str(a) for a in fm.alternatives)}
+            first = o.suggested_action in ok and o.suggested_action not in forbidden
+            if not first:
+                failures.append(f"suggested {o.suggested_action!r}, expected {sorted(ok)}")
+        if first and fm.hot_pods_only:
             named = sorted((o.suggested.get("restart") or {}).get("pods") or [])
             first = bool(o.hot_pods) and named == o.hot_pods
             if not first:

@@ -55,6 +55,9 @@ class Behaviour:
     warmup_s: float = 0.0
     warmup_error_ratio: float = 0.0
     config_map: str = ""
+    # The port the app listens on: a Service whose targetPort is another one reaches nothing.
+    port: int = 8080
+    port_name: str = "http"
     # flag name -> knob overrides applied while the flag is on
     flags: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
@@ -88,6 +91,8 @@ KNOBS: Mapping[str, _Knob] = {
     "warmup": _Knob("warmup_s", "duration"),
     "warmup-error-ratio": _Knob("warmup_error_ratio", "ratio"),
     "config-map": _Knob("config_map", "str"),
+    "port": _Knob("port", "int"),
+    "port-name": _Knob("port_name", "str"),
 }
 
 # Annotations other parts of the project own (kwok lifecycle stages); not ours to complain about.

@@ -22,10 +22,10 @@ from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.operators import exists
-from lightkube.resources.core_v1 import ConfigMap, Namespace, Node, Pod
+from lightkube.resources.core_v1 import ConfigMap, Namespace, Node, Pod, Service
 
 from e2e.simulator.knobs import WORKLOAD_LABEL
-from e2e.simulator.pods import PodKey, PodView, pod_view
+from e2e.simulator.pods import PodKey, PodView, ServiceView, pod_view, service_view
 from e2e.simulator.world import CONFIGMAP, NAMESPACE
 
 log = logging.getLogger("stanch.simulator.kube")
@@ -81,11 +81,13 @@ class Kube:
         self._nodes: dict[str, bool] = {}
         self.namespaces: set[str] = set()
         self.config_maps: dict[tuple[str, str], dict[str, str]] = {}
+        self.services: dict[tuple[str, str], ServiceView] = {}
         self.synced: dict[str, bool] = {
             "pods": False,
             "nodes": False,
             "namespaces": False,
             "configmaps": False,
+            "services": False,
         }
         self.on_world_change: Callable[[dict[str, str]], None] | None = None
         self._logs_available: bool | None = None
@@ -107,6 +109,7 @@ class Kube:
             self._loop("nodes", Node, self._reset_nodes, self._node_event),
             self._loop("namespaces", Namespace, self._reset_namespaces, self._namespace_event),
             self._loop("configmaps", ConfigMap, self._reset_config_maps, self._config_map_event),
+            self._loop("services", Service, self._reset_services, self._service_event),
         )
 
     async def _loop(
@@ -175,6 +178,20 @@ class Kube:
             self.namespaces.discard(name)
         else:
             self.namespaces.add(name)
+
+    def _reset_services(self, items: list[dict[str, Any]]) -> None:
+        self.services = {}
+        for obj in items:
+            self._service_event("ADDED", obj)
+
+    def _service_event(self, op: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        view = service_view(obj) if op != "DELETED" else None
+        if view is None:
+            self.services.pop(key, None)
+        else:
+            self.services[key] = view
 
     def _reset_config_maps(self, items: list[dict[str, Any]]) -> None:
         self.config_maps = {}

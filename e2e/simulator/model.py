@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from e2e.simulator.knobs import Behaviour, resolve
-from e2e.simulator.pods import PodKey, PodView
+from e2e.simulator.pods import PodKey, PodView, ServiceView
 from e2e.simulator.world import NODE_FAIL, NODE_SLOW, Fault, WorkloadKey, World
 
 MB = 1024.0 * 1024.0
@@ -119,6 +119,22 @@ class Inputs:
     previous: Mapping[WorkloadKey, WorkloadHealth] | None = None
     namespaces: frozenset[str] | None = None  # None: unknown, keep every remembered workload
     pinned_hot: Mapping[PodKey, float] | None = None  # extra CPU cores of pods a world key made hot
+    # Services by (namespace, name): a group with a Service of its own name gets traffic only on the
+    # pods that Service selects and on the port they listen on. None: no Services known.
+    services: Mapping[tuple[str, str], ServiceView] | None = None
+
+
+def reached_by(service: ServiceView | None, pod: PodView, b: Behaviour) -> bool:
+    """Whether the group's Service sends requests to this pod: it selects the pod's labels, and one
+    of its target ports is the port the app listens on (by number, or by name). No Service (or one
+    without ports): every pod of the group, as before Services were modelled."""
+    if service is None:
+        return True
+    if not service.selects(pod.labels):
+        return False
+    if not service.target_ports:
+        return True
+    return any(t == b.port if isinstance(t, int) else t == b.port_name for t in service.target_ports)
 
 
 def load_latency_factor(utilisation: float) -> float:
@@ -249,9 +265,21 @@ def plan(inputs: Inputs) -> Plan:
     rates: dict[PodKey, PodRates] = {}
     health: dict[WorkloadKey, WorkloadHealth] = {}
     edge: dict[WorkloadKey, EdgeRates] = {}
+    services = inputs.services or {}
     for wkey, members in sorted(groups.items()):
         members.sort(key=lambda p: p.name)
-        receivers = {p.key for p in members if p.ready and p.running and not p.terminating and p.node}
+        service = services.get(wkey)
+        # A Service whose selector or targetPort matches no pod leaves them all idle: its traffic is
+        # refused at the load balancer, as with no Ready pod (the edge's 503s below).
+        receivers = {
+            p.key
+            for p in members
+            if p.ready
+            and p.running
+            and not p.terminating
+            and p.node
+            and reached_by(service, p, behaviours[p.key])
+        }
         traffic = world.traffic_for(wkey)
         clients = world.clients_for(wkey)
         client_errors = world.client_errors.get(wkey, {})

@@ -77,6 +77,7 @@ class PodView:
     terminating: bool = False
     created_at: float = 0.0
     started_at: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> PodKey:
@@ -166,4 +167,45 @@ def pod_view(obj: Mapping[str, Any]) -> PodView | None:
         terminating=bool(meta.get("deletionTimestamp")),
         created_at=parse_time(meta.get("creationTimestamp")) or 0.0,
         started_at=parse_time(status.get("startTime")),
+        labels=dict(labels),
+    )
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """A Service with a selector: which pods it sends traffic to, and on which ports."""
+
+    namespace: str
+    name: str
+    selector: Mapping[str, str]
+    target_ports: tuple[int | str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.selector.items())
+
+
+def service_view(obj: Mapping[str, Any]) -> ServiceView | None:
+    """A `ServiceView`, or None for a Service without a selector (ExternalName, manual endpoints):
+    its traffic is not the simulator's to route."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    selector = spec.get("selector") or {}
+    if not selector or spec.get("type") == "ExternalName":
+        return None
+    ports: list[int | str] = []
+    for port in spec.get("ports") or []:
+        target = port.get("targetPort", port.get("port"))
+        if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+            ports.append(int(target))
+        elif isinstance(target, str):
+            ports.append(target)
+    return ServiceView(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        selector={str(k): str(v) for k, v in selector.items()},
+        target_ports=tuple(ports),
     )

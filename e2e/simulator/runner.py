@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from e2e.simulator import exposition, loglines
 from e2e.simulator.kube import Kube
 from e2e.simulator.logfiles import LogFiles
-from e2e.simulator.pods import PodKey, PodView
+from e2e.simulator.pods import PodKey, PodView, ServiceView
 from e2e.simulator.simulation import Simulation, StepResult
 from e2e.simulator.world import World, parse_world
 
@@ -111,10 +111,19 @@ class Runner:
             namespaces: frozenset[str] | None = (
                 frozenset(self.kube.namespaces) if self.kube.synced["namespaces"] else None
             )
+            services: Mapping[tuple[str, str], ServiceView] = self.kube.services
         else:
             pods, unready, config_maps, namespaces = list(self._pods.values()), frozenset(), {}, None
+            services = {}
         result = self.sim.step(
-            pods, self.world, now, dt, unready_nodes=unready, config_maps=config_maps, namespaces=namespaces
+            pods,
+            self.world,
+            now,
+            dt,
+            unready_nodes=unready,
+            config_maps=config_maps,
+            namespaces=namespaces,
+            services=services,
         )
         for problem in result.plan.problems:
             if problem not in self._reported:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from e2e.simulator.model import EdgeRates, Inputs, Plan, PodRates, WorkloadHealth, plan
-from e2e.simulator.pods import PodKey, PodView
+from e2e.simulator.pods import PodKey, PodView, ServiceView
 from e2e.simulator.world import HotPod, WorkloadKey, World
 
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -150,6 +150,7 @@ class Simulation:
         unready_nodes: frozenset[str] = frozenset(),
         config_maps: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
         namespaces: frozenset[str] | None = None,
+        services: Mapping[tuple[str, str], ServiceView] | None = None,
     ) -> StepResult:
         new, restarted = self._track(pods, now, world)
         current = {p.key for p in pods}

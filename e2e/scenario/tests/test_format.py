@@ -481,3 +481,23 @@ def test_a_hot_pod_restart_must_name_exactly_the_hot_pods(tmp_path: Path) -> Non
     assert not judge(sc, outcome([], [])).passed
     with pytest.raises(ScenarioError, match="set action: Restart"):
         load(write(tmp_path, text.replace("action: Restart", "action: Scale, alternatives: [Restart]")))
+
+
+def test_a_first_mitigation_may_only_forbid(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "expect: {detected: true, category: RecentDeploy}",
+        "expect: {category: Dependency, firstMitigation: {forbidden: [Rollback, Scale]}}",
+    )
+    sc = load(write(tmp_path, text))
+
+    def outcome(action: str | None) -> Outcome:
+        return Outcome("tiny", "tiny", detected=True, top_category="Dependency", top_confidence=70,
+                       categories=["Dependency"], suggested_action=action)  # fmt: skip
+
+    assert judge(sc, outcome(None)).passed
+    assert judge(sc, outcome("Restart")).passed
+    rollback = judge(sc, outcome("Rollback"))
+    assert not rollback.passed
+    assert "suggested 'Rollback', which is forbidden ['Rollback', 'Scale']" in rollback.failures
+    with pytest.raises(ScenarioError, match="give forbidden"):
+        load(write(tmp_path, text.replace("{forbidden: [Rollback, Scale]}", "{alternatives: [Restart]}")))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from e2e.simulator.model import (
@@ -17,7 +19,7 @@ from e2e.simulator.model import (
     load_latency_factor,
     plan,
 )
-from e2e.simulator.pods import PodView
+from e2e.simulator.pods import PodView, ServiceView
 from e2e.simulator.tests.factories import T0, pod, replicas
 from e2e.simulator.world import parse_world
 
@@ -235,3 +237,57 @@ def test_a_namespace_image_profile_changes_only_pods_of_that_namespace() -> None
     assert run([ours], world).pods[ours.key].error_ratio == 0.0
     world = {"images.shop": '{"shop/checkout:1.4.2": {"error-ratio": "0.3"}}'}
     assert run([ours], world).pods[ours.key].error_ratio == pytest.approx(0.3)
+
+
+def _svc(selector: dict[str, str], *ports: int | str) -> dict[tuple[str, str], ServiceView]:
+    return {("shop", "checkout"): ServiceView("shop", "checkout", selector, tuple(ports))}
+
+
+def _labelled(n: int, **labels: str) -> list[PodView]:
+    return [replace(p, labels={"app": "checkout", **labels}) for p in replicas(n)]
+
+
+def test_a_service_that_selects_the_pods_on_their_port_changes_nothing() -> None:
+    pods = _labelled(3)
+    plain = plan(Inputs(pods, parse_world({}), T0 + 100))
+    served = plan(Inputs(pods, parse_world({}), T0 + 100, services=_svc({"app": "checkout"}, 8080)))
+    named = plan(Inputs(pods, parse_world({}), T0 + 100, services=_svc({"app": "checkout"}, "http")))
+    assert plain.pods == served.pods == named.pods
+    assert not served.edge
+
+
+@pytest.mark.parametrize(
+    "services",
+    [_svc({"app": "checkout-v2"}, 8080), _svc({"app": "checkout"}, 9090), _svc({"app": "checkout"}, "grpc")],
+    ids=["selector", "target-port", "port-name"],
+)
+def test_a_service_that_reaches_no_pod_leaves_them_idle_and_the_edge_answers_503(
+    services: dict[tuple[str, str], ServiceView],
+) -> None:
+    pods = _labelled(3)
+    before = plan(Inputs(pods, parse_world({}), T0 + 100, services=_svc({"app": "checkout"}, 8080)))
+    broken = plan(Inputs(pods, parse_world({}), T0 + 101, previous=before.workloads, services=services))
+    assert all(r.rps == 0 for r in broken.pods.values())
+    edge = broken.edge[("shop", "checkout")]
+    assert edge.rps == 50.0
+    assert broken.workloads[("shop", "checkout")].error_ratio == 1.0
+
+
+def test_a_service_sends_traffic_only_to_the_pods_it_selects() -> None:
+    pods = _labelled(2) + [
+        replace(p, labels={"app": "checkout", "track": "canary"}) for p in replicas(1, prefix="c")
+    ]
+    result = plan(
+        Inputs(
+            pods, parse_world({"traffic.shop.checkout": "90"}), T0 + 100, services=_svc({"track": "canary"})
+        )
+    )
+    rps = {key[1]: r.rps for key, r in result.pods.items()}
+    assert rps["c-00000"] == 90.0
+    assert rps["checkout-aaa111-00000"] == rps["checkout-aaa111-00001"] == 0.0
+
+
+def test_a_knob_moves_the_port_the_app_listens_on() -> None:
+    pods = [replace(p, annotations={"sim.stanch.dev/port": "9090"}) for p in _labelled(2)]
+    result = plan(Inputs(pods, parse_world({}), T0 + 100, services=_svc({"app": "checkout"}, 9090)))
+    assert all(r.rps == 25.0 for r in result.pods.values())

@@ -15,7 +15,7 @@ from e2e.simulator.knobs import (
     parse_overrides,
     resolve,
 )
-from e2e.simulator.pods import parse_quantity, pod_view
+from e2e.simulator.pods import parse_quantity, pod_view, service_view
 from e2e.simulator.world import DEFAULT_CLIENTS, NODE_FAIL, NODE_SLOW, HotPod, parse_world
 
 
@@ -173,6 +173,7 @@ def test_pod_view_label_value_names_the_traffic_group() -> None:
     v = pod_view(with_labels({"pod-template-hash": "7d9f8b6c5", "sim.stanch.dev/workload": "cart"}))
     assert v is not None
     assert (v.workload, v.deployment) == ("cart", "checkout")
+    assert v.labels == {"pod-template-hash": "7d9f8b6c5", "sim.stanch.dev/workload": "cart"}
 
 
 def test_pods_without_the_label_are_ignored() -> None:
@@ -220,3 +221,28 @@ def test_hot_pod_and_seed_keys() -> None:
         "hot-pod.shop.worse",
         "seed.a.b",
     ]
+
+
+def test_service_view_from_an_api_object() -> None:
+    svc = {
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {
+            "selector": {"app": "web"},
+            "ports": [{"port": 80, "targetPort": 8080}, {"port": 81, "targetPort": "metrics"}, {"port": 82}],
+        },
+    }
+    view = service_view(svc)
+    assert view is not None
+    assert view.key == ("shop", "web")
+    assert view.target_ports == (8080, "metrics", 82)
+    assert view.selects({"app": "web", "x": "y"})
+    assert not view.selects({"app": "other"})
+    assert (
+        service_view({"metadata": {"name": "db", "namespace": "shop"}, "spec": {"ports": [{"port": 5432}]}})
+        is None
+    )
+    external = {
+        "metadata": {"name": "x", "namespace": "shop"},
+        "spec": {"type": "ExternalName", "selector": {"a": "b"}},
+    }
+    assert service_view(external) is None
