@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from e2e.cluster import LocalWorld
-from e2e.kube import Kube
+from e2e.kube import Kube, install_crds
 from e2e.scenario import scorecard
 from e2e.scenario.format import ScenarioError, discover, load
 from e2e.scenario.suite import DEFAULT_PARALLEL, jobs, run_all
@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     info = world.up()
     kube = Kube(info.kubectl, info.kubeconfig)
     try:
+        # A fresh world has no CRDs: the pytest suite installs them in a fixture, this entry point
+        # must do it itself (applied server-side, so an installed set is left as it is).
+        install_crds(kube)
         with tempfile.TemporaryDirectory(prefix="stanch-scenarios-") as tmp:
             scores = run_all(todo, info, kube, Path(tmp), args.parallel, artefacts=args.out)
     finally:
