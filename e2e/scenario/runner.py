@@ -514,7 +514,6 @@ class ScenarioRun:
         return sorted(p["pod"] for p in pods if p["namespace"] == self.ns and p["cpuHot"])
 
     def _record_suggestions(self, hyps: list[dict[str, Any]]) -> None:
-        seen = {_suggestion_key(s) for s in self.outcome.suggestions}
         for rank, hyp in enumerate(hyps):
             suggestion = hyp.get("suggestedMitigation")
             if not suggestion:
@@ -525,9 +524,14 @@ class ScenarioRun:
                 "category": hyp.get("category"),
                 "confidence": int(hyp.get("confidence", 0)),
             }
-            if _suggestion_key(entry) not in seen:
-                seen.add(_suggestion_key(entry))
+            known = next(
+                (s for s in self.outcome.suggestions if _suggestion_key(s) == _suggestion_key(entry)), None
+            )
+            if known is None:
                 self.outcome.suggestions.append(entry)
+            elif entry["confidence"] > known["confidence"]:
+                # Report the strongest form of the accusation, not its first, hesitant one.
+                known.update(category=entry["category"], confidence=entry["confidence"])
 
     def _settled(self) -> bool:
         o, exp = self.outcome, self.sc.expect

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from e2e.scenario.format import ScenarioError, discover, load, seconds, world_key
-from e2e.scenario.runner import Outcome
+from e2e.scenario.runner import Outcome, ScenarioRun
 from e2e.scenario.scorecard import judge, render_markdown
 from e2e.scenario.suite import jobs, touches_nodes
 from e2e.scenario.variants import vary
@@ -501,3 +502,25 @@ def test_a_first_mitigation_may_only_forbid(tmp_path: Path) -> None:
     assert "suggested 'Rollback', which is forbidden ['Rollback', 'Scale']" in rollback.failures
     with pytest.raises(ScenarioError, match="give forbidden"):
         load(write(tmp_path, text.replace("{forbidden: [Rollback, Scale]}", "{alternatives: [Restart]}")))
+
+
+def test_suggestions_are_recorded_once_each_at_their_strongest() -> None:
+    class Run:
+        outcome = Outcome("tiny", "tiny")
+
+    def hyp(category: str, confidence: int, **action: object) -> dict[str, object]:
+        suggestion = {"target": {"name": "web"}, "summary": f"at {confidence}", **action}
+        return {"category": category, "confidence": confidence, "suggestedMitigation": suggestion}
+
+    run = cast(ScenarioRun, Run())  # only its outcome is used
+    ScenarioRun._record_suggestions(run, [hyp("RecentDeploy", 18, rollback={}), hyp("Transient", 10)])
+    ScenarioRun._record_suggestions(run, [hyp("RecentDeploy", 54, rollback={})])
+    later = [hyp("TrafficChange", 30, scale={"replicas": 4}), hyp("RecentDeploy", 20, rollback={})]
+    ScenarioRun._record_suggestions(run, later)
+    got = [(s["category"], s["confidence"], s["rank"]) for s in run.outcome.suggestions]
+    assert got == [
+        ("RecentDeploy", 54, 0),
+        ("Transient", 10, 1),
+        ("TrafficChange", 30, 0),
+        ("RecentDeploy", 20, 1),
+    ]
