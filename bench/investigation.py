@@ -38,9 +38,10 @@ import httpx
 from e2e.cluster.processes import free_loopback_port
 from e2e.cluster.prometheus import load_rules
 from e2e.cluster.world import LocalWorld, WorldInfo
+from e2e.identity import operator_kubeconfig
 from e2e.operator_process import OperatorProcess
 
-from stanch.adapters.kube import KubeClient
+from stanch.adapters.kube import KubeClient, UserKubeClient
 from stanch.adapters.prometheus import PrometheusClient
 from stanch.adapters.watch_cache import EvidenceCache
 from stanch.core.investigation.breakdowns import DEFAULT_BREAKDOWN_TEMPLATES
@@ -295,7 +296,7 @@ async def end_to_end(
     metrics_port = free_loopback_port()
     extra = ["--signals", str(signals), "--metrics-address", f"127.0.0.1:{metrics_port}"]
     operator = OperatorProcess(
-        world.kubeconfig,
+        operator_kubeconfig(world),  # the shipped ServiceAccount's credentials, as in production
         world.prometheus_url,
         [ns],
         logs,
@@ -303,7 +304,8 @@ async def end_to_end(
     )
     started_at = time.perf_counter()
     operator.start()
-    kube = KubeClient.from_env(world.kubeconfig)
+    # The person filing Incidents, not the operator: the operator's permissions table does not apply.
+    kube: KubeClient = UserKubeClient.from_env(world.kubeconfig)
     try:
         if use_cache:
             await cache_warm(operator, metrics_port, 120)
@@ -369,7 +371,8 @@ async def bench_size(
     """``window`` is set when the signals read recording rules (their rate window)."""
     ns = f"bench-{pods}-{uuid.uuid4().hex[:5]}"
     name = "api"
-    kube = KubeClient.from_env(world.kubeconfig)
+    # Setting up the benchmark (namespace, workload, Events) is the admin's work, not the operator's.
+    kube: KubeClient = UserKubeClient.from_env(world.kubeconfig)
     try:
         await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         await kube.create(
