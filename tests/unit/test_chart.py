@@ -407,6 +407,27 @@ def test_one_replica_drops_the_disruption_budget(helm: str) -> None:
     assert not [o for o in render_chart(helm, {"replicas": 1}) if o["kind"] == "PodDisruptionBudget"]
 
 
+def test_the_packaged_chart_carries_the_linked_files(helm: str, tmp_path: Path) -> None:
+    # `helm package` stores the content of the files/ links, so a published chart stands alone.
+    subprocess.run(
+        [helm, "package", str(CHART), "-d", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    (archive,) = tmp_path.glob("stanch-*.tgz")
+    packaged = subprocess.run(
+        [helm, "template", "stanch", str(archive), "-n", NAMESPACE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert not differences(render_chart(helm), docs(packaged.stdout))
+    assert len([o for o in docs(packaged.stdout) if o["kind"] == "CustomResourceDefinition"]) == 7
+
+
 def test_helm_lint_is_clean(helm: str) -> None:
     out = subprocess.run(
         [helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, timeout=120, check=False
