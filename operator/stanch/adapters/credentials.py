@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-import msgspec
 import yaml
 from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
@@ -457,7 +456,8 @@ def merge_kubeconfigs(paths: list[Path]) -> dict[str, Any]:
 def _select(merged: dict[str, Any], context: str | None, source: str, first: Path) -> SingleConfig:
     try:
         config = KubeConfig.from_dict(merged, fname=first)
-    except (msgspec.ValidationError, KeyError, TypeError) as exc:
+    # lightkube's msgspec.ValidationError is a ValueError.
+    except (ValueError, KeyError, TypeError) as exc:
         raise CredentialsError(f"{source}: not a valid kubeconfig ({exc})") from None
     name = context or config.current_context
     if not name:

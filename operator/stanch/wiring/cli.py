@@ -41,7 +41,10 @@ _OBJECT_REF = re.compile(r"^(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<name>[a-z0
 
 
 def _prog() -> str:
-    # kubectl runs plugins as `kubectl-stanch`; say what the user typed.
+    # kubectl runs plugins as `kubectl-stanch`; say what the user typed. The krew launcher runs
+    # `python -m stanch` and says so in STANCH_PROG.
+    if os.environ.get("STANCH_PROG") == "kubectl stanch":
+        return "kubectl stanch"
     return "kubectl stanch" if Path(sys.argv[0]).name.startswith("kubectl-stanch") else "stanch"
 
 
