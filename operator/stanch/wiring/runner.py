@@ -36,7 +36,8 @@ def preflight() -> str | None:
         run(version, timeout=10.0)
     except (CommandError, credentials.CredentialsError) as exc:
         return f"{exc} [credentials from {creds.source}]"
-    structlog.get_logger("stanch").info("api server", server=creds.server, credentials=creds.source)
+    # "source", not "credentials": the redaction would (rightly) drop a field named after credentials.
+    structlog.get_logger("stanch").info("api server", server=creds.server, source=creds.source)
     return None
 
 
