@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from stanch.core.investigation.analysis import RuleContext, build_context
 from stanch.core.investigation.analysis.ranking import rank
 from stanch.core.investigation.analysis.rules.capacity import most_pods_at_limit, resource_exhaustion
+from stanch.core.investigation.analysis.rules.nodes import node_problem
 from stanch.core.investigation.analysis.rules.outliers import THRESHOLDS, pod_outlier, standing_out
 from stanch.core.investigation.per_pod import latest_values, places, restart_spread, spread
 from stanch.core.models import Evidence, HypothesisCategory, NodeEvidence, PodHealth
 
-from .scenario_builders import NOW, flat, group, metric, spec, step
+from .scenario_builders import NOW, flat, group, metric, scoped, spec, step
 
 LATENCY = metric("latency_p99", step(0.08, 0.4, sigma=0.005))
 QUIET = metric("error_ratio", flat(0.001))
@@ -299,3 +300,35 @@ def test_without_a_per_pod_breakdown_the_overall_signal_still_counts() -> None:
 )
 def test_most_pods_at_limit(values: list[float], most: bool) -> None:
     assert most_pods_at_limit(cpu_spread(values)) is most
+
+
+def test_a_node_whose_only_trouble_is_one_hot_pod_yields_to_the_pod() -> None:
+    """The hot pod is slow, so its node's p99 is too; the node itself reports nothing wrong."""
+    s = cpu_spread(one_hot(4))
+    s = s.model_copy(
+        update={
+            "highest": [
+                p.model_copy(update={"node": "node-b" if i == 0 else "node-a"})
+                for i, p in enumerate(s.highest)
+            ]
+        }
+    )
+    by_node = [
+        scoped("latency_p99", "node:node-b", 0.24, before=0.1),
+        scoped("latency_p99", "node:node-a", 0.1, before=0.1),
+        scoped("latency_p99", "node:node-c", 0.1, before=0.1),
+    ]
+    nodes = [NodeEvidence(name=n, ready=True, pods=1) for n in ("node-a", "node-b", "node-c")]
+    evidence = {
+        "metrics": [QUIET, LATENCY, *by_node],
+        "pod_spreads": [s],
+        "nodes": nodes,
+        "pod_health": PodHealth(total=4, ready=4),
+    }
+    node = node_problem(ctx(**evidence))
+    pod = pod_outlier(ctx(**evidence))
+    assert pod is not None
+    assert node is not None
+    assert any("a pod problem" in c for c in node.contradicting)
+    assert node.confidence < pod.confidence
+    assert rank(ctx(**evidence))[0].category is HypothesisCategory.POD_OUTLIER

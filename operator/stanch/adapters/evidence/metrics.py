@@ -23,9 +23,9 @@ TARGET_POINTS = 60
 # Breakdowns keep no points, only before/now/peak per revision or node: a coarser step will do.
 BREAKDOWN_POINTS = 20
 MIN_STEP = timedelta(seconds=1)
-# Per-pod breakdowns compare pods at the latest moment: a few samples, not the window (at 1,000 pods
-# a full window would be the heaviest query of the refresh).
-POD_SAMPLES = 3
+# Per-pod breakdowns compare pods at one moment, the latest: one evaluation, not the window (at
+# 1,000 pods each evaluation reads every pod's series; a window would be the refresh's heaviest query).
+POD_SAMPLES = 1
 
 
 @dataclass(frozen=True)

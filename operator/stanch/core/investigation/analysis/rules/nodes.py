@@ -6,13 +6,25 @@ from __future__ import annotations
 from stanch.core.investigation.analysis.context import FAILING_REASONS, RuleContext, pct
 from stanch.core.investigation.analysis.onset import floor_for
 from stanch.core.investigation.analysis.rules.make import hypothesis
-from stanch.core.investigation.analysis.series import ERROR_RATIO, LATENCY, by_scope
+from stanch.core.investigation.analysis.rules.outliers import THRESHOLDS, standing_out
+from stanch.core.investigation.analysis.series import CPU, ERROR_RATIO, LATENCY, MEMORY, by_scope
 from stanch.core.investigation.gathering import UNSCHEDULED
 from stanch.core.models import Hypothesis, HypothesisCategory, PodGroup
 
 
 def _unhealthy(group: PodGroup) -> bool:
     return group.ready < group.total or any(r.reason in FAILING_REASONS for r in group.reasons)
+
+
+def _resource_outlier_on(ctx: RuleContext, node: str) -> str | None:
+    """A pod on ``node`` that stands out from its siblings on CPU or memory against its limit."""
+    for spread in ctx.evidence.pod_spreads:
+        if spread.signal not in (CPU, MEMORY):
+            continue
+        for pod in standing_out(spread, THRESHOLDS[spread.signal]):
+            if pod.node == node:
+                return pod.pod
+    return None
 
 
 def node_problem(ctx: RuleContext) -> Hypothesis | None:
@@ -75,6 +87,15 @@ def node_problem(ctx: RuleContext) -> Hypothesis | None:
         contradicting.append(
             f"node {suspect} is Ready with no pressure; the unhealthy pods belong to revision "
             f"{failing[0].key}, whose pods fail whatever node they run on"
+        )
+    hot = _resource_outlier_on(ctx, suspect)
+    if node is None and hot is not None:
+        # One pod pinned at its own CPU or memory limit is slow and errs on any node; the node's
+        # numbers are that pod's, and the node reports nothing wrong.
+        confidence -= 20
+        contradicting.append(
+            f"pod {hot} on node {suspect} stands out from its siblings on its own resource limit: "
+            "a pod problem (restart it), not the node's"
         )
     hosting = [n for n in ctx.evidence.nodes if n.pods] or groups
     if len(hosting) < 2:
