@@ -208,3 +208,19 @@ def test_crds_without_the_generator_says_so(
 def test_prog_name_as_kubectl_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.argv", ["/usr/local/bin/kubectl-stanch"])
     assert cli.build_parser().prog == "kubectl stanch"
+
+
+def test_the_cli_builds_and_answers_version_without_importing_kopf() -> None:
+    """Every `kubectl stanch` verb parses with this parser; Kopf's import cost seconds on a loaded
+    node, and only `stanch run` needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from stanch.wiring import cli\n"
+        "cli.build_parser().parse_args(['version'])\n"
+        "print(sorted(m for m in sys.modules if m == 'kopf' or m.startswith('kopf.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

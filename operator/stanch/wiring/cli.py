@@ -29,7 +29,7 @@ from stanch.core.settings import (
     Settings,
     resolve,
 )
-from stanch.wiring import alerts
+from stanch.wiring import alert_flags
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -237,7 +237,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="default INFO [STANCH_LOG_LEVEL]",
     )
 
-    alerts.add_arguments(run)
+    alert_flags.add_arguments(run)
 
     crds = commands.add_parser(
         "crds",
@@ -512,7 +512,7 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str], *, is_tty:
         "evidence_cache": args.evidence_cache,
         "evidence_cache_max_pods": args.evidence_cache_max_pods,
         "evidence_cache_max_events": args.evidence_cache_max_events,
-        **alerts.flags_of(args),
+        **alert_flags.flags_of(args),
     }
     return resolve(
         flags,
