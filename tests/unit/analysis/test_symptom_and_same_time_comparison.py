@@ -353,3 +353,23 @@ def test_one_slow_node_is_the_suspect_when_its_pods_answer_far_slower_at_the_sam
     assert "pods of node n2: p99 latency 0.9s, against 0.1s for node n1 at the same time" in top.supporting
     assert top.suggested_mitigation is not None
     assert top.suggested_mitigation.evacuate is not None
+
+
+def test_a_short_healthy_service_counts_when_the_samples_show_it() -> None:
+    """Completed 2 minutes (4 samples at the baseline) before a failure that hits every pod: cleared."""
+    evidence = Evidence(
+        rollouts=_completed(two_revisions(new_at_minutes=12.8), 13.0),
+        pod_health=PodHealth(total=3, ready=3, by_revision=[group("7", 3, 3)]),
+        workload=DONE,
+        metrics=[
+            metric("error_ratio", step(0.0, 0.9, sigma=0.003)),
+            scoped("error_ratio", "revision:7", 0.9, before=0.0),
+            scoped("error_ratio", "revision:6", 0.0, before=0.0).model_copy(update={"now": None}),
+        ],
+    )
+    findings = run(evidence)
+    assert all(
+        h.suggested_mitigation is None or h.suggested_mitigation.rollback is None for h in findings.hypotheses
+    )
+    deploy = next(h for h in findings.hypotheses if h.category is HypothesisCategory.RECENT_DEPLOY)
+    assert any("served at the baseline meanwhile" in c for c in deploy.contradicting)

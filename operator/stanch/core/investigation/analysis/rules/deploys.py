@@ -49,9 +49,11 @@ def _describe(rev: RolloutRevision) -> str:
     return f"revision {rev.revision}" + (f" ({detail})" if detail else "")
 
 
-HEALTHY_SERVICE = timedelta(minutes=2)
-"""A rollout that completed this long before the onset, the signal at its baseline meanwhile, served
-healthily: the symptom began later, on its own account."""
+HEALTHY_SERVICE = timedelta(seconds=30)
+"""A rollout that completed this long before the onset, the signal at its baseline meanwhile (at
+least :data:`HEALTHY_SAMPLES` samples), served healthily: the symptom began later, on its own
+account. A bad revision's change point starts with its first pods, before the rollout completes."""
+HEALTHY_SAMPLES = 3
 
 
 def _anomalous_signals(ctx: RuleContext) -> list[str]:
@@ -73,7 +75,7 @@ def served_healthily(ctx: RuleContext, rev: RolloutRevision) -> str | None:
         points = points_of(ctx.evidence, signal)
         before = [p.value for p in points if p.time < ctx.onset.time]
         between = [p.value for p in points if done <= p.time < ctx.onset.time]
-        if len(between) < 2 or not before:
+        if len(between) < HEALTHY_SAMPLES or not before:
             continue
         baseline = median(before)
         if max(between) - baseline >= floor_for(signal).of(baseline):
